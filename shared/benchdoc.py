@@ -1,0 +1,41 @@
+"""Write one section of docs/benchmarks.md, leaving the other sections as they are.
+
+Each benchmark owns the text between ``<!-- bench:NAME:start -->`` and ``<!-- bench:NAME:end -->``.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import time
+from pathlib import Path
+
+DEFAULT_DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+_HEADER = "# Vigil benchmarks\n\nWritten by `vigil bench ...` / `make bench`. Each section names the command that produced it.\n"
+
+
+def machine_line() -> str:
+    """A one-line description of this machine (CPU model, cores, Python)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    return f"{cpu}, {os.cpu_count()} logical cores, Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}"
+
+
+def write_section(name: str, markdown: str, doc: Path = DEFAULT_DOC) -> Path:
+    """Replace (or append) the section ``name`` of the benchmarks document with ``markdown``."""
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    text = doc.read_text() if doc.exists() else _HEADER
+    start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
+    block = f"{start}\n{markdown.strip()}\n{end}"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    doc.write_text(text)
+    return doc

@@ -1,0 +1,129 @@
+"""Kafka helpers: clients built from settings, topic creation, and dead-lettering.
+
+One producer per process (never one per message). Topic creation is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from vigil.shared.schemas import DeadLetter
+from vigil.shared.settings import KafkaSettings, TopicSettings
+
+log = logging.getLogger(__name__)
+
+
+class KafkaUnavailableError(RuntimeError):
+    """Kafka could not be reached; the text says where and how to start it."""
+
+
+def unavailable_message(settings: KafkaSettings, exc: BaseException | None = None) -> str:
+    """A message that says which broker was tried and how to start the local one."""
+    why = f" ({type(exc).__name__}: {exc})" if exc else ""
+    return (
+        f"Kafka is not reachable at {settings.bootstrap_servers}{why}. "
+        "Start the local broker with `make up` (or set VIGIL_KAFKA_BOOTSTRAP_SERVERS)."
+    )
+
+
+def make_producer(settings: KafkaSettings, **overrides: Any) -> Any:
+    """A kafka-python KafkaProducer with durable defaults (acks=all, idempotent, lz4, small linger)."""
+    from kafka import KafkaProducer
+
+    kw: dict[str, Any] = {
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+        "batch_size": 256 * 1024,
+        "compression_type": "lz4",
+        "max_request_size": 1024 * 1024,
+        "retries": 2**31 - 1,
+        "max_in_flight_requests_per_connection": 5,
+    }
+    return KafkaProducer(**(settings.kafka_python_kwargs() | kw | overrides))
+
+
+def make_admin(settings: KafkaSettings) -> Any:
+    """A kafka-python KafkaAdminClient; raises KafkaUnavailableError with the start command."""
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        return KafkaAdminClient(**settings.kafka_python_kwargs())
+    except KafkaError as exc:
+        raise KafkaUnavailableError(unavailable_message(settings, exc)) from exc
+
+
+def ensure_topics(
+    settings: KafkaSettings, names_partitions: dict[str, int], replication_factor: int = 1,
+    config: dict[str, str] | None = None,
+) -> None:  # fmt: skip
+    """Create the topics that do not exist yet, with the given partition counts (idempotent)."""
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = make_admin(settings)
+    try:
+        existing = set(admin.list_topics())
+        new = [
+            NewTopic(name, num_partitions=n, replication_factor=replication_factor, topic_configs=config or {})
+            for name, n in names_partitions.items()
+            if name not in existing
+        ]
+        if new:
+            try:
+                admin.create_topics(new, timeout_ms=30_000)
+            except TopicAlreadyExistsError:
+                pass
+            log.info("created topics %s", ", ".join(t.name for t in new))
+        _wait_for_metadata(admin, set(names_partitions))
+    finally:
+        admin.close()
+
+
+def _wait_for_metadata(admin: Any, names: set[str], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        described = admin.describe_topics(list(names))
+        if all(t.get("error_code", 0) == 0 and t.get("partitions") for t in described):
+            return
+        time.sleep(0.2)
+    raise KafkaUnavailableError(f"topics {sorted(names)} did not appear in the metadata within {timeout_s:.0f}s")
+
+
+def ensure_vigil_topics(settings: KafkaSettings, topics: TopicSettings) -> None:
+    """Create Vigil's four topics: frames and scores co-partitioned, status and DLQ smaller."""
+    ensure_topics(
+        settings,
+        {
+            topics.frames: topics.partitions,
+            topics.scores: topics.partitions,
+            topics.camera_status: min(topics.partitions, 6),
+            topics.dlq: min(topics.partitions, 6),
+        },
+        replication_factor=topics.replication_factor,
+    )
+
+
+def delete_topics(settings: KafkaSettings, names: list[str]) -> None:
+    """Delete topics, ignoring those already gone (test clean-up)."""
+    from kafka.errors import KafkaError
+
+    admin = make_admin(settings)
+    try:
+        admin.delete_topics(names, timeout_ms=30_000)
+    except KafkaError as exc:
+        log.debug("delete_topics %s: %s", names, exc)
+    finally:
+        admin.close()
+
+
+def send_dead_letter(producer: Any, dlq_topic: str, letter: DeadLetter, key: bytes | None = None) -> Any:
+    """Publish a dead letter (async; returns kafka-python's future) and log it."""
+    log.warning(
+        "dead-lettered record from %s[%s]@%s (camera %s): %s",
+        letter.source_topic, letter.partition, letter.offset, letter.camera_id, letter.error,
+    )  # fmt: skip
+    return producer.send(dlq_topic, key=key, value=letter.encode())

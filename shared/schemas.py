@@ -1,0 +1,404 @@
+"""Typed, versioned messages for every Vigil topic (see ../shared/DESIGN.md).
+
+Wire format of every Kafka message is one compact envelope::
+
+    b"VG" | kind: u8 | schema_version: u8 | meta_len: u32 BE | meta (UTF-8 JSON) | payload (raw bytes)
+
+The JSON part holds only small metadata; pixels and heat maps travel as raw bytes in the payload,
+never JSON-encoded. Decoding checks magic, kind, version, lengths and payload size and raises a
+:class:`SchemaError` subclass whose text says what was wrong, ready for a dead-letter record.
+
+Example:
+    >>> import numpy as np
+    >>> img = np.zeros((4, 6, 1), dtype=np.uint8)
+    >>> msg = FrameMessage.from_pixels("cam-1", seq=0, pts=0.0, capture_ns=1, image=img)
+    >>> FrameMessage.decode(msg.encode()).pixels().shape
+    (4, 6, 1)
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+from typing import Annotated, Any, ClassVar, Literal, Self
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+SCHEMA_VERSION = 1
+MAGIC = b"VG"
+_HEADER = struct.Struct(">2sBBI")
+# Kafka's default max message size is 1 MiB; frames are resized at ingest and stay far below this.
+MAX_PAYLOAD_BYTES = 900 * 1024
+MAX_META_BYTES = 64 * 1024
+
+CameraId = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Camera id")
+]
+
+
+class SchemaError(ValueError):
+    """A message could not be decoded or validated; the text says why."""
+
+
+class TruncatedMessageError(SchemaError):
+    """The bytes end before the header, metadata or payload they announce."""
+
+
+class UnsupportedVersionError(SchemaError):
+    """The message carries a schema version this build does not read."""
+
+
+class WrongKindError(SchemaError):
+    """The envelope holds another message type than the one expected (e.g. a score on the frames topic)."""
+
+
+class PayloadSizeError(SchemaError):
+    """The payload does not match the sizes in the metadata, or is larger than allowed."""
+
+
+class Topics:
+    """Default topic names (overridable through :class:`vigil.shared.settings.TopicSettings`)."""
+
+    FRAMES = "vigil.frames"
+    SCORES = "vigil.scores"
+    CAMERA_STATUS = "vigil.camera-status"
+    DLQ = "vigil.dlq"
+
+
+class _Message(BaseModel):
+    """Base of all envelope messages: metadata in JSON, optional raw payload."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    KIND: ClassVar[int]
+    TOPIC: ClassVar[str]
+    schema_version: int = SCHEMA_VERSION
+
+    def _payload(self) -> bytes:
+        return b""
+
+    def encode(self) -> bytes:
+        """Serialise to the envelope bytes."""
+        meta = self.model_dump_json(exclude={"payload"}).encode()
+        payload = self._payload()
+        return _HEADER.pack(MAGIC, self.KIND, self.schema_version, len(meta)) + meta + payload
+
+    @classmethod
+    def decode(cls, data: bytes) -> Self:
+        """Parse envelope bytes into this message type.
+
+        Raises:
+            SchemaError: (a subclass) with a message that says what is wrong.
+        """
+        meta, payload = _split_envelope(data, cls)
+        try:
+            if "payload" in cls.model_fields:
+                return cls.model_validate({**meta, "payload": payload})
+            if payload:
+                raise PayloadSizeError(f"{cls.__name__} carries no payload, got {len(payload)} bytes")
+            return cls.model_validate(meta)
+        except ValidationError as exc:
+            raise SchemaError(f"invalid {cls.__name__}: {_short(exc)}") from exc
+
+
+def _short(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()[:5])
+
+
+def peek_kind(data: bytes) -> int:
+    """Return the message kind byte of an envelope (for routing), or raise SchemaError."""
+    if len(data) < _HEADER.size or data[:2] != MAGIC:
+        raise SchemaError("not a Vigil message (missing VG magic or shorter than the 8-byte header)")
+    return data[2]
+
+
+def _split_envelope(data: bytes, cls: type[_Message]) -> tuple[dict[str, Any], bytes]:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise SchemaError(f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) < _HEADER.size:
+        raise TruncatedMessageError(f"message is {len(data)} bytes, shorter than the {_HEADER.size}-byte header")
+    magic, kind, version, meta_len = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise SchemaError(f"not a Vigil message: magic {magic!r}, expected {MAGIC!r}")
+    if kind != cls.KIND:
+        raise WrongKindError(f"expected {cls.__name__} (kind {cls.KIND}), got kind {kind} ({_KIND_NAMES.get(kind, '?')})")
+    if version != SCHEMA_VERSION:
+        raise UnsupportedVersionError(
+            f"{cls.__name__} schema version {version} is not supported (this build reads {SCHEMA_VERSION})"
+        )
+    if meta_len > MAX_META_BYTES:
+        raise SchemaError(f"metadata of {meta_len} bytes exceeds the {MAX_META_BYTES}-byte limit")
+    end = _HEADER.size + meta_len
+    if len(data) < end:
+        raise TruncatedMessageError(f"metadata announces {meta_len} bytes but only {len(data) - _HEADER.size} follow")
+    try:
+        meta = json.loads(data[_HEADER.size : end])
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SchemaError(f"metadata is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise SchemaError("metadata must be a JSON object")
+    if meta.get("schema_version", version) != version:
+        raise SchemaError("schema_version in the metadata disagrees with the header")
+    payload = data[end:]
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise PayloadSizeError(f"payload of {len(payload)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit")
+    return meta, payload
+
+
+# --------------------------------------------------------------------------------------------------
+# frame (vigil.frames)
+# --------------------------------------------------------------------------------------------------
+FrameEncoding = Literal["gray8", "bgr8", "jpeg"]
+
+
+class FrameMessage(_Message):
+    """One decoded, resized camera frame. Key: camera_id."""
+
+    KIND: ClassVar[int] = 1
+    TOPIC: ClassVar[str] = Topics.FRAMES
+
+    camera_id: CameraId
+    seq: int = Field(ge=0, description="Per-camera sequence number, gap-free unless frames were dropped")
+    pts: float = Field(description="Presentation timestamp in seconds, from the stream")
+    capture_ns: int = Field(ge=0, description="Wall-clock time the frame was decoded at ingest (ns since epoch)")
+    width: int = Field(ge=1, le=4096)
+    height: int = Field(ge=1, le=4096)
+    channels: Literal[1, 3] = 1
+    encoding: FrameEncoding = "gray8"
+    session: int = Field(default=0, ge=0, description="Increments when the camera (re)connects; a change resets state")
+    payload: bytes = Field(default=b"", repr=False)
+
+    @model_validator(mode="after")
+    def _check_payload(self) -> Self:
+        if self.encoding in ("gray8", "bgr8"):
+            want_c = 1 if self.encoding == "gray8" else 3
+            if self.channels != want_c:
+                raise ValueError(f"encoding {self.encoding} needs channels={want_c}, got {self.channels}")
+            expected = self.width * self.height * self.channels
+            if len(self.payload) != expected:
+                raise PayloadSizeError(
+                    f"{self.encoding} payload of {len(self.payload)} bytes does not match "
+                    f"{self.height}x{self.width}x{self.channels} = {expected}"
+                )
+        elif not self.payload.startswith(b"\xff\xd8"):
+            raise PayloadSizeError("jpeg payload does not start with a JPEG SOI marker")
+        return self
+
+    def _payload(self) -> bytes:
+        return self.payload
+
+    @classmethod
+    def from_pixels(
+        cls,
+        camera_id: str,
+        *,
+        seq: int,
+        pts: float,
+        capture_ns: int,
+        image: np.ndarray,
+        encoding: FrameEncoding = "gray8",
+        jpeg_quality: int = 90,
+        session: int = 0,
+    ) -> FrameMessage:
+        """Build a frame message from a (H, W) or (H, W, C) uint8 image."""
+        img = image if image.ndim == 3 else image[:, :, None]
+        if img.dtype != np.uint8:
+            raise ValueError(f"image must be uint8. Received: dtype={img.dtype}")
+        h, w, c = img.shape
+        if encoding == "jpeg":
+            import cv2  # local: keeps schema import light
+
+            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+            if not ok:
+                raise ValueError("JPEG encoding failed")
+            payload = buf.tobytes()
+        else:
+            payload = np.ascontiguousarray(img).tobytes()
+        return cls(
+            camera_id=camera_id, seq=seq, pts=pts, capture_ns=capture_ns, width=w, height=h,
+            channels=c, encoding=encoding, payload=payload, session=session,
+        )  # fmt: skip
+
+    def pixels(self) -> np.ndarray:
+        """Decode the payload to a (height, width, channels) uint8 array."""
+        if self.encoding != "jpeg":
+            return np.frombuffer(self.payload, dtype=np.uint8).reshape(self.height, self.width, self.channels)
+        import cv2
+
+        flag = cv2.IMREAD_GRAYSCALE if self.channels == 1 else cv2.IMREAD_COLOR
+        img = cv2.imdecode(np.frombuffer(self.payload, dtype=np.uint8), flag)
+        if img is None:
+            raise PayloadSizeError("jpeg payload could not be decoded")
+        img = img.reshape(img.shape[0], img.shape[1], -1)
+        if img.shape != (self.height, self.width, self.channels):
+            raise PayloadSizeError(
+                f"jpeg decodes to {img.shape}, metadata says {(self.height, self.width, self.channels)}"
+            )
+        return img
+
+
+# --------------------------------------------------------------------------------------------------
+# score (vigil.scores)
+# --------------------------------------------------------------------------------------------------
+class ErrorFeatures(BaseModel):
+    """Prediction-error features of one frame."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mse: float = Field(ge=0, description="Frame mean squared error, pixels in [0, 1]")
+    psnr: float = Field(description="Peak signal-to-noise ratio in dB (higher = better predicted)")
+    patch_max: float = Field(ge=0, description="Largest mean squared error over local patches")
+
+
+class ScoreMessage(_Message):
+    """Prediction-error features of one frame from a worker. Key: camera_id."""
+
+    KIND: ClassVar[int] = 2
+    TOPIC: ClassVar[str] = Topics.SCORES
+
+    camera_id: CameraId
+    seq: int = Field(ge=0)
+    pts: float = 0.0
+    capture_ns: int = Field(ge=0, description="Copied from the frame")
+    processed_ns: int = Field(ge=0, description="When the worker produced this score (ns since epoch)")
+    model_id: str = Field(min_length=1, max_length=128)
+    model_version: str = Field(min_length=1, max_length=128)
+    warmup: bool = Field(description="True for the first frames after a state reset: no alerts on these")
+    features: ErrorFeatures
+    latency_ms: float = Field(ge=0, description="Worker processing latency for this frame")
+    heatmap_height: int = Field(default=0, ge=0, le=512)
+    heatmap_width: int = Field(default=0, ge=0, le=512)
+    heatmap_scale: float = Field(default=0.0, ge=0, description="Heat map value = byte / 255 * heatmap_scale")
+    payload: bytes = Field(default=b"", repr=False, description="uint8 heat map, row-major, or empty")
+
+    @model_validator(mode="after")
+    def _check_heatmap(self) -> Self:
+        expected = self.heatmap_height * self.heatmap_width
+        if len(self.payload) != expected:
+            raise PayloadSizeError(
+                f"heat map payload of {len(self.payload)} bytes does not match "
+                f"{self.heatmap_height}x{self.heatmap_width}"
+            )
+        return self
+
+    def _payload(self) -> bytes:
+        return self.payload
+
+    @staticmethod
+    def quantize_heatmap(heatmap: np.ndarray) -> tuple[bytes, float]:
+        """Quantise a float (h, w) error map to uint8 bytes and the scale that restores it."""
+        scale = float(np.max(heatmap)) if heatmap.size else 0.0
+        if scale <= 0:
+            return np.zeros(heatmap.shape, np.uint8).tobytes(), 0.0
+        q = np.clip(np.rint(heatmap / scale * 255.0), 0, 255).astype(np.uint8)
+        return q.tobytes(), scale
+
+    def heatmap(self) -> np.ndarray | None:
+        """The heat map as float32 (h, w), or None when the score carries none."""
+        if not self.payload:
+            return None
+        q = np.frombuffer(self.payload, np.uint8).reshape(self.heatmap_height, self.heatmap_width)
+        return q.astype(np.float32) * (self.heatmap_scale / 255.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# camera status (vigil.camera-status)
+# --------------------------------------------------------------------------------------------------
+class CameraStatus(_Message):
+    """A camera's connection state changed. Key: camera_id."""
+
+    KIND: ClassVar[int] = 3
+    TOPIC: ClassVar[str] = Topics.CAMERA_STATUS
+
+    camera_id: CameraId
+    state: Literal["online", "reconnecting", "offline"]
+    reason: str = Field(default="", max_length=2000)
+    time_ns: int = Field(default_factory=time.time_ns, ge=0)
+    attempt: int = Field(default=0, ge=0, description="Reconnect attempt number (0 when online)")
+    session: int = Field(default=0, ge=0)
+
+
+# --------------------------------------------------------------------------------------------------
+# dead letter (vigil.dlq)
+# --------------------------------------------------------------------------------------------------
+class DeadLetter(_Message):
+    """A record that could not be processed, with the original bytes as payload. Key: the original key."""
+
+    KIND: ClassVar[int] = 4
+    TOPIC: ClassVar[str] = Topics.DLQ
+
+    source_topic: str = Field(max_length=249)
+    partition: int = Field(default=-1, ge=-1)
+    offset: int = Field(default=-1, ge=-1)
+    service: str = Field(max_length=64)
+    error: str = Field(max_length=4000)
+    camera_id: str | None = Field(default=None, max_length=256)
+    time_ns: int = Field(default_factory=time.time_ns, ge=0)
+    payload: bytes = Field(default=b"", repr=False)
+
+    @classmethod
+    def for_record(
+        cls, *, source_topic: str, partition: int, offset: int, service: str, error: str | Exception,
+        original: bytes | None, camera_id: str | None = None,
+    ) -> DeadLetter:  # fmt: skip
+        """Build a dead letter for a failed record, truncating what would not fit."""
+        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        return cls(
+            source_topic=source_topic, partition=partition, offset=offset, service=service,
+            error=text[:4000], camera_id=camera_id, payload=(original or b"")[:MAX_PAYLOAD_BYTES],
+        )  # fmt: skip
+
+    def _payload(self) -> bytes:
+        return self.payload
+
+
+# --------------------------------------------------------------------------------------------------
+# alert (Redis: stream vigil:alerts, pub/sub vigil:alerts:<camera>) -- JSON, not an envelope
+# --------------------------------------------------------------------------------------------------
+class Alert(BaseModel):
+    """One alert event change. Serialised as JSON into Redis (stream field ``json``, pub/sub message)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: int = SCHEMA_VERSION
+    alert_id: str = Field(description="Stable id: '<camera_id>:<start_seq>'")
+    camera_id: CameraId
+    event: Literal["open", "update", "close"]
+    start_seq: int = Field(ge=0)
+    end_seq: int | None = Field(default=None, ge=0)
+    start_ns: int = Field(ge=0, description="Capture time of the first frame of the event")
+    end_ns: int | None = Field(default=None, ge=0)
+    peak_score: float = Field(ge=0, le=1, description="Highest anomaly score in the event so far")
+    score: float = Field(ge=0, le=1, description="Anomaly score of the frame that caused this change")
+    threshold: float = Field(description="The camera's threshold at the time")
+    peak_seq: int = Field(ge=0)
+    snapshot_key: str | None = None
+    model_id: str = ""
+    model_version: str = ""
+    time_ns: int = Field(default_factory=time.time_ns, ge=0, description="When this change was published")
+
+    @staticmethod
+    def make_id(camera_id: str, start_seq: int) -> str:
+        """The stable alert id for an event that started at ``start_seq``."""
+        return f"{camera_id}:{start_seq}"
+
+    def to_json(self) -> str:
+        """Serialise to JSON text."""
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Alert:
+        """Parse JSON text; raises SchemaError with a clear message."""
+        try:
+            alert = cls.model_validate_json(text)
+        except ValidationError as exc:
+            raise SchemaError(f"invalid Alert: {_short(exc)}") from exc
+        if alert.schema_version != SCHEMA_VERSION:
+            raise UnsupportedVersionError(f"Alert schema version {alert.schema_version} is not supported")
+        return alert
+
+
+_KIND_NAMES = {m.KIND: m.__name__ for m in (FrameMessage, ScoreMessage, CameraStatus, DeadLetter)}
