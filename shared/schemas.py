@@ -100,7 +100,18 @@ class _Message(BaseModel):
                 raise PayloadSizeError(f"{cls.__name__} carries no payload, got {len(payload)} bytes")
             return cls.model_validate(meta)
         except ValidationError as exc:
+            inner = _inner_schema_error(exc)
+            if inner is not None:
+                raise inner from exc
             raise SchemaError(f"invalid {cls.__name__}: {_short(exc)}") from exc
+
+
+def _inner_schema_error(exc: ValidationError) -> SchemaError | None:
+    """The SchemaError a validator raised, if that is the only error (keeps its specific class)."""
+    errors = exc.errors()
+    if len(errors) == 1 and isinstance(err := errors[0].get("ctx", {}).get("error"), SchemaError):
+        return err
+    return None
 
 
 def _short(exc: ValidationError) -> str:

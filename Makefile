@@ -1,0 +1,41 @@
+# Vigil developer commands. `make help` lists them.
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+STACK := infra/local/stack.sh
+ENV   := set -a; [ -f .state/local.env ] && source .state/local.env; set +a;
+
+.PHONY: help install up down status test test-fast lint smoke bench demo clean
+
+help:  ## list the commands
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
+
+install:  ## Debian packages, the venv with all Python dependencies, the Kafka jars
+	infra/local/install.sh
+
+up: install  ## start Kafka (KRaft) and Redis on 127.0.0.1 (idempotent)
+	$(STACK) up
+
+down:  ## stop the Kafka and Redis that `make up` started
+	$(STACK) down
+
+status:  ## show whether Kafka and Redis are up
+	$(STACK) status
+
+test:  ## the whole suite against real servers (installs and starts what it needs, stops it after)
+	infra/local/run_tests.sh -q -ra
+
+test-fast:  ## unit tests only (no servers)
+	$(PY) -m pytest -q -m "not integration"
+
+lint:  ## ruff
+	$(VENV)/bin/ruff check .
+
+smoke: up  ## publish frames for 4 cameras through Kafka, read them back, round-trip Redis
+	$(ENV) $(VENV)/bin/vigil smoke
+
+bench: up  ## all benchmarks (results in docs/benchmarks.md)
+	$(ENV) for b in model ingest worker scorer; do $(VENV)/bin/vigil bench $$b || exit 1; done
+
+clean: down  ## stop servers and remove local state (Kafka data, Redis AOF)
+	rm -rf .state

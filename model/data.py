@@ -1,0 +1,152 @@
+"""Video reading and training sequences (Ped2 layout or any folder of videos PyAV reads)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vigil.model.preprocess import to_model_input
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mkv", ".mp4", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
+PED2_ENV = "VIGIL_PED2_DIR"
+
+
+@dataclass
+class Clip:
+    """A decoded clip at model resolution.
+
+    Attributes:
+        name: Clip name (file stem).
+        frames: ``(T, H, W, C)`` uint8.
+    """
+
+    name: str
+    frames: np.ndarray
+
+
+def read_video(path: str | os.PathLike, height: int, width: int, channels: int) -> np.ndarray:
+    """Decode all frames of a video with PyAV and convert them with :func:`to_model_input`.
+
+    Returns:
+        ``(T, height, width, channels)`` uint8.
+    """
+    import av
+
+    fmt = "gray" if channels == 1 else "rgb24"
+    with av.open(str(path)) as container:
+        frames = [to_model_input(f.to_ndarray(format=fmt), height, width, channels)
+                  for f in container.decode(video=0)]
+    if not frames:
+        raise ValueError(f"No video frames decoded. Received: path={path}")
+    return np.stack(frames)
+
+
+def list_videos(folder: str | os.PathLike) -> list[Path]:
+    """Video files under ``folder`` (recursively), sorted; raises if there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Video folder not found: {folder}. Pass an existing folder of videos.")
+    videos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+    if not videos:
+        raise FileNotFoundError(f"No videos ({', '.join(VIDEO_SUFFIXES)}) under {folder}.")
+    return videos
+
+
+def training_folder(data: str | os.PathLike) -> Path:
+    """The folder of normal training videos: ``data/train`` for the Ped2 layout, else ``data``."""
+    data = Path(data)
+    return data / "train" if (data / "train").is_dir() else data
+
+
+def load_clips(paths: list[Path], height: int, width: int, channels: int, progress: bool = True) -> list[Clip]:
+    """Decode ``paths`` into :class:`Clip` objects, with a progress bar."""
+    from tqdm import tqdm
+
+    return [Clip(p.stem, read_video(p, height, width, channels))
+            for p in tqdm(paths, desc="decode", unit="clip", disable=not progress)]
+
+
+def split_clips(paths: list[Path], n_val: int) -> tuple[list[Path], list[Path]]:
+    """Hold out the last ``n_val`` clips (by sorted name) for validation."""
+    if not 0 <= n_val < len(paths):
+        raise ValueError(f"n_val must be in [0, {len(paths) - 1}]. Received: n_val={n_val}")
+    return (paths[:-n_val], paths[-n_val:]) if n_val else (paths, [])
+
+
+def sequence_starts(clips: list[Clip], nt: int, stride: int) -> list[tuple[int, int]]:
+    """``(clip index, start frame)`` of every ``nt``-frame window inside one clip, every ``stride`` frames."""
+    return [(ci, s) for ci, clip in enumerate(clips) for s in range(0, len(clip.frames) - nt + 1, stride)]
+
+
+def make_sequence_dataset(clips: list[Clip], nt: int, batch_size: int, stride: int = 1,
+                          shuffle: bool = True, max_batches: int | None = None, seed: int = 0):
+    """A ``keras.utils.PyDataset`` of ``(frames float32 (B, nt, H, W, C) in [0, 1], zeros (B, 1))``.
+
+    Sequences never cross clip boundaries. With ``shuffle``, every epoch draws a new order; with
+    ``max_batches`` an epoch is cut to that many batches (a random subset of the windows).
+    """
+    import keras
+
+    starts = sequence_starts(clips, nt, stride)
+    if not starts:
+        raise ValueError(f"No clip has {nt} frames; nothing to train on.")
+
+    class _Sequences(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rng = np.random.default_rng(seed)
+            self.order = np.arange(len(starts))
+            self.on_epoch_end()
+
+        def __len__(self) -> int:
+            n = int(np.ceil(len(starts) / batch_size))
+            return min(n, max_batches) if max_batches else n
+
+        def on_epoch_end(self) -> None:
+            if shuffle:
+                self.rng.shuffle(self.order)
+
+        def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
+            chosen = self.order[idx * batch_size:(idx + 1) * batch_size]
+            x = np.stack([clips[starts[i][0]].frames[starts[i][1]:starts[i][1] + nt] for i in chosen])
+            return x.astype(np.float32) / 255.0, np.zeros((len(chosen), 1), np.float32)
+
+    return _Sequences()
+
+
+def ped2_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """Locate UCSD Ped2: ``explicit``, else ``$VIGIL_PED2_DIR``, else ``../shared/data/ucsd_ped2`` of the repo."""
+    if explicit is not None:
+        path = Path(explicit)
+    elif os.environ.get(PED2_ENV):
+        path = Path(os.environ[PED2_ENV])
+    else:
+        path = Path(__file__).resolve().parents[2] / "shared" / "data" / "ucsd_ped2"
+    if not (path / "test").is_dir() or not (path / "labels_frame_ped2.json").is_file():
+        raise FileNotFoundError(
+            f"UCSD Ped2 not found at {path} (needs test/ and labels_frame_ped2.json). "
+            f"Pass --data DIR or set {PED2_ENV}."
+        )
+    return path
+
+
+def load_ped2_labels(path: Path) -> dict[str, np.ndarray]:
+    """Frame labels of the Ped2 test clips: ``{"Test001": int8 array of 0/1}``."""
+    raw = json.loads((path / "labels_frame_ped2.json").read_text())
+    return {name: np.asarray(values, np.int8) for name, values in raw.items()}
+
+
+def load_ped2_masks(path: Path) -> dict[str, np.ndarray]:
+    """Pixel masks of the Ped2 test clips: ``{"Test001": uint8 (T, 240, 360)}`` (empty if missing)."""
+    file = path / "masks_pixel_ped2.npz"
+    if not file.is_file():
+        return {}
+    with np.load(file) as data:
+        return {k: data[k] for k in data.files}

@@ -1,0 +1,104 @@
+"""Turning per-frame error features into anomaly scores.
+
+Two ways, labelled as such everywhere:
+
+* **causal**: a frame's score depends only on that frame and earlier frames of its stream, plus
+  statistics of the normal training data (held-out training clips). The first ``n_warmup`` frames
+  of a stream (fresh state, the prediction is still poor) get the neutral score 0, i.e. the median
+  of normal frames. The score is the feature standardised with the training statistics
+  (``(x - median) / std``, sign flipped for PSNR), optionally averaged over the last ``smooth``
+  frames (a trailing, causal window).
+* **per-clip min-max**: the usual literature protocol, which rescales each clip's scores to [0, 1]
+  with the clip's own minimum and maximum after warm-up (uses future frames; for comparison only);
+  warm-up frames get the clip's median.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+ANOMALY_SIGN = {"mse": 1.0, "psnr": -1.0, "patch_max": 1.0}
+
+
+@dataclass
+class FeatureStats:
+    """Statistics of one feature on normal frames after warm-up.
+
+    Attributes:
+        median: Median (the neutral level).
+        std: Standard deviation (at least a small epsilon).
+        p99: 99th percentile.
+    """
+
+    median: float
+    std: float
+    p99: float
+
+    def to_dict(self) -> dict[str, float]:
+        """Plain dict."""
+        return asdict(self)
+
+
+def warmup_length(mse_curves: list[np.ndarray], ratio: float = 1.5, settle_from: int = 10) -> int:
+    """Frames after a fresh state until the error settles, from normal clips only.
+
+    The steady level is the median MSE of frames ``t >= settle_from``; warm-up ends at the first
+    ``t >= 1`` where the median over clips of ``mse[t]`` is within ``ratio`` times that level.
+
+    Example:
+        >>> curve = np.array([9.0, 4.0, 1.4, 1.0, 1.1] + [1.0] * 10)
+        >>> warmup_length([curve, curve])
+        2
+    """
+    steady = float(np.median(np.concatenate([c[settle_from:] for c in mse_curves])))
+    length = min(len(c) for c in mse_curves)
+    per_t = np.median(np.stack([c[:length] for c in mse_curves]), axis=0)
+    for t in range(1, length):
+        if per_t[t] <= ratio * steady:
+            return t
+    return length
+
+
+def feature_stats(values: list[np.ndarray], n_warmup: int) -> FeatureStats:
+    """Statistics of one feature over normal clips, skipping each clip's warm-up frames."""
+    pooled = np.concatenate([v[n_warmup:] for v in values]).astype(np.float64)
+    return FeatureStats(float(np.median(pooled)), float(max(np.std(pooled), 1e-12)),
+                        float(np.percentile(pooled, 99)))
+
+
+def causal_scores(values: np.ndarray, feature: str, stats: FeatureStats, n_warmup: int,
+                  smooth: int = 1) -> np.ndarray:
+    """Causal anomaly score of one stream (higher = more anomalous).
+
+    Example:
+        >>> s = FeatureStats(median=1.0, std=0.5, p99=2.0)
+        >>> causal_scores(np.array([50.0, 1.5, 2.0]), "mse", s, n_warmup=1).tolist()
+        [0.0, 1.0, 2.0]
+    """
+    z = ANOMALY_SIGN[feature] * (np.asarray(values, np.float64) - stats.median) / stats.std
+    z[:n_warmup] = 0.0
+    if smooth > 1:
+        csum = np.concatenate([[0.0], np.cumsum(z)])
+        idx = np.arange(1, len(z) + 1)
+        lo = np.maximum(idx - smooth, 0)
+        z = (csum[idx] - csum[lo]) / (idx - lo)
+    return z
+
+
+def per_clip_minmax(values: np.ndarray, feature: str, n_warmup: int = 0) -> np.ndarray:
+    """Per-clip min-max normalised anomaly score in [0, 1] (uses the whole clip; not causal).
+
+    Min and max are taken after the warm-up frames, which get the clip's median score (neutral).
+
+    Example:
+        >>> per_clip_minmax(np.array([30.0, 20.0, 25.0]), "psnr").tolist()
+        [0.0, 1.0, 0.5]
+    """
+    v = ANOMALY_SIGN[feature] * np.asarray(values, np.float64)
+    rest = v[n_warmup:] if len(v) > n_warmup else v
+    span = rest.max() - rest.min()
+    out = (v - rest.min()) / span if span > 0 else np.zeros_like(v)
+    out[:n_warmup] = float(np.median(out[n_warmup:])) if len(v) > n_warmup else 0.0
+    return out

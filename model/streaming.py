@@ -1,0 +1,210 @@
+"""Streaming step API: one PredNet step for a batch of cameras, with their states kept outside.
+
+The worker gathers the states of the cameras that have a new frame, calls
+:meth:`StreamingPredictor.step` once, and scatters the new states back. The batch is padded to a
+bucket size (1, 2, 4, ..., 64) so a changing camera count compiles at most seven step functions.
+
+Example:
+    >>> predictor = StreamingPredictor.build_untrained(PredNetConfig(height=16, width=24))
+    >>> state = predictor.initial_state()
+    >>> frame = np.zeros((1, *predictor.input_shape), np.uint8)
+    >>> result = predictor.step(frame, [state])
+    >>> result.predictions.shape, sorted(result.features)
+    ((1, 16, 24, 1), ['mse', 'patch_max', 'psnr'])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vigil.model.config import PredNetConfig
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "weights" / "ped2"
+BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "prednet.weights.npz"
+CARD_FILE = "model_card.json"
+
+
+@dataclass
+class StepResult:
+    """Output of one streaming step for ``B`` cameras.
+
+    Attributes:
+        predictions: ``(B, H, W, C)`` float32 in [0, 1]: the prediction of this frame made from the
+            state before it.
+        features: ``"mse"``, ``"psnr"``, ``"patch_max"``, each ``(B,)`` float32.
+        heatmaps: ``(B, h, w)`` float32 squared-error heat map (1/8 of the frame each side).
+        new_states: ``B`` per-camera states (lists of arrays without batch dimension).
+    """
+
+    predictions: np.ndarray
+    features: dict[str, np.ndarray]
+    heatmaps: np.ndarray
+    new_states: list[list[np.ndarray]]
+
+
+def bucket_size(n: int) -> int:
+    """Smallest bucket holding ``n`` cameras (``n`` <= 64).
+
+    Example:
+        >>> [bucket_size(n) for n in (1, 3, 8, 33)]
+        [1, 4, 8, 64]
+    """
+    for size in BUCKETS:
+        if n <= size:
+            return size
+    raise ValueError(f"At most {BUCKETS[-1]} cameras per bucket. Received: n={n}")
+
+
+def weights_version(path: str | os.PathLike) -> str:
+    """Short sha256 of a weights file, used as the model version."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+
+
+def build_step_model(config: PredNetConfig, cell: Any) -> Any:
+    """A Keras model ``[frames uint8, *states] -> [prediction, mse, psnr, patch_max, heatmap, *new_states]``."""
+    import keras
+    from keras import ops
+
+    from vigil.model.features import error_features, squared_error_map
+
+    frames = keras.Input(config.input_shape, dtype="uint8", name="frames")
+    states = [keras.Input(shape, name=f"state_{i}") for i, shape in enumerate(cell.state_shapes())]
+    x = ops.cast(frames, "float32") / 255.0 * config.pixel_max
+    prediction, new_states = cell(x, states)
+    feats = error_features(squared_error_map(prediction, x), config.features, config.pixel_max)
+    outputs = [prediction, feats["mse"], feats["psnr"], feats["patch_max"], feats["heatmap"], *new_states]
+    return keras.Model([frames, *states], outputs, name="prednet_step")
+
+
+class StreamingPredictor:
+    """A PredNet that steps many camera streams at once; the recurrent states live with the caller.
+
+    Attributes:
+        model_id: Model identifier, e.g. ``"prednet-ped2"``.
+        model_version: Short hash of the weights file (or ``"untrained"``).
+        input_shape: ``(H, W, C)`` the uint8 frames must have.
+        heatmap_shape: ``(h, w)`` of the error heat map.
+        config: The model configuration.
+        card: The model card (training statistics for scoring, metrics), ``{}`` if untrained.
+    """
+
+    def __init__(self, config: PredNetConfig, cell: Any, model_id: str, model_version: str,
+                 card: dict[str, Any] | None = None) -> None:
+        self.config = config
+        self.cell = cell
+        self.model_id = model_id
+        self.model_version = model_version
+        self.card = card or {}
+        self.input_shape: tuple[int, int, int] = config.input_shape
+        self.heatmap_shape: tuple[int, int] = config.heatmap_shape
+        self._state_shapes = [tuple(s) for s in cell.state_shapes()]
+        self._model = build_step_model(config, cell)
+
+    @classmethod
+    def build_untrained(cls, config: PredNetConfig | None = None, seed: int = 0) -> StreamingPredictor:
+        """A predictor with randomly initialised weights (for tests and plumbing)."""
+        import keras
+
+        from vigil.model.prednet import build_cell
+
+        config = config or PredNetConfig()
+        keras.utils.set_random_seed(seed)
+        return cls(config, build_cell(config, "prediction"), "prednet-untrained", "untrained")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike = DEFAULT_MODEL_DIR) -> StreamingPredictor:
+        """Load a model directory holding ``config.json``, ``prednet.weights.npz`` and ``model_card.json``."""
+        from vigil.model.prednet import build_cell, load_cell_weights
+
+        path = Path(path)
+        if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
+            raise FileNotFoundError(f"{path} is not a model directory (needs {CONFIG_FILE} and {WEIGHTS_FILE}).")
+        config = PredNetConfig.load(path / CONFIG_FILE)
+        card = json.loads((path / CARD_FILE).read_text()) if (path / CARD_FILE).is_file() else {}
+        cell = build_cell(config, "prediction")
+        load_cell_weights(cell, path / WEIGHTS_FILE)
+        model_id = card.get("model_id", f"prednet-{path.name}")
+        log.info("loaded model %s from %s", model_id, path)
+        return cls(config, cell, model_id, weights_version(path / WEIGHTS_FILE), card)
+
+    def initial_state(self) -> list[np.ndarray]:
+        """One camera's zero recurrent state (arrays without batch dimension)."""
+        return [np.zeros(shape, np.float32) for shape in self._state_shapes]
+
+    def state_nbytes(self) -> int:
+        """Bytes of one camera's state."""
+        return sum(int(np.prod(s)) * 4 for s in self._state_shapes)
+
+    def step(self, frames: np.ndarray, states: list[list[np.ndarray]]) -> StepResult:
+        """Advance ``B`` cameras by one frame each.
+
+        Args:
+            frames: ``(B, H, W, C)`` uint8, one frame per camera, already at :attr:`input_shape`.
+            states: ``B`` per-camera states, from :meth:`initial_state` or a previous step.
+
+        Returns:
+            The predictions, error features, heat maps and new states of the ``B`` cameras.
+        """
+        frames = self._check_frames(frames, states)
+        results = [self._step_bucket(frames[i:i + BUCKETS[-1]], states[i:i + BUCKETS[-1]])
+                   for i in range(0, len(frames), BUCKETS[-1])]
+        if len(results) == 1:
+            return results[0]
+        return StepResult(
+            predictions=np.concatenate([r.predictions for r in results]),
+            features={k: np.concatenate([r.features[k] for r in results]) for k in results[0].features},
+            heatmaps=np.concatenate([r.heatmaps for r in results]),
+            new_states=[s for r in results for s in r.new_states],
+        )
+
+    def _check_frames(self, frames: np.ndarray, states: list[list[np.ndarray]]) -> np.ndarray:
+        frames = np.asarray(frames)
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != self.input_shape:
+            raise ValueError(f"frames must be uint8 (B, {', '.join(map(str, self.input_shape))}). "
+                             f"Received: dtype={frames.dtype}, shape={frames.shape}")
+        if len(states) != len(frames) or len(frames) == 0:
+            raise ValueError(f"Need one state per frame and B >= 1. Received: {len(frames)} frames, "
+                             f"{len(states)} states")
+        for state in states:
+            if len(state) != len(self._state_shapes) or any(
+                    tuple(a.shape) != s for a, s in zip(state, self._state_shapes, strict=True)):
+                raise ValueError(f"A state does not match the model; expected shapes {self._state_shapes}. "
+                                 f"Received: {[tuple(a.shape) for a in state]}")
+        return frames
+
+    def _step_bucket(self, frames: np.ndarray, states: list[list[np.ndarray]]) -> StepResult:
+        n = len(frames)
+        size = bucket_size(n)
+        inputs = [_pad(frames, size)]
+        inputs += [_pad(np.stack([s[k] for s in states]).astype(np.float32, copy=False), size)
+                   for k in range(len(self._state_shapes))]
+        outputs = [np.asarray(o)[:n] for o in self._model.predict_on_batch(inputs)]
+        prediction, mse, psnr, patch_max, heatmap = outputs[:5]
+        new = outputs[5:]
+        return StepResult(
+            predictions=prediction.astype(np.float32, copy=False),
+            features={"mse": mse.astype(np.float32), "psnr": psnr.astype(np.float32),
+                      "patch_max": patch_max.astype(np.float32)},
+            heatmaps=heatmap.astype(np.float32, copy=False),
+            new_states=[[arr[i] for arr in new] for i in range(n)],
+        )
+
+
+def _pad(batch: np.ndarray, size: int) -> np.ndarray:
+    """Zero-pad the batch dimension up to ``size``."""
+    if len(batch) == size:
+        return batch
+    pad = np.zeros((size - len(batch), *batch.shape[1:]), batch.dtype)
+    return np.concatenate([batch, pad])

@@ -1,0 +1,57 @@
+"""Settings of the worker service (environment prefix ``VIGIL_WORKER_``).
+
+Example:
+    VIGIL_WORKER_MAX_BATCH=32 VIGIL_WORKER_MAX_WAIT_S=0.02 \\
+    VIGIL_WORKER_CAMERA_MODELS='{"cam-7": "/models/cam-7"}' vigil worker
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from vigil.shared.settings import ServiceSettings
+
+DEFAULT_PREDICTOR = "vigil.model.streaming:StreamingPredictor"
+
+
+class WorkerSettings(ServiceSettings):
+    """Everything `vigil worker` needs; Kafka, Redis and topics come from their own prefixes."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_WORKER_", extra="ignore")
+
+    app_id: str = Field("vigil-worker", min_length=1, max_length=128,
+                        description="Faust app id = Kafka consumer group shared by all workers")
+    model_dir: Path | None = Field(None, description="Model directory; None = the packaged default model")
+    camera_models: dict[str, Path] = Field(
+        default_factory=dict, description="Per-camera model overrides: camera id -> model directory (JSON)"
+    )
+    predictor: str = Field(DEFAULT_PREDICTOR, pattern=r"^[\w.]+:\w+$",
+                           description="Import path 'module:Class' of the streaming predictor class")
+    max_batch: int = Field(32, ge=1, le=1024, description="Most frames taken from Kafka per batch")
+    max_wait_s: float = Field(0.02, gt=0, le=5.0, description="Longest wait for a batch to fill (seconds)")
+    warmup_frames: int = Field(10, ge=0, le=10_000, description="Frames marked warmup after a state reset")
+    max_seq_gap: int = Field(5, ge=0, le=100_000,
+                             description="Missing frames tolerated before a camera's state is reset")
+    staleness_s: float = Field(5.0, ge=0, le=3600,
+                               description="Skip frames older than this at the worker (0 = never skip)")
+    heatmap: bool = Field(True, description="Attach the uint8 error heat map to every score")
+    model_poll_s: float = Field(5.0, ge=0, le=3600, description="Model directory poll interval (0 = no hot swap)")
+    session_timeout_s: float = Field(30.0, ge=1, le=600, description="Kafka consumer session timeout")
+    heartbeat_s: float = Field(3.0, gt=0, le=60, description="Kafka consumer heartbeat interval")
+    commit_interval_s: float = Field(1.0, gt=0, le=60, description="Offset commit interval")
+    datadir: Path = Field(Path(tempfile.gettempdir()) / "vigil-worker",
+                          description="Faust data directory (no tables are kept; holds only faust's files)")
+    offset_reset: str = Field("latest", pattern=r"^(earliest|latest)$",
+                              description="Where a new consumer group starts reading frames")
+
+    def model_path(self) -> Path:
+        """The default model directory (the packaged trained model when unset)."""
+        if self.model_dir is not None:
+            return self.model_dir
+        from vigil.model.streaming import DEFAULT_MODEL_DIR
+
+        return Path(DEFAULT_MODEL_DIR)
