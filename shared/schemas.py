@@ -179,7 +179,11 @@ class FrameMessage(_Message):
     height: int = Field(ge=1, le=4096)
     channels: Literal[1, 3] = 1
     encoding: FrameEncoding = "gray8"
-    session: int = Field(default=0, ge=0, description="Increments when the camera (re)connects; a change resets state")
+    session: int = Field(
+        default=0, ge=0,
+        description="Changes when the camera (re)connects, increasing across ingest restarts too (ingest uses "
+        "its start time in ms plus the reconnect count); a change resets state. Order is (session, seq)",
+    )
     payload: bytes = Field(default=b"", repr=False)
 
     @model_validator(mode="after")
@@ -272,6 +276,7 @@ class ScoreMessage(_Message):
 
     camera_id: CameraId
     seq: int = Field(ge=0)
+    session: int = Field(default=0, ge=0, description="Copied from the frame; order is (session, seq)")
     pts: float = 0.0
     capture_ns: int = Field(ge=0, description="Copied from the frame")
     processed_ns: int = Field(ge=0, description="When the worker produced this score (ns since epoch)")
