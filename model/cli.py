@@ -1,9 +1,128 @@
-"""Commands of this area (filled in by its issue)."""
+"""Commands of the model area: ``vigil train``, ``vigil evaluate``, ``vigil score``, ``vigil bench model``.
+
+Heavy imports (Keras, TensorFlow, PyAV) happen inside the command functions.
+"""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import typer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUT = Path("runs/prednet")
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _ints(text: str | None) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()] if text else []
+
+
+def train_cmd(
+    data: Path = typer.Option(..., help="Ped2 folder (uses its train/) or a folder of normal videos."),
+    out: Path = typer.Option(DEFAULT_OUT / "model", help="Model directory to write."),
+    work_dir: Path = typer.Option(DEFAULT_OUT / "work", help="Checkpoints, resume backup and history."),
+    height: int = typer.Option(120, help="Model input height."),
+    width: int = typer.Option(180, help="Model input width."),
+    channels: int = typer.Option(1, help="1 gray, 3 RGB."),
+    stack_sizes: str = typer.Option("1,16,32", help="A/Ahat channels per layer (first = channels)."),
+    r_stack_sizes: str = typer.Option("4,16,32", help="R channels per layer."),
+    nt: int = typer.Option(10, help="Frames per training sequence."),
+    epochs: int = typer.Option(20, help="Maximum epochs."),
+    batch_size: int = typer.Option(4, help="Sequences per batch."),
+    steps_per_epoch: int = typer.Option(50, help="Batches per epoch (0 = all windows)."),
+    lr: float = typer.Option(1e-3, help="Initial Adam learning rate."),
+    lr_drop_epoch: int = typer.Option(14, help="Epoch (0-based) from which lr is divided by 10."),
+    patience: int = typer.Option(5, help="Early-stopping patience in epochs."),
+    n_val: int = typer.Option(2, help="Training clips held out for validation/calibration."),
+    init_from: Path | None = typer.Option(None, help="Model directory to fine-tune (its config is used)."),
+    freeze: str = typer.Option("", help="Comma-separated PredNet layer indices to freeze when fine-tuning."),
+    model_id: str = typer.Option("prednet-ped2", help="Model id written to the model card."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """Train a PredNet on normal videos; resumes from WORK_DIR if interrupted."""
+    _setup_logging()
+    from vigil.model.config import PredNetConfig
+    from vigil.model.train import TrainSettings, command_line, train
+
+    stacks = _ints(stack_sizes)
+    config = PredNetConfig(
+        height=height, width=width, channels=channels, stack_sizes=tuple(stacks),
+        r_stack_sizes=tuple(_ints(r_stack_sizes)), a_filt_sizes=(3,) * (len(stacks) - 1),
+        ahat_filt_sizes=(3,) * len(stacks), r_filt_sizes=(3,) * len(stacks),
+        layer_loss_weights=(1.0,) + (0.0,) * (len(stacks) - 1), nt=nt,
+    )
+    settings = TrainSettings(
+        data=data, out=out, work_dir=work_dir, epochs=epochs, batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch or None, lr=lr, lr_drop_epoch=lr_drop_epoch, patience=patience,
+        n_val=n_val, init_from=init_from, freeze=_ints(freeze), model_id=model_id, seed=seed,
+        command=command_line(),
+    )
+    card = train(config, settings)
+    typer.echo(f"wrote {out} (best epoch {card['training']['best_epoch']}, "
+               f"warm-up {card['calibration']['n_warmup']} frames)")
+
+
+def evaluate_cmd(
+    model: Path = typer.Option(None, help="Model directory (default: the committed Ped2 model)."),
+    data: Path = typer.Option(None, help="UCSD Ped2 folder (default: $VIGIL_PED2_DIR or ../shared/data/ucsd_ped2)."),
+    out: Path = typer.Option(Path("runs/evaluate"), help="Output folder for metrics.json and plots."),
+    clips: str = typer.Option("", help="Comma-separated test clips (default: all), e.g. Test001,Test002."),
+    plots: bool = typer.Option(True, help="Write PNG plots."),
+) -> None:
+    """Frame-level ROC AUC / EER on UCSD Ped2 test, causal (headline) and per-clip min-max."""
+    _setup_logging()
+    from vigil.model.evaluate import evaluate
+    from vigil.model.streaming import DEFAULT_MODEL_DIR
+
+    metrics = evaluate(model or DEFAULT_MODEL_DIR, data, out, [c for c in clips.split(",") if c], plots)
+    head = metrics["headline"]
+    typer.echo(f"causal AUC {head['auc']:.4f} EER {head['eer']:.4f} ({head['feature']}); "
+               f"per-clip min-max AUC {metrics['per_clip_minmax'][head['base_feature']]['auc']:.4f}; "
+               f"wrote {out / 'metrics.json'}")
+
+
+def score_cmd(
+    video: Path = typer.Argument(..., help="Video file (any format PyAV reads)."),
+    model: Path = typer.Option(None, help="Model directory (default: the committed Ped2 model)."),
+    out: Path = typer.Option(None, help="Output folder (default: runs/score/<video stem>)."),
+) -> None:
+    """Score one video with the worker's streaming step; writes scores.csv, scores.json and a plot."""
+    _setup_logging()
+    from vigil.model.evaluate import score_video
+    from vigil.model.streaming import DEFAULT_MODEL_DIR
+
+    out = out or Path("runs/score") / video.stem
+    path = score_video(video, model or DEFAULT_MODEL_DIR, out)
+    typer.echo(f"wrote {path}")
+
+
+def bench_cmd(
+    model: Path = typer.Option(None, help="Model directory (default: the committed Ped2 model)."),
+    batches: str = typer.Option("1,2,4,8,16,32,64", help="Batch sizes (cameras) to time."),
+    sizes: str = typer.Option("120x180,64x96", help="Input sizes HxW to time (same architecture)."),
+    seconds: float = typer.Option(3.0, help="Seconds timed per point."),
+    write_docs: bool = typer.Option(True, help="Write the model section of docs/benchmarks.md."),
+    docs: Path = typer.Option(Path("docs/benchmarks.md"), help="Benchmarks file."),
+) -> None:
+    """Frames/s of the streaming step vs batch size and input size, state memory, FLOPs and % of peak."""
+    _setup_logging()
+    from vigil.model.bench import run_bench
+    from vigil.model.streaming import DEFAULT_MODEL_DIR
+
+    sizes_hw = [tuple(int(v) for v in s.split("x")) for s in sizes.split(",") if s]
+    text = run_bench(model or DEFAULT_MODEL_DIR, _ints(batches), sizes_hw, seconds, docs if write_docs else None)
+    typer.echo(text)
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this area's commands to the root CLI and the `bench` group."""
+    app.command("train")(train_cmd)
+    app.command("evaluate")(evaluate_cmd)
+    app.command("score")(score_cmd)
+    bench.command("model")(bench_cmd)

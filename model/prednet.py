@@ -20,7 +20,6 @@ from typing import Any
 import keras
 import numpy as np
 from keras import ops
-
 from vigil.model.config import OUTPUT_MODES, PredNetConfig
 
 log = logging.getLogger(__name__)
@@ -180,8 +179,8 @@ class PredNetCell(keras.layers.Layer):
             output = ops.concatenate([flat, ops.cast(layer_errors, flat.dtype)], axis=-1)
         return output, r_new + c_new + errors
 
-    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
-        """Shape of the step output for a frame batch of ``input_shape``."""
+    def step_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        """Shape of the step output for a frame batch of ``input_shape`` (symbolic calls trace ``call``)."""
         batch = input_shape[0]
         if self.output_mode == "prediction":
             return tuple(input_shape)
@@ -213,7 +212,7 @@ class PredNetRNN(keras.layers.RNN):
     def compute_output_shape(self, sequences_shape: tuple, initial_state_shape: Any = None) -> Any:
         """``(B, T, *cell_output)`` (or ``(B, *cell_output)`` without ``return_sequences``)."""
         step_shape = (sequences_shape[0],) + tuple(sequences_shape[2:])
-        out = self.cell.compute_output_shape(step_shape)
+        out = self.cell.step_output_shape(step_shape)
         if self.return_sequences:
             out = (out[0], sequences_shape[1], *out[1:])
         if self.return_state:

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from vigil.model.config import PredNetConfig
 
 log = logging.getLogger(__name__)
@@ -76,16 +75,24 @@ def build_step_model(config: PredNetConfig, cell: Any) -> Any:
     """A Keras model ``[frames uint8, *states] -> [prediction, mse, psnr, patch_max, heatmap, *new_states]``."""
     import keras
     from keras import ops
-
     from vigil.model.features import error_features, squared_error_map
+
+    class _Step(keras.layers.Layer):
+        """Scale the uint8 frames, step the cell and compute the error features."""
+
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.cell = cell
+
+        def call(self, frames: Any, states: list[Any]) -> list[Any]:
+            x = ops.cast(frames, "float32") * (config.pixel_max / 255.0)
+            prediction, new_states = self.cell(x, states)
+            feats = error_features(squared_error_map(prediction, x), config.features, config.pixel_max)
+            return [prediction, feats["mse"], feats["psnr"], feats["patch_max"], feats["heatmap"], *new_states]
 
     frames = keras.Input(config.input_shape, dtype="uint8", name="frames")
     states = [keras.Input(shape, name=f"state_{i}") for i, shape in enumerate(cell.state_shapes())]
-    x = ops.cast(frames, "float32") / 255.0 * config.pixel_max
-    prediction, new_states = cell(x, states)
-    feats = error_features(squared_error_map(prediction, x), config.features, config.pixel_max)
-    outputs = [prediction, feats["mse"], feats["psnr"], feats["patch_max"], feats["heatmap"], *new_states]
-    return keras.Model([frames, *states], outputs, name="prednet_step")
+    return keras.Model([frames, *states], _Step(name="prednet_step")(frames, states), name="prednet_step")
 
 
 class StreamingPredictor:
@@ -116,7 +123,6 @@ class StreamingPredictor:
     def build_untrained(cls, config: PredNetConfig | None = None, seed: int = 0) -> StreamingPredictor:
         """A predictor with randomly initialised weights (for tests and plumbing)."""
         import keras
-
         from vigil.model.prednet import build_cell
 
         config = config or PredNetConfig()

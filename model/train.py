@@ -1,0 +1,267 @@
+"""Training pipeline of ``vigil train``: data, callbacks, calibration and the model directory."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from vigil.model.config import PredNetConfig
+from vigil.model.data import (
+    Clip,
+    list_videos,
+    load_clips,
+    make_sequence_dataset,
+    split_clips,
+    training_folder,
+)
+from vigil.model.features import FEATURE_NAMES
+from vigil.model.scoring import feature_stats, warmup_length
+from vigil.model.streaming import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainSettings:
+    """Settings of one training run.
+
+    Attributes:
+        data: Ped2 folder (its ``train/`` is used) or a folder of normal videos.
+        out: Model directory to write (config, weights, model card).
+        work_dir: Checkpoints, backup for resuming, history.
+        epochs: Maximum epochs.
+        batch_size: Sequences per batch.
+        steps_per_epoch: Batches per epoch (random windows); ``None`` = all windows.
+        seq_stride: Frames between the starts of training windows.
+        lr: Initial learning rate (Adam).
+        lr_drop_epoch: Epoch from which the learning rate is ``lr / 10``.
+        patience: Early-stopping patience (epochs without a better validation loss).
+        n_val: Training clips (last by name) held out for validation and calibration.
+        init_from: Model directory to start from (fine-tuning); its config is used.
+        freeze: PredNet layer indices whose weights stay fixed.
+        model_id: Identifier written to the model card.
+        seed: Random seed.
+        command: Command line recorded in the model card.
+    """
+
+    data: Path
+    out: Path
+    work_dir: Path
+    epochs: int = 20
+    batch_size: int = 4
+    steps_per_epoch: int | None = 50
+    seq_stride: int = 1
+    lr: float = 1e-3
+    lr_drop_epoch: int = 14
+    patience: int = 5
+    n_val: int = 2
+    init_from: Path | None = None
+    freeze: list[int] = field(default_factory=list)
+    model_id: str = "prednet-ped2"
+    seed: int = 0
+    command: str = ""
+
+
+def lr_schedule(lr: float, drop_epoch: int):
+    """Step schedule of the paper: ``lr`` until ``drop_epoch``, then ``lr / 10``.
+
+    Example:
+        >>> f = lr_schedule(1e-3, 2)
+        >>> [f(e) for e in range(4)]
+        [0.001, 0.001, 0.0001, 0.0001]
+    """
+
+    def schedule(epoch: int, current: float | None = None) -> float:
+        return lr if epoch < drop_epoch else lr / 10.0
+
+    return schedule
+
+
+def freeze_layers(model: Any, layers: list[int]) -> list[str]:
+    """Make the convs of the given PredNet layers non-trainable; returns their names.
+
+    Compile the model after this call so the change takes effect.
+    """
+    from vigil.model.prednet import get_cell
+
+    cell = get_cell(model)
+    bad = [i for i in layers if not 0 <= i < cell.nb_layers]
+    if bad:
+        raise ValueError(f"freeze indices must be in [0, {cell.nb_layers - 1}]. Received: {bad}")
+    frozen = []
+    for sub in cell.r_convs + cell.ahat_convs + cell.a_convs:
+        if int(sub.name.rsplit("_", 1)[-1]) in layers:
+            sub.trainable = False
+            frozen.append(sub.name)
+    return frozen
+
+
+def build_model(config: PredNetConfig, settings: TrainSettings) -> Any:
+    """Build (and optionally initialise and partly freeze) the compiled training model."""
+    import keras
+    from vigil.model.prednet import build_training_model, get_cell, load_cell_weights
+
+    keras.utils.set_random_seed(settings.seed)
+    model = build_training_model(config)
+    if settings.init_from is not None:
+        load_cell_weights(get_cell(model), settings.init_from / WEIGHTS_FILE)
+        log.info("initialised from %s", settings.init_from)
+    if settings.freeze:
+        log.info("frozen: %s", freeze_layers(model, settings.freeze))
+    model.compile(optimizer=keras.optimizers.Adam(settings.lr), loss="mae")
+    return model
+
+
+def make_callbacks(settings: TrainSettings) -> list[Any]:
+    """Resume backup and checkpoint every epoch, best checkpoint, early stopping, LR schedule, CSV log."""
+    import keras
+
+    wd = settings.work_dir
+    return [
+        keras.callbacks.BackupAndRestore(str(wd / "backup"), save_freq="epoch", delete_checkpoint=False),
+        keras.callbacks.ModelCheckpoint(str(wd / "last.weights.h5"), save_weights_only=True),
+        keras.callbacks.ModelCheckpoint(str(wd / "best.weights.h5"), save_weights_only=True,
+                                        save_best_only=True, monitor="val_loss"),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience),
+        keras.callbacks.LearningRateScheduler(lr_schedule(settings.lr, settings.lr_drop_epoch)),
+        keras.callbacks.CSVLogger(str(wd / "history.csv"), append=True),
+    ]
+
+
+def calibrate(out: Path, clips: list[Clip]) -> dict[str, Any]:
+    """Warm-up length and feature statistics on normal held-out clips, with the streaming step."""
+    from vigil.model.inference import run_clips
+    from vigil.model.streaming import StreamingPredictor
+
+    predictor = StreamingPredictor.load(out)
+    outputs = run_clips(predictor, {c.name: c.frames for c in clips})
+    mse = [o.features["mse"] for o in outputs.values()]
+    n_warmup = warmup_length(mse)
+    stats = {f: feature_stats([o.features[f] for o in outputs.values()], n_warmup).to_dict()
+             for f in FEATURE_NAMES}
+    curve = np.median(np.stack([m[:20] for m in mse]), axis=0)
+    return {"n_warmup": n_warmup, "feature_stats": stats, "clips": [c.name for c in clips],
+            "median_mse_first_20_steps": [float(v) for v in curve]}
+
+
+def train(config: PredNetConfig, settings: TrainSettings) -> dict[str, Any]:
+    """Train, write the model directory (config, weights, model card) and return the card."""
+    from vigil.model.prednet import get_cell, save_cell_weights
+
+    if settings.init_from is not None:
+        config = PredNetConfig.load(settings.init_from / CONFIG_FILE)
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
+    train_paths, val_paths = split_clips(list_videos(training_folder(settings.data)), settings.n_val)
+    if not val_paths:
+        raise ValueError("Validation needs at least one held-out clip; pass --n-val >= 1.")
+    h, w, c = config.input_shape
+    train_clips, val_clips = load_clips(train_paths, h, w, c), load_clips(val_paths, h, w, c)
+    train_data = make_sequence_dataset(train_clips, config.nt, settings.batch_size, settings.seq_stride,
+                                       max_batches=settings.steps_per_epoch, seed=settings.seed)
+    val_data = make_sequence_dataset(val_clips, config.nt, settings.batch_size, config.nt, shuffle=False)
+    model = build_model(config, settings)
+    start = time.time()
+    history = model.fit(train_data, validation_data=val_data, epochs=settings.epochs,
+                        callbacks=make_callbacks(settings), verbose=1 if sys.stdout.isatty() else 2)
+    elapsed = time.time() - start
+    if (settings.work_dir / "best.weights.h5").is_file():
+        model.load_weights(settings.work_dir / "best.weights.h5")
+    settings.out.mkdir(parents=True, exist_ok=True)
+    config.save(settings.out / CONFIG_FILE)
+    save_cell_weights(get_cell(model), settings.out / WEIGHTS_FILE)
+    card = _card(config, settings, train_paths, val_paths, history.history, elapsed)
+    card["calibration"] = calibrate(settings.out, val_clips)
+    write_card(settings.out, card)
+    return card
+
+
+def _card(config: PredNetConfig, settings: TrainSettings, train_paths: list[Path], val_paths: list[Path],
+          history: dict[str, list[float]], elapsed: float) -> dict[str, Any]:
+    import keras
+
+    val = history.get("val_loss", [])
+    best = int(np.argmin(val)) if val else None
+    return {
+        "model_id": settings.model_id,
+        "architecture": "PredNet (Lotter, Kreiman & Cox 2016), Keras 3 cell",
+        "config": config.to_dict(),
+        "data": {"source": str(settings.data), "train_clips": [p.stem for p in train_paths],
+                 "val_clips": [p.stem for p in val_paths]},
+        "training": {
+            "epochs_run": len(history.get("loss", [])), "best_epoch": None if best is None else best + 1,
+            "loss": [float(v) for v in history.get("loss", [])],
+            "val_loss": [float(v) for v in val],
+            "batch_size": settings.batch_size, "steps_per_epoch": settings.steps_per_epoch,
+            "seq_stride": settings.seq_stride, "lr": settings.lr, "lr_drop_epoch": settings.lr_drop_epoch,
+            "patience": settings.patience, "init_from": str(settings.init_from) if settings.init_from else None,
+            "freeze": settings.freeze, "seed": settings.seed, "wall_time_s": round(elapsed, 1),
+            "keras": keras.__version__, "backend": keras.backend.backend(), "python": platform.python_version(),
+        },
+        "command": settings.command,
+        "parameters": int(sum(np.prod(v.shape) for v in _weights_shapes(settings.out))),
+    }
+
+
+def _weights_shapes(out: Path) -> list[np.ndarray]:
+    with np.load(out / WEIGHTS_FILE) as data:
+        return [data[k] for k in data.files if k != "names"]
+
+
+def write_card(out: Path, card: dict[str, Any]) -> None:
+    """Write ``model_card.json`` and a readable ``MODEL_CARD.md``."""
+    (out / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+    (out / "MODEL_CARD.md").write_text(render_card(card))
+
+
+def render_card(card: dict[str, Any]) -> str:
+    """Markdown rendering of a model card."""
+    tr = card["training"]
+    lines = [
+        f"# Model card: {card['model_id']}", "",
+        f"{card['architecture']}; {card['parameters']:,} parameters.", "",
+        "## Reproduce", "", "```", card.get("command", ""), "```", "",
+        "## Data", "", f"Source: `{card['data']['source']}`", "",
+        f"- train clips: {', '.join(card['data']['train_clips'])}",
+        f"- validation (early stopping, calibration): {', '.join(card['data']['val_clips'])}", "",
+        "## Training", "",
+        f"{tr['epochs_run']} epochs (best {tr['best_epoch']}), {tr['wall_time_s'] / 60:.1f} min, "
+        f"batch {tr['batch_size']}, {tr['steps_per_epoch']} steps/epoch, Adam lr {tr['lr']} "
+        f"(/10 from epoch {tr['lr_drop_epoch'] + 1}), Keras {tr['keras']} ({tr['backend']}).", "",
+        "| epoch | loss | val_loss |", "|---|---|---|",
+    ]
+    lines += [f"| {i + 1} | {lo:.5f} | {va:.5f} |" for i, (lo, va) in enumerate(zip(tr["loss"], tr["val_loss"],
+                                                                                    strict=False))]
+    lines += ["", "## Config", "", "```json", json.dumps(card["config"], indent=2), "```", ""]
+    if "calibration" in card:
+        lines += ["## Calibration (held-out normal clips)", "", "```json",
+                  json.dumps(card["calibration"], indent=2), "```", ""]
+    if "evaluation" in card:
+        lines += ["## Evaluation", "", "```json", json.dumps(card["evaluation"], indent=2), "```", ""]
+    return "\n".join(lines)
+
+
+def copy_model_dir(src: Path, dst: Path) -> None:
+    """Copy the files of a model directory (config, weights, cards)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, "MODEL_CARD.md"):
+        if (src / name).is_file():
+            shutil.copy2(src / name, dst / name)
+
+
+def command_line() -> str:
+    """The current command line, for the model card."""
+    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else ""
+
+
+def env_threads() -> str | None:
+    """``OMP_NUM_THREADS`` if set (logged with the run)."""
+    return os.environ.get("OMP_NUM_THREADS")
