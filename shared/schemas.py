@@ -391,6 +391,10 @@ class Alert(BaseModel):
     score: float = Field(ge=0, le=1, description="Anomaly score of the frame that caused this change")
     threshold: float = Field(description="The camera's threshold at the time")
     peak_seq: int = Field(ge=0)
+    trigger_seq: int | None = Field(default=None, ge=0, description="The frame whose score caused this change")
+    trigger_capture_ns: int | None = Field(
+        default=None, ge=0, description="Capture time of that frame; time_ns - trigger_capture_ns = end-to-end latency"
+    )
     snapshot_key: str | None = None
     model_id: str = ""
     model_version: str = ""
