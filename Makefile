@@ -37,5 +37,8 @@ smoke: up  ## publish frames for 4 cameras through Kafka, read them back, round-
 bench: up  ## all benchmarks (results in docs/benchmarks.md)
 	$(ENV) for b in model ingest worker scorer; do $(VENV)/bin/vigil bench $$b || exit 1; done
 
+demo: up  ## the whole pipeline on live RTSP cameras playing Ped2 clips (Ctrl-C stops it)
+	$(ENV) $(VENV)/bin/vigil demo $(DEMO_ARGS)
+
 clean: down  ## stop servers and remove local state (Kafka data, Redis AOF)
 	rm -rf .state

@@ -24,6 +24,7 @@ app.add_typer(bench_app, name="bench")
 # Modules that contribute commands, each with register(app, bench_app).
 COMMAND_MODULES = (
     "vigil.services.smoke",
+    "vigil.services.demo",
     "vigil.services.ingest.cli",
     "vigil.model.cli",
     "vigil.services.worker.cli",

@@ -1,0 +1,345 @@
+"""`vigil demo`: the whole pipeline on live RTSP cameras playing UCSD Ped2 clips.
+
+Each demo camera plays a few normal training clips followed by one labelled test clip (with bikes,
+carts, skaters), served live by a real RTSP server. ingest -> Kafka -> worker -> scorer -> Redis run as
+separate processes, as in production. The demo prints live progress (per-camera fps, latest score,
+alerts as they open and close) and ends with a summary: frames processed, alerts raised, how many fall
+inside the labelled anomalous spans, and the end-to-end latency (capture -> alert in Redis).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import subprocess
+import threading
+import time
+import urllib.request
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import typer
+
+from vigil.services.launcher import REPO, Proc, free_port, start_rtsp_server, vigil_argv
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CLIPS = "Test001,Test002,Test012"  # normal frames first, then a labelled anomaly
+FPS = 10.0
+
+
+@dataclass
+class DemoCamera:
+    """One demo camera: its file and the per-frame labels of that file."""
+
+    camera_id: str
+    path: Path
+    labels: list[int]
+    test_clip: str
+
+
+@dataclass
+class CameraStats:
+    """What the monitor has seen of one camera."""
+
+    scores: int = 0
+    warmup: int = 0
+    last_patch: float = 0.0
+    last_seq: int = -1
+    latencies_ms: list[float] = field(default_factory=list)
+    recent: list[float] = field(default_factory=list)  # processed times (s) for the fps estimate
+    seq_pts: dict[int, float] = field(default_factory=dict)
+
+
+def prepare_cameras(ped2: Path, clips: list[str], warm_clips: int, out_dir: Path) -> list[DemoCamera]:
+    """Join ``warm_clips`` normal training clips and one test clip per camera into one file (no re-encode)."""
+    labels_all = json.loads((ped2 / "labels_frame_ped2.json").read_text())
+    manifest = json.loads((ped2 / "manifest.json").read_text())
+    frames_of = _frame_counts(manifest)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cams = []
+    for i, clip in enumerate(clips):
+        if clip not in labels_all:
+            raise typer.BadParameter(f"unknown test clip {clip!r}; choose from {sorted(labels_all)}", param_hint="--clips")
+        warm = [f"Train{(i * warm_clips + k) % 16 + 1:03d}" for k in range(warm_clips)]
+        parts = [ped2 / "train" / f"{w}.mkv" for w in warm] + [ped2 / "test" / f"{clip}.mkv"]
+        path = out_dir / f"cam{i + 1}-{clip}.mkv"
+        if not path.exists():
+            _concat(parts, path)
+        labels = [0] * sum(frames_of.get(w, 0) for w in warm) + list(labels_all[clip])
+        cams.append(DemoCamera(f"ped2-cam{i + 1}", path, labels, clip))
+    return cams
+
+
+def _frame_counts(manifest: dict) -> dict[str, int]:
+    items = manifest.get("clips", manifest)
+    counts: dict[str, int] = {}
+    for key, value in (items.items() if isinstance(items, dict) else []):
+        if isinstance(value, dict) and "frames" in value:
+            counts[Path(key).stem] = int(value["frames"])
+    return counts
+
+
+def _concat(parts: list[Path], out: Path) -> None:
+    listing = out.with_suffix(".txt")
+    listing.write_text("".join(f"file '{p.resolve()}'\n" for p in parts))
+    cmd = ["ffmpeg", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"ffmpeg could not join {', '.join(p.name for p in parts)}: {done.stderr[-1000:]}")
+
+
+def wait_ready(proc: Proc, port: int, timeout: float) -> None:
+    """Wait until the service answers /readyz with 200; fail with its log if it dies or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive:
+            raise RuntimeError(f"{proc.name} exited during start-up; its log:\n{proc.tail()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{proc.name} not ready after {timeout:.0f}s; its log:\n{proc.tail()}")
+
+
+class Monitor:
+    """Follows scores (Kafka) and alerts (Redis pub/sub) and prints progress."""
+
+    def __init__(self, kafka, redis_settings, scores_topic: str, cameras: list[DemoCamera]) -> None:  # noqa: ANN001
+        self.kafka, self.redis_settings, self.topic = kafka, redis_settings, scores_topic
+        self.cameras = {c.camera_id: c for c in cameras}
+        self.stats: dict[str, CameraStats] = defaultdict(CameraStats)
+        self.alerts: dict[str, dict] = {}
+        self.alert_latency_ms: list[float] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._ready = threading.Barrier(3)
+
+    def start(self) -> None:
+        """Start the score and alert followers (returns once both are subscribed)."""
+        for target in (self._follow_scores, self._follow_alerts):
+            t = threading.Thread(target=target, daemon=True)
+            t.start()
+            self._threads.append(t)
+        self._ready.wait(timeout=60)
+
+    def stop(self) -> None:
+        """Stop the followers."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=10)
+
+    def _follow_scores(self) -> None:
+        from kafka import KafkaConsumer
+
+        from vigil.shared.schemas import SchemaError, ScoreMessage
+
+        consumer = KafkaConsumer(self.topic, group_id=f"vigil-demo-{uuid.uuid4().hex[:8]}",
+                                 auto_offset_reset="latest", **self.kafka.kafka_python_kwargs())  # fmt: skip
+        consumer.poll(timeout_ms=2000)
+        self._ready.wait(timeout=60)
+        while not self._stop.is_set():
+            for records in consumer.poll(timeout_ms=500).values():
+                for r in records:
+                    try:
+                        s = ScoreMessage.decode(r.value)
+                    except SchemaError:
+                        continue
+                    st = self.stats[s.camera_id]
+                    st.scores += 1
+                    st.warmup += s.warmup
+                    st.last_patch, st.last_seq = s.features.patch_max, s.seq
+                    st.latencies_ms.append((s.processed_ns - s.capture_ns) / 1e6)
+                    st.recent = [*st.recent[-49:], time.time()]
+                    st.seq_pts[s.seq] = s.pts
+        consumer.close()
+
+    def _follow_alerts(self) -> None:
+        from vigil.shared.schemas import Alert, SchemaError
+
+        client = self.redis_settings.client()
+        pubsub = client.pubsub()
+        pubsub.psubscribe("vigil:alerts:*")
+        pubsub.get_message(timeout=5)
+        self._ready.wait(timeout=60)
+        while not self._stop.is_set():
+            msg = pubsub.get_message(timeout=0.5)
+            if not msg or msg["type"] != "pmessage":
+                continue
+            try:
+                alert = Alert.from_json(msg["data"])
+            except SchemaError:
+                continue
+            self.alerts[alert.alert_id] = alert.model_dump()
+            if alert.trigger_capture_ns:
+                self.alert_latency_ms.append((alert.time_ns - alert.trigger_capture_ns) / 1e6)
+            span = f"frames {alert.start_seq}-{alert.end_seq if alert.end_seq is not None else '...'}"
+            typer.secho(f"  ALERT {alert.event:<6} {alert.alert_id:<20} {span:<18} peak {alert.peak_score:.2f}"
+                        f" (threshold {alert.threshold:.2f})", fg="red" if alert.event == "open" else "yellow")  # fmt: skip
+        pubsub.close()
+
+    def progress_line(self) -> str:
+        """One line: per camera fps, frames, latest patch error and scorer state."""
+        client = self.redis_settings.client()
+        parts = []
+        for cam in self.cameras:
+            st = self.stats[cam]
+            fps = (len(st.recent) - 1) / (st.recent[-1] - st.recent[0]) if len(st.recent) > 2 else 0.0
+            h = {k.decode(): v.decode() for k, v in client.hgetall(f"vigil:camera:{cam}").items()}
+            score = h.get("score", h.get("latest_score", "-"))
+            parts.append(f"{cam}: {fps:4.1f} fps, {st.scores:4d} frames, err {st.last_patch:.4f}, score {_short(score)}")
+        return " | ".join(parts)
+
+
+def _short(value: str) -> str:
+    try:
+        return f"{float(value):.2f}"
+    except ValueError:
+        return value
+
+
+def summarize(monitor: Monitor, cameras: list[DemoCamera]) -> dict:
+    """Frames processed, alerts, alerts inside labelled spans, and latencies."""
+    opened = [a for a in monitor.alerts.values()]
+    inside = 0
+    for a in opened:
+        cam = next((c for c in cameras if c.camera_id == a["camera_id"]), None)
+        st = monitor.stats[a["camera_id"]]
+        if cam is None:
+            continue
+        end = a["end_seq"] if a["end_seq"] is not None else st.last_seq
+        frames = {round(st.seq_pts.get(s, s / FPS) * FPS) for s in range(a["start_seq"], end + 1)}
+        if any(0 <= f < len(cam.labels) and cam.labels[f] for f in frames):
+            inside += 1
+    lat = [x for st in monitor.stats.values() for x in st.latencies_ms]
+    anomalous_cams = {c.camera_id for c in cameras if any(c.labels)}
+    alerted_cams = {a["camera_id"] for a in opened}
+    return {
+        "frames_processed": sum(st.scores for st in monitor.stats.values()),
+        "alerts": len(opened),
+        "alerts_inside_labelled_spans": inside,
+        "cameras_with_anomalies_alerted": f"{len(alerted_cams & anomalous_cams)}/{len(anomalous_cams)}",
+        "median_capture_to_score_ms": round(statistics.median(lat), 1) if lat else None,
+        "median_capture_to_alert_ms": round(statistics.median(monitor.alert_latency_ms), 1)
+        if monitor.alert_latency_ms else None,
+    }  # fmt: skip
+
+
+def demo(
+    clips: str = typer.Option(DEFAULT_CLIPS, help="Comma-separated Ped2 test clips, one camera each"),
+    warm_clips: int = typer.Option(2, min=0, max=8, help="Normal training clips played before each test clip"),
+    data: Path = typer.Option(REPO.parent / "shared" / "data" / "ucsd_ped2", help="UCSD Ped2 folder"),
+    model: Path | None = typer.Option(None, help="Model directory (default: the committed Ped2 model)"),
+    timeout: float = typer.Option(300.0, help="Stop after this many seconds"),
+    workdir: Path = typer.Option(REPO / ".state" / "demo", help="Where logs and joined clips go"),
+) -> None:
+    """Run the whole pipeline on live RTSP cameras playing Ped2 clips, then print a summary."""
+    from vigil.shared.kafka import ensure_vigil_topics
+    from vigil.shared.logging import configure_logging
+    from vigil.shared.settings import KafkaSettings, RedisSettings, TopicSettings
+
+    configure_logging("WARNING")
+    if not (data / "labels_frame_ped2.json").exists():
+        raise typer.BadParameter(f"UCSD Ped2 not found at {data}", param_hint="--data")
+    kafka, redis_settings, topics = KafkaSettings(), RedisSettings(), TopicSettings()
+    _check_servers(kafka, redis_settings)
+    ensure_vigil_topics(kafka, topics)
+    cameras = prepare_cameras(data, [c.strip() for c in clips.split(",") if c.strip()], warm_clips, workdir / "clips")
+    logs = workdir / "logs" / time.strftime("%Y%m%d-%H%M%S")
+    procs: list[Proc] = []
+    monitor = Monitor(kafka, redis_settings, topics.scores, cameras)
+    try:
+        rtsp, urls = start_rtsp_server({c.camera_id: c.path for c in cameras}, logs)
+        procs.append(rtsp)
+        typer.echo(f"RTSP cameras: {', '.join(urls.values())}   (logs in {logs})")
+        procs += _start_services(cameras, urls, model, logs)
+        monitor.start()
+        procs.append(_start_ingest(cameras, urls, logs))
+        _watch(monitor, cameras, procs, timeout)
+    except KeyboardInterrupt:
+        typer.echo("\ninterrupted: stopping")
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        monitor.stop()
+    summary = summarize(monitor, cameras)
+    typer.echo("\nSummary\n" + "\n".join(f"  {k.replace('_', ' ')}: {v}" for k, v in summary.items()))
+    (workdir / "last_summary.json").write_text(json.dumps(summary, indent=2))
+
+
+def _check_servers(kafka, redis_settings) -> None:  # noqa: ANN001
+    import redis
+
+    from vigil.shared.kafka import KafkaUnavailableError, make_admin
+
+    try:
+        make_admin(kafka).close()
+    except KafkaUnavailableError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    try:
+        redis_settings.client().ping()
+    except (redis.ConnectionError, redis.AuthenticationError) as exc:
+        raise typer.BadParameter(f"Redis at {redis_settings.url}: {exc}. Run `make up` and "
+                                 "`source .state/local.env`.") from exc  # fmt: skip
+
+
+def _start_services(cameras: list[DemoCamera], urls: dict[str, str], model: Path | None, logs: Path) -> list[Proc]:
+    import os
+
+    started = []
+    for name in ("scorer", "worker"):
+        port = free_port()
+        env = dict(os.environ) | {f"VIGIL_{name.upper()}_METRICS_PORT": str(port)}
+        if name == "worker" and model is not None:
+            env["VIGIL_WORKER_MODEL_DIR"] = str(model)
+        proc = Proc(name, vigil_argv(name), logs / f"{name}.log", env).start()
+        started.append(proc)
+        typer.echo(f"starting {name} (metrics http://127.0.0.1:{port}/metrics) ...")
+        wait_ready(proc, port, timeout=180)
+    return started
+
+
+def _start_ingest(cameras: list[DemoCamera], urls: dict[str, str], logs: Path) -> Proc:
+    import os
+
+    import yaml
+
+    cfg = {"defaults": {"fps": FPS, "width": 180, "height": 120, "channels": 1},
+           "cameras": [{"id": c.camera_id, "url": urls[c.camera_id]} for c in cameras]}  # fmt: skip
+    path = logs / "cameras.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    port = free_port()
+    env = dict(os.environ) | {"VIGIL_INGEST_METRICS_PORT": str(port)}
+    proc = Proc("ingest", vigil_argv("ingest", "--cameras", str(path)), logs / "ingest.log", env).start()
+    wait_ready(proc, port, timeout=60)
+    return proc
+
+
+def _watch(monitor: Monitor, cameras: list[DemoCamera], procs: list[Proc], timeout: float) -> None:
+    start = time.monotonic()
+    total = {c.camera_id: len(c.labels) for c in cameras}
+    last_change, last_count = time.monotonic(), -1
+    while time.monotonic() - start < timeout:
+        time.sleep(2)
+        typer.echo(f"[{time.monotonic() - start:5.0f}s] {monitor.progress_line()}")
+        for p in procs:
+            if not p.alive:
+                raise RuntimeError(f"{p.name} stopped unexpectedly; its log:\n{p.tail()}")
+        count = sum(st.scores for st in monitor.stats.values())
+        if count != last_count:
+            last_change, last_count = time.monotonic(), count
+        done = all(monitor.stats[c].scores >= n - 2 for c, n in total.items())
+        if done or (count > 0 and time.monotonic() - last_change > 15):
+            time.sleep(3)  # let the last alerts close
+            return
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    """Add `demo` to the root CLI."""
+    app.command("demo")(demo)
