@@ -74,6 +74,7 @@ class BatchResult:
     step_sizes: list[int] = field(default_factory=list)
     step_seconds: list[float] = field(default_factory=list)
     warmup: int = 0
+    replayed: int = 0
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class WorkerEngine:
         self.store = store
         self.config = config
         self._lock = threading.Lock()
+        self._offsets: dict[tuple[str, int], int] = {}  # (topic, partition) -> last offset processed
 
     def process(self, records: Sequence[Record], received_ns: int | None = None) -> BatchResult:
         """Process one batch of frame records taken from Kafka, in their order."""
@@ -105,21 +107,44 @@ class WorkerEngine:
         result = BatchResult()
         with self._lock:
             slots = {s.key: s for s in self.models.slots()}
-            frames = self._decode_all(records, slots, result)
+            frames = self._decode_all(self._skip_replayed(records, result), slots, result)
             steps = plan_steps([f.msg.camera_id for f in frames], [f.model_key for f in frames], self.config.max_step)
             for step in steps:
                 self._step(slots[step.model_key], [frames[p] for p in step.positions], result, received_ns)
         return result
 
     def drop_partitions(self, partitions: Iterable[int]) -> list[str]:
-        """Forget the cameras of partitions that left this worker (waits for a running batch)."""
+        """Forget the cameras and offsets of partitions that left this worker (waits for a running batch)."""
+        gone = set(partitions)
         with self._lock:
-            return self.store.drop_partitions(partitions)
+            self._offsets = {tp: off for tp, off in self._offsets.items() if tp[1] not in gone}
+            return self.store.drop_partitions(gone)
 
     def reset_all(self) -> None:
         """Forget every camera's state (waits for a running batch)."""
         with self._lock:
             self.store.clear()
+            self._offsets.clear()
+
+    # ---------------------------------------------------------------------------------------------
+    def _skip_replayed(self, records: Sequence[Record], result: BatchResult) -> list[Record]:
+        """Drop records at or below the last offset this worker processed on a partition it kept.
+
+        Kafka replays from the last committed offset after a rebalance, also on partitions that stay;
+        their scores were produced (and acknowledged by Kafka) already, so stepping them again would
+        both duplicate the scores and rewind the camera's state.
+        """
+        fresh = []
+        for rec in records:
+            tp = (rec.topic, rec.partition)
+            if rec.offset <= self._offsets.get(tp, -1):
+                result.replayed += 1
+                continue
+            self._offsets[tp] = rec.offset
+            fresh.append(rec)
+        if result.replayed:
+            log.info("skipped %d replayed records already scored by this worker", result.replayed)
+        return fresh
 
     # ---------------------------------------------------------------------------------------------
     def _decode_all(self, records: Sequence[Record], slots: dict[str, ModelSlot], result: BatchResult) -> list[_Frame]:

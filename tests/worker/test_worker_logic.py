@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -29,11 +30,14 @@ def clip(camera: int, n: int) -> np.ndarray:
     return rng.integers(0, 256, size=(n, H, W, 1), dtype=np.uint8)
 
 
-def frame_record(cam: str, seq: int, img: np.ndarray, *, partition: int = 0, offset: int = 0,
+_offsets = itertools.count()
+
+
+def frame_record(cam: str, seq: int, img: np.ndarray, *, partition: int = 0, offset: int | None = None,
                  session: int = 0, capture_ns: int | None = None) -> Record:  # fmt: skip
     msg = FrameMessage.from_pixels(cam, seq=seq, pts=seq / 10, capture_ns=capture_ns or time.time_ns(),
                                    image=img, session=session)  # fmt: skip
-    return Record("frames", partition, offset, cam.encode(), msg.encode())
+    return Record("frames", partition, next(_offsets) if offset is None else offset, cam.encode(), msg.encode())
 
 
 def make_engine(tmp_path: Path, *, warmup: int = 2, gap: int = 2, staleness: float = 0.0,
@@ -242,3 +246,16 @@ def test_drop_partitions_restarts_the_cameras_there(tmp_path: Path) -> None:
     assert engine.drop_partitions([1]) == ["b"]
     scores = decode_scores(engine.process([frame_record("a", 1, f[1], partition=0), frame_record("b", 1, f[1], partition=1)]))
     assert {s.camera_id: s.warmup for s in scores} == {"a": False, "b": True}
+
+
+def test_records_replayed_on_a_kept_partition_are_skipped(tmp_path: Path) -> None:
+    """After a rebalance Kafka replays from the committed offset; scored frames are not stepped twice."""
+    engine = make_engine(tmp_path, warmup=1)
+    f = clip(0, 6)
+    recs = [frame_record("cam", i, f[i], partition=2, offset=100 + i) for i in range(6)]
+    engine.process(recs[:4])
+    result = engine.process(recs[2:])  # replay of offsets 102, 103
+    assert result.replayed == 2
+    assert [(s.seq, s.warmup) for s in decode_scores(result)] == [(4, False), (5, False)]
+    engine.drop_partitions([2])  # a partition that left and came back is processed from scratch
+    assert [(s.seq, s.warmup) for s in decode_scores(engine.process(recs[4:]))] == [(4, True), (5, False)]

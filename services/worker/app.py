@@ -1,0 +1,243 @@
+"""The Faust side of the worker: consumer group, batching from Kafka, producing, rebalances, metrics.
+
+All workers share one Faust app id, which is their Kafka consumer group, so the partitions of
+``vigil.frames`` (and with them the cameras) are split among them. One agent takes batches of up to
+``max_batch`` records within ``max_wait_s`` (``stream.take_events``), hands them to
+:class:`~vigil.services.worker.engine.WorkerEngine` in a worker thread (so the event loop keeps
+heartbeating while the model runs), then produces the scores to the same partition of
+``vigil.scores`` (co-partitioned) and the dead letters to ``vigil.dlq``, and waits until Kafka has
+them. Only then does Faust acknowledge (and later commit) the batch: delivery is at least once, and
+a duplicate carries the same camera id and sequence number as the original.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from vigil.services.worker.engine import SERVICE, BatchResult, EngineConfig, Output, Record, WorkerEngine
+from vigil.services.worker.models import ModelRegistry, import_loader
+from vigil.services.worker.settings import WorkerSettings
+from vigil.services.worker.state import CameraStateStore
+from vigil.shared import metrics
+from vigil.shared.schemas import DeadLetter
+
+log = logging.getLogger(__name__)
+
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+SUMMARY_EVERY_S = 10.0
+
+
+class WorkerMetrics:
+    """Prometheus metrics of the worker (created once per process)."""
+
+    def __init__(self) -> None:
+        self.batch_size = metrics.histogram("vigil_worker_batch_size", "Records per batch taken from Kafka",
+                                            buckets=BATCH_BUCKETS)  # fmt: skip
+        self.step_size = metrics.histogram("vigil_worker_step_size", "Frames per batched model step",
+                                           buckets=BATCH_BUCKETS)  # fmt: skip
+        self.step_seconds = metrics.histogram("vigil_worker_step_seconds", "Wall time of one batched model step")
+        self.batch_seconds = metrics.histogram("vigil_worker_batch_seconds", "Wall time of one batch, produce included")
+        self.frames = metrics.counter("vigil_worker_frames", "Frame records by outcome", ["outcome"])
+        self.resets = metrics.counter("vigil_worker_state_resets", "Camera state resets by reason", ["reason"])
+        self.lag = metrics.gauge("vigil_worker_consumer_lag", "Frames not yet consumed, per partition", ["partition"])
+        self.cameras = metrics.gauge("vigil_worker_cameras_owned", "Cameras with a state on this worker")
+        self.partitions = metrics.gauge("vigil_worker_partitions_owned", "Frames partitions assigned to this worker")
+        self.fps = metrics.gauge("vigil_worker_frames_per_second", "Frames scored per second (last summary window)")
+        self.model_swaps = metrics.counter("vigil_worker_model_swaps", "Models hot-swapped", ["model"])
+
+
+class WorkerService:
+    """Owns the engine and the Faust app; ``build()`` wires the agent, timers and rebalance hooks.
+
+    Args:
+        settings: Worker settings.
+        engine: The engine; built from the settings when None.
+    """
+
+    def __init__(self, settings: WorkerSettings, engine: WorkerEngine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or build_engine(settings)
+        self.metrics = WorkerMetrics()
+        self.owned: set[int] | None = None  # frames partitions assigned; None before the first assignment
+        self.ready = False
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigil-step")
+        self._resets_seen: dict[str, int] = {}
+        self._scored_since = (0, time.monotonic())
+        self.app: Any = None
+        self._topics: dict[str, Any] = {}
+
+    # ---------------------------------------------------------------------------------------------
+    def build(self) -> Any:
+        """Create the faust.App with the agent, the model watcher and the rebalance hooks."""
+        import faust
+
+        s, kafka, topics = self.settings, self.settings.kafka, self.settings.topics
+        app = faust.App(
+            s.app_id, broker=kafka.faust_broker(), broker_credentials=kafka.faust_credentials(),
+            value_serializer="raw", key_serializer="raw", web_enabled=False,
+            datadir=str(s.datadir / s.app_id), topic_partitions=topics.partitions,
+            broker_session_timeout=s.session_timeout_s, broker_heartbeat_interval=s.heartbeat_s,
+            broker_rebalance_timeout=s.session_timeout_s, broker_commit_interval=s.commit_interval_s,
+            consumer_auto_offset_reset=s.offset_reset, producer_acks=-1,
+            stream_buffer_maxsize=max(4 * s.max_batch, 256),
+        )  # fmt: skip
+        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+        self._topics = {name: app.topic(getattr(topics, name), **raw) for name in ("frames", "scores", "dlq")}
+        app.agent(self._topics["frames"], name=f"{s.app_id}.frames")(self._agent)
+        app.on_partitions_assigned.connect(self._on_assigned)
+        app.on_partitions_revoked.connect(self._on_revoked)
+        if s.model_poll_s > 0:
+            app.timer(s.model_poll_s, name="model-watch")(self._watch_models)
+        app.timer(SUMMARY_EVERY_S, name="summary")(self._summary)
+        self.app = app
+        return app
+
+    async def _agent(self, stream: Any) -> None:
+        s = self.settings
+        log.info("worker agent started: max_batch=%d max_wait_s=%.3f", s.max_batch, s.max_wait_s)
+        async for events in stream.take_events(s.max_batch, within=s.max_wait_s):
+            await self.handle([_record(e.message) for e in events])
+
+    async def handle(self, records: Sequence[Record]) -> None:
+        """Process one batch and publish its outputs; never raises (the loop must go on)."""
+        t0 = time.perf_counter()
+        mine = [r for r in records if self.owned is None or r.partition in self.owned]
+        if len(mine) < len(records):
+            self.metrics.frames.labels("revoked").inc(len(records) - len(mine))
+        self.metrics.batch_size.observe(len(mine))
+        received_ns = time.time_ns()
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(self._pool, self.engine.process, mine, received_ns)
+        except Exception as exc:  # top of the service loop: log, dead-letter the batch, keep going
+            log.exception("batch of %d records failed; dead-lettering it and resetting all camera states", len(mine))
+            result = _failed_batch(mine, exc)
+            await loop.run_in_executor(self._pool, self.engine.reset_all)
+        await self._publish(result)
+        self._observe(result, time.perf_counter() - t0)
+
+    async def _publish(self, result: BatchResult) -> None:
+        futures = [await self._send("scores", o) for o in result.scores]
+        futures += [await self._send("dlq", o) for o in result.dead_letters]
+        if futures:
+            await asyncio.gather(*futures)
+
+    async def _send(self, topic: str, out: Output) -> Any:
+        # force=True: publish now instead of attaching to the current event (sent only at its ack).
+        return await self._topics[topic].send(key=out.key, value=out.value, partition=out.partition, force=True)
+
+    def _observe(self, result: BatchResult, seconds: float) -> None:
+        m = self.metrics
+        m.batch_seconds.observe(seconds)
+        for size, sec in zip(result.step_sizes, result.step_seconds, strict=True):
+            m.step_size.observe(size)
+            m.step_seconds.observe(sec)
+        m.frames.labels("scored").inc(len(result.scores))
+        m.frames.labels("stale").inc(sum(result.stale.values()))
+        m.frames.labels("dead_letter").inc(len(result.dead_letters))
+        m.frames.labels("replayed").inc(result.replayed)
+        for cam, n in result.stale.items():
+            log.info("camera %s: %d stale frames skipped (older than %.1fs)", cam, n, self.settings.staleness_s)
+        for reason, total in self.engine.store.resets.items():
+            m.resets.labels(str(reason)).inc(total - self._resets_seen.get(str(reason), 0))
+            self._resets_seen[str(reason)] = total
+        m.cameras.set(len(self.engine.store))
+        self._scored_since = (self._scored_since[0] + len(result.scores), self._scored_since[1])
+
+    # ---------------------------------------------------------------------------------------------
+    async def _on_assigned(self, sender: Any, assigned: Iterable[Any], **_: Any) -> None:
+        frames = self.settings.topics.frames
+        mine = {tp.partition for tp in assigned if tp.topic == frames}
+        before = self.owned or set()
+        changed = (before - mine) | (mine - before)
+        dropped = await asyncio.get_running_loop().run_in_executor(self._pool, self.engine.drop_partitions, changed)
+        self.owned = mine
+        self.ready = True
+        self.metrics.partitions.set(len(mine))
+        self.metrics.cameras.set(len(self.engine.store))
+        log.info("partitions assigned: %s (new %s, gone %s); %d camera states dropped",
+                 sorted(mine), sorted(mine - before), sorted(before - mine), len(dropped))  # fmt: skip
+
+    async def _on_revoked(self, sender: Any, revoked: Iterable[Any], **_: Any) -> None:
+        frames = self.settings.topics.frames
+        log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked if tp.topic == frames))
+
+    async def _watch_models(self) -> None:
+        swapped = await asyncio.get_running_loop().run_in_executor(None, self.engine.models.poll)
+        for key in swapped:
+            self.metrics.model_swaps.labels(key).inc()
+
+    async def _summary(self) -> None:
+        n, since = self._scored_since
+        now = time.monotonic()
+        fps = n / max(now - since, 1e-9)
+        self._scored_since = (0, now)
+        self.metrics.fps.set(fps)
+        lag = self._lag()
+        log.info("%.1f frames/s scored, %d cameras, partitions %s, lag %s",
+                 fps, len(self.engine.store), sorted(self.owned or ()), lag)  # fmt: skip
+
+    def _lag(self) -> dict[int, int]:
+        consumer = getattr(self.app, "consumer", None)
+        if consumer is None:
+            return {}
+        lag = {}
+        for tp in consumer.assignment():
+            if tp.topic != self.settings.topics.frames:
+                continue
+            committed = self.app.consumer._committed_offset.get(tp)  # noqa: SLF001 - faust has no public getter
+            high = consumer.highwater(tp)
+            if high is not None:
+                lag[tp.partition] = max(0, high - (committed or 0))
+                self.metrics.lag.labels(str(tp.partition)).set(lag[tp.partition])
+        return lag
+
+    def close(self) -> None:
+        """Stop the step thread."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _record(message: Any) -> Record:
+    return Record(message.topic, message.partition, message.offset, message.key, message.value)
+
+
+def _failed_batch(records: Sequence[Record], exc: Exception) -> BatchResult:
+    result = BatchResult()
+    for rec in records:
+        letter = DeadLetter.for_record(source_topic=rec.topic, partition=rec.partition, offset=rec.offset,
+                                       service=SERVICE, error=f"worker error: {type(exc).__name__}: {exc}",
+                                       original=rec.value)  # fmt: skip
+        result.dead_letters.append(Output(rec.key, letter.encode()))
+    return result
+
+
+def build_engine(settings: WorkerSettings) -> WorkerEngine:
+    """Load the models and build the engine from the settings."""
+    registry = ModelRegistry(import_loader(settings.predictor), settings.model_path(), settings.camera_models)
+    store = CameraStateStore(settings.warmup_frames, settings.max_seq_gap)
+    return WorkerEngine(registry, store, EngineConfig(staleness_s=settings.staleness_s, heatmap=settings.heatmap))
+
+
+def main(settings: WorkerSettings | None = None) -> None:
+    """Run one worker until SIGTERM/SIGINT (Faust stops the consumer, flushes and commits)."""
+    import faust
+    from vigil.shared.kafka import ensure_vigil_topics
+    from vigil.shared.logging import configure_logging
+
+    settings = settings or WorkerSettings()
+    configure_logging(settings.log_level, settings.log_json)
+    ensure_vigil_topics(settings.kafka, settings.topics)
+    settings.datadir.mkdir(parents=True, exist_ok=True)
+    service = WorkerService(settings)
+    app = service.build()
+    if settings.metrics_port:
+        metrics.start_http(settings.metrics_port, ready=lambda: service.ready)
+    try:
+        faust.Worker(app, loglevel=settings.log_level, override_logging=False, quiet=True).execute_from_commandline()
+    finally:
+        service.close()
