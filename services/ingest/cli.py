@@ -1,9 +1,53 @@
-"""Commands of this area (filled in by its issue)."""
+"""`vigil ingest` and `vigil bench ingest`."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this area's commands to the root CLI and the `bench` group."""
+    app.command("ingest")(ingest)
+    bench.command("ingest")(bench_ingest)
+
+
+def ingest(
+    cameras: Path = typer.Option(..., "--cameras", "-c", help="Cameras YAML file", exists=False),
+    realtime: bool = typer.Option(True, "--realtime/--fast", help="Read local files at native speed or as fast as possible"),
+    strict: bool = typer.Option(False, "--strict", help="Refuse to start if any camera entry is invalid"),
+    check: bool = typer.Option(False, "--check", help="Only validate the cameras file and exit"),
+    metrics_port: int | None = typer.Option(None, help="Serve /metrics and /healthz on this port"),
+) -> None:
+    """Read cameras (RTSP, files, HTTP) and publish frames to Kafka until SIGTERM."""
+    from vigil.services.ingest.config import ConfigError, load_cameras
+    from vigil.services.ingest.service import IngestSettings, main
+
+    if check:
+        try:
+            result = load_cameras(cameras)
+        except ConfigError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
+        for cam in result.cameras:
+            typer.echo(f"ok     {cam.id}: {cam.masked_url} -> {cam.height}x{cam.width}x{cam.channels} {cam.encoding} @ {cam.fps:g} fps")
+        for rejected in result.errors:
+            typer.echo(f"ERROR  {rejected.who}: {rejected.message}", err=True)
+        raise typer.Exit(2 if result.errors else 0)
+    overrides: dict[str, object] = {"cameras_file": cameras, "realtime": realtime, "strict": strict}
+    if metrics_port is not None:
+        overrides["metrics_port"] = metrics_port
+    raise typer.Exit(main(IngestSettings(**overrides)))
+
+
+def bench_ingest(
+    seconds: float = typer.Option(8.0, help="Seconds of video per measured file (1280x720 test file made with ffmpeg)"),
+    ped2_dir: Path | None = typer.Option(None, help="UCSD Ped2 folder (default: $VIGIL_PED2_DIR or ../shared/data/ucsd_ped2)"),
+    latency_s: float = typer.Option(10.0, help="Seconds of real-time replay for the latency measurement"),
+    write: bool = typer.Option(True, "--write/--no-write", help="Write the results into docs/benchmarks.md"),
+) -> None:
+    """Decode + resize + encode + publish throughput vs `ffmpeg -benchmark`, bytes per message, latency."""
+    from vigil.services.ingest.bench import run_bench
+
+    run_bench(seconds=seconds, ped2_dir=ped2_dir, latency_s=latency_s, write=write)
