@@ -1,9 +1,113 @@
-"""Commands of this area (filled in by its issue)."""
+"""Commands of the scorer: `vigil scorer`, `vigil alerts tail|list|label`, `vigil bench scorer`."""
 
 from __future__ import annotations
 
+import os
+import socket
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+alerts_app = typer.Typer(help="Follow, list and label alerts in Redis.", no_args_is_help=True)
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this area's commands to the root CLI and the `bench` group."""
+    app.command("scorer")(scorer)
+    app.add_typer(alerts_app, name="alerts")
+    bench.command("scorer")(bench_scorer)
+
+
+def scorer() -> None:
+    """Run the scorer: scores from Kafka -> adaptive thresholds -> alert events in Redis (VIGIL_SCORER_*)."""
+    from vigil.services.scorer.app import run
+    from vigil.services.scorer.settings import ScorerSettings
+    from vigil.shared.logging import configure_logging
+    from vigil.shared.metrics import start_http
+
+    settings = ScorerSettings()
+    configure_logging(settings.log_level, settings.log_json)
+    if settings.metrics_port:
+        start_http(settings.metrics_port)
+    run(settings)
+
+
+def _redis():  # noqa: ANN202
+    from vigil.shared.settings import RedisSettings
+
+    return RedisSettings().client()
+
+
+@alerts_app.command("tail")
+def alerts_tail(
+    camera: Annotated[str | None, typer.Option(help="Only this camera")] = None,
+    group: Annotated[str, typer.Option(help="Consumer group (resumes where it left off)")] = "vigil-cli",
+    consumer: Annotated[str, typer.Option(help="Consumer name within the group")] = f"{socket.gethostname()}-{os.getuid()}",
+    from_start: Annotated[bool, typer.Option(help="A new group starts at the oldest entry, not at new ones")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the alert JSON")] = False,
+) -> None:
+    """Follow the alert stream (consumer group, acknowledged), printing each alert change."""
+    from vigil.services.scorer import alerts
+
+    client = _redis()
+    alerts.ensure_group(client, group, from_start)
+    typer.echo(f"following vigil:alerts as {group}/{consumer} (Ctrl-C to stop)", err=True)
+    try:
+        for _ in alerts.tail(client, group, consumer, lambda a: typer.echo(a.to_json() if as_json else alerts.format_alert(a)), camera):
+            pass
+    except KeyboardInterrupt:
+        pass
+
+
+@alerts_app.command("list")
+def alerts_list(
+    since: Annotated[str, typer.Option(help="30m, 2h, 1d or an ISO time")] = "1d",
+    camera: Annotated[str | None, typer.Option(help="Only this camera")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the alert JSON")] = False,
+) -> None:
+    """List alert changes since a time."""
+    from vigil.services.scorer import alerts
+
+    try:
+        since_ms = alerts.parse_since(since)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    client = _redis()
+    labels = alerts.labels(client)
+    for a in alerts.history(client, since_ms, camera, limit):
+        typer.echo(a.to_json() if as_json else alerts.format_alert(a, labels))
+
+
+@alerts_app.command("label")
+def alerts_label(
+    alert_id: Annotated[str, typer.Argument(help="Alert id, e.g. cam-1:1234")],
+    kind: Annotated[str, typer.Option(help="false_positive, true_positive, bike, vehicle, skater, ...")],
+    by: Annotated[str, typer.Option(help="Who labels")] = os.environ.get("USER", ""),
+    note: Annotated[str, typer.Option(help="Free text")] = "",
+) -> None:
+    """Label an alert (kept in Redis for the supervised classifier)."""
+    from vigil.services.scorer import alerts
+    from vigil.services.scorer.sink import changes_key
+
+    client = _redis()
+    if not client.exists(changes_key(alert_id)):
+        typer.echo(f"warning: no published alert {alert_id!r} is known (labelled anyway)", err=True)
+    try:
+        alerts.label(client, alert_id, kind, by, note)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(f"{alert_id}: {kind}")
+
+
+def bench_scorer(
+    days: Annotated[float, typer.Option(help="Simulated days per camera")] = 7.0,
+    cameras: Annotated[int, typer.Option(help="Simulated cameras (different seeds)")] = 3,
+    throughput_scores: Annotated[int, typer.Option(help="Scores pushed through Kafka+Redis; 0 = skip")] = 40_000,
+    doc: Annotated[Path | None, typer.Option(help="Benchmarks document to update")] = None,
+) -> None:
+    """Simulator comparison (adaptive vs static) and throughput through real Kafka and Redis."""
+    from vigil.services.scorer.bench import run_bench
+
+    typer.echo(run_bench(days=days, cameras=cameras, throughput_scores=throughput_scores, doc=doc))

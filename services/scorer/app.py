@@ -1,0 +1,89 @@
+"""The Faust application of `vigil scorer`: topics, the state table, the agent and the retry timer.
+
+Built by :func:`build_app` (never at import). The table ``<app_id>-camera-state`` maps camera id (bytes)
+to the pickled :class:`~vigil.services.scorer.state.CameraState`; its changelog topic is what restores
+thresholds, events and unconfirmed alerts after a restart or a rebalance. The table uses the producer's
+partitioner on the camera id, i.e. the same partition as the camera's scores (co-partitioned).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from vigil.services.scorer.service import Record, ScorerCore
+from vigil.services.scorer.settings import ScorerSettings
+from vigil.services.scorer.sink import RedisSink, SinkOptions
+from vigil.shared.schemas import DeadLetter
+
+log = logging.getLogger(__name__)
+
+
+def build_app(settings: ScorerSettings) -> tuple[Any, ScorerCore]:
+    """Build the Faust app and the processing core it drives."""
+    import faust
+
+    app = faust.App(
+        settings.app_id,
+        broker=settings.kafka.faust_broker(),
+        broker_credentials=settings.kafka.faust_credentials(),
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        datadir=str(settings.datadir),
+        web_enabled=False,
+        topic_partitions=settings.topics.partitions,
+        topic_replication_factor=settings.topics.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+        producer_acks=-1,
+    )
+    scores = app.topic(settings.topics.scores, key_type=bytes, value_type=bytes, value_serializer="raw")
+    dlq = app.topic(settings.topics.dlq, key_type=bytes, value_type=bytes, value_serializer="raw")
+    table = app.Table(
+        f"{settings.app_id}-camera-state", default=None, partitions=settings.topics.partitions,
+        key_type=bytes, value_type=bytes, use_partitioner=True,
+    )  # fmt: skip
+
+    async def dead_letter(letter: DeadLetter, key: bytes | None) -> None:
+        await dlq.send(key=key, value=letter.encode())
+
+    def save(camera_id: str, data: bytes) -> None:
+        table[camera_id.encode()] = data
+
+    sink = RedisSink(
+        settings.redis.async_client(),
+        SinkOptions(settings.stream_maxlen, settings.dedupe_ttl_s, settings.snapshot_ttl_s,
+                    settings.retry_min_s, settings.retry_max_s),
+    )  # fmt: skip
+    core = ScorerCore(settings, sink, lambda cam: table.get(cam.encode()), save, dead_letter)
+
+    @app.agent(scores, name=f"{settings.app_id}.score")
+    async def score(stream: Any) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+            records = [
+                Record(e.message.key, e.message.value, e.message.topic, e.message.partition, e.message.offset)
+                for e in events
+            ]
+            await core.handle(records)
+
+    @app.timer(interval=max(settings.retry_min_s, 0.5))
+    async def retry_pending() -> None:
+        if any(st.outbox for st in core.states.values()):
+            await core.flush()
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
+        core.forget()
+
+    return app, core
+
+
+def run(settings: ScorerSettings) -> None:
+    """Run the scorer until SIGTERM / Ctrl-C (Faust's worker flushes and commits on the way out)."""
+    import faust
+
+    app, _ = build_app(settings)
+    worker = faust.Worker(app, loglevel=settings.log_level, override_logging=False)
+    worker.execute_from_commandline()

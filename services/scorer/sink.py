@@ -1,0 +1,159 @@
+"""Redis outputs of the scorer (see ../shared/DESIGN.md, "Alerts in Redis").
+
+Per alert change, one Lua script runs atomically in Redis:
+
+1. ``HSETNX vigil:alert-changes:<alert_id> <kind>:<n>`` -- the dedupe mark; if it exists the change was
+   already published (a replay after a restart) and nothing else happens;
+2. ``XADD vigil:alerts MAXLEN ~ N * alert_id .. camera_id .. event .. json <Alert JSON>``;
+3. ``PUBLISH vigil:alerts:<camera_id> <Alert JSON>``.
+
+Snapshots (``SET vigil:snapshot:<alert_id> <jpeg> EX ttl``) and the camera hashes (``HSET
+vigil:camera:<camera_id>``) are plain overwrites, idempotent by nature. All writes of one batch go in
+one pipeline. When Redis is unreachable the changes stay in the cameras' outboxes and the next attempt
+waits (exponential backoff); camera hashes of that period are skipped (they are latest-value only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vigil.services.scorer.state import CameraState
+from vigil.shared import metrics
+from vigil.shared.redis_keys import ALERTS_STREAM, alerts_channel, camera_hash
+
+log = logging.getLogger(__name__)
+
+CHANGES_PREFIX = "vigil:alert-changes:"
+"""Hash per alert: change id (``open:0``, ``update:3``, ``close:0``) -> stream entry id."""
+
+_PUBLISH_LUA = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], '') == 0 then return false end
+local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*',
+  'alert_id', ARGV[4], 'camera_id', ARGV[5], 'event', ARGV[6], 'json', ARGV[7])
+redis.call('HSET', KEYS[1], ARGV[1], id)
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('PUBLISH', KEYS[3], ARGV[7])
+return id
+"""
+
+PUBLISHED = metrics.counter("vigil_scorer_alerts_published", "Alert changes written to Redis", ["event"])
+DEDUPED = metrics.counter("vigil_scorer_alerts_deduplicated", "Alert changes Redis already had (replays)")
+REDIS_FAILURES = metrics.counter("vigil_scorer_redis_failures", "Failed Redis write attempts")
+REDIS_UP = metrics.gauge("vigil_scorer_redis_up", "1 when the last Redis write succeeded")
+
+
+def changes_key(alert_id: str) -> str:
+    """Hash of the published changes of one alert (the dedupe marks)."""
+    return f"{CHANGES_PREFIX}{alert_id}"
+
+
+@dataclass(frozen=True)
+class SinkOptions:
+    """Caps, TTLs and retry delays of the Redis sink."""
+
+    stream_maxlen: int = 100_000
+    dedupe_ttl_s: int = 30 * 86_400
+    snapshot_ttl_s: int = 7 * 86_400
+    retry_min_s: float = 0.5
+    retry_max_s: float = 10.0
+
+
+class RedisSink:
+    """Writes outboxes and camera hashes to Redis in one pipeline, with backoff when Redis is down.
+
+    Args:
+        client: A ``redis.asyncio.Redis`` client.
+        options: Caps, TTLs and retry delays.
+        clock: Monotonic clock (tests pass a fake one).
+    """
+
+    def __init__(self, client: Any, options: SinkOptions | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.client = client
+        self.options = options or SinkOptions()
+        self.clock = clock
+        self._lock = asyncio.Lock()
+        self._delay = 0.0
+        self._next_try = 0.0
+        self.healthy = True
+
+    @property
+    def waiting(self) -> bool:
+        """True while a failed write's backoff has not elapsed."""
+        return self.clock() < self._next_try
+
+    async def write(self, states: Iterable[CameraState], hashes: Mapping[str, Mapping[str, Any]]) -> bool:
+        """Publish every pending change of ``states`` and set ``hashes``; False when Redis is unavailable."""
+        import redis
+
+        async with self._lock:
+            if self.waiting:
+                return False
+            pipe, sent = self._build(states, hashes)
+            if not sent and not hashes:
+                return True
+            try:
+                results = await pipe.execute(raise_on_error=False)
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                self._failed(exc)
+                return False
+            if any(isinstance(r, redis.ConnectionError | redis.TimeoutError) for r in results):
+                self._failed(next(r for r in results if isinstance(r, Exception)))
+                return False
+            self._confirm(sent, results)
+            return True
+
+    def _build(self, states: Iterable[CameraState], hashes: Mapping[str, Mapping[str, Any]]) -> tuple[Any, list]:
+        o = self.options
+        pipe = self.client.pipeline(transaction=False)
+        sent: list[tuple[CameraState, int, list[int]]] = []
+        n_cmd = 0
+        for st in states:
+            if not st.outbox:
+                continue
+            idx = []
+            for p in st.outbox:
+                if p.snapshot_jpeg is not None and p.snapshot_key is not None:
+                    pipe.set(p.snapshot_key, p.snapshot_jpeg, ex=o.snapshot_ttl_s)
+                    n_cmd += 1
+                a = p.alert
+                pipe.eval(
+                    _PUBLISH_LUA, 3, changes_key(a.alert_id), ALERTS_STREAM, alerts_channel(a.camera_id),
+                    p.dedupe, o.dedupe_ttl_s, o.stream_maxlen, a.alert_id, a.camera_id, a.event, a.to_json(),
+                )  # EVAL, not EVALSHA: survives a Redis restart's empty script cache; alerts are rare
+                idx.append(n_cmd)
+                n_cmd += 1
+            sent.append((st, len(st.outbox), idx))
+        for cam, fields in hashes.items():
+            pipe.hset(camera_hash(cam), mapping=dict(fields))
+        return pipe, sent
+
+    def _confirm(self, sent: list[tuple[CameraState, int, list[int]]], results: list[Any]) -> None:
+        for st, n, idx in sent:
+            for i, p in zip(idx, list(st.outbox)[:n], strict=True):
+                r = results[i]
+                if isinstance(r, Exception):
+                    log.error("camera %s: Redis rejected alert change %s %s: %s", st.camera_id, p.alert.alert_id, p.dedupe, r)
+                elif r is None:
+                    DEDUPED.inc()
+                else:
+                    PUBLISHED.labels(p.alert.event).inc()
+            st.confirm(n)
+        if not self.healthy:
+            log.info("Redis is reachable again; pending alerts published")
+        self.healthy, self._delay = True, 0.0
+        REDIS_UP.set(1)
+
+    def _failed(self, exc: BaseException) -> None:
+        o = self.options
+        self._delay = min(o.retry_max_s, max(o.retry_min_s, self._delay * 2))
+        self._next_try = self.clock() + self._delay
+        REDIS_FAILURES.inc()
+        REDIS_UP.set(0)
+        level = logging.WARNING if self.healthy else logging.DEBUG
+        log.log(level, "Redis write failed (%s: %s); retrying in %.1fs, alerts kept", type(exc).__name__, exc, self._delay)
+        self.healthy = False
