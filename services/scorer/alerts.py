@@ -14,7 +14,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from vigil.shared.redis_keys import ALERT_LABELS, ALERTS_STREAM
@@ -45,7 +45,7 @@ def parse_since(text: str, now: float | None = None) -> int:
     except ValueError as exc:
         raise ValueError(f"--since must be like 30m, 2h, 1d or an ISO time. Received: {text!r}") from exc
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)
 
 
@@ -61,7 +61,7 @@ def decode_entry(fields: dict[Any, Any]) -> Alert | None:
 
 def format_alert(a: Alert, labels: dict[str, str] | None = None) -> str:
     """One readable line for an alert change."""
-    start = datetime.fromtimestamp(a.start_ns / 1e9, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    start = datetime.fromtimestamp(a.start_ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
     dur = "" if a.end_ns is None else f" dur={(a.end_ns - a.start_ns) / 1e9:.1f}s"
     label = (labels or {}).get(a.alert_id)
     return (
@@ -79,7 +79,7 @@ def history(client: Any, since_ms: int, camera: str | None = None, limit: int = 
         entries = client.xrange(ALERTS_STREAM, min=start, max="+", count=500)
         if not entries:
             break
-        for entry_id, fields in entries:
+        for _entry_id, fields in entries:
             a = decode_entry(fields)
             if a is not None and (camera is None or a.camera_id == camera):
                 out.append(a)

@@ -1,0 +1,112 @@
+"""The processing core against a real Redis: exact outputs, idempotent replays, Redis outage (in-process)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+
+from vigil.services.scorer.service import Record, ScorerCore
+from vigil.services.scorer.settings import ScorerSettings
+from vigil.services.scorer.simulator import score_messages, scripted
+from vigil.services.scorer.sink import RedisSink, SinkOptions, changes_key
+from vigil.shared.redis_keys import ALERTS_STREAM, alerts_channel, camera_hash
+from vigil.shared.schemas import Alert
+from vigil.shared.settings import RedisSettings
+
+FAST = {"grace_frames": 100, "k": 3, "n": 5, "m": 5, "min_duration_s": 0.2, "cooldown_s": 1.0, "update_interval_s": 0.5}
+
+
+def _core(redis_settings: RedisSettings, table: dict[str, bytes], **kw: object) -> tuple[ScorerCore, list]:
+    settings = ScorerSettings(**(FAST | kw))
+    letters: list = []
+
+    async def dead(letter, key):  # noqa: ANN001, ANN202
+        letters.append(letter)
+
+    sink = RedisSink(redis_settings.async_client(), SinkOptions(retry_min_s=0.05, retry_max_s=0.2))
+    return ScorerCore(settings, sink, table.get, table.__setitem__, dead), letters
+
+
+def _records(cam: str, sim, **kw: object) -> list[Record]:  # noqa: ANN001
+    return [Record(cam.encode(), v, "scores", 0, i) for i, v in enumerate(score_messages(cam, sim, **kw))]
+
+
+def _entries(client, cam: str, since_ms: int) -> list[Alert]:  # noqa: ANN001
+    out = []
+    for _id, fields in client.xrange(ALERTS_STREAM, min=f"{since_ms}-0", max="+"):
+        a = Alert.from_json(fields[b"json"])
+        if a.camera_id == cam:
+            out.append(a)
+    return out
+
+
+async def _feed(core: ScorerCore, records: list[Record], batch: int = 100) -> None:
+    for i in range(0, len(records), batch):
+        await core.handle(records[i : i + batch])
+
+
+def test_alerts_exact_outputs_and_idempotent_replay(redis_settings, redis_client) -> None:  # noqa: ANN001
+    cam, quiet = f"t-{uuid.uuid4().hex[:8]}", f"q-{uuid.uuid4().hex[:8]}"
+    since = int(time.time() * 1000) - 1
+    pubsub = redis_client.pubsub()
+    pubsub.subscribe(alerts_channel(cam))
+    table: dict[str, bytes] = {}
+    core, letters = _core(redis_settings, table)
+    sim = scripted(700, [(400, 459)])
+    records = _records(cam, sim, heatmap=True, t0_ns=10**18) + _records(quiet, scripted(700, [], seed=3))
+    records.insert(5, Record(b"bad", b"VG\x02garbage", "scores", 1, 99))
+    asyncio.run(_feed(core, records))
+
+    alerts = _entries(redis_client, cam, since)
+    kinds = [a.event for a in alerts]
+    assert kinds[0] == "open" and kinds[-1] == "close" and set(kinds[1:-1]) <= {"update"}, kinds
+    assert {a.alert_id for a in alerts} == {f"{cam}:400"}
+    close = alerts[-1]
+    assert close.start_seq == 400 and close.end_seq == 459
+    assert close.start_ns == 10**18 + int(sim.t_ns[400]) and close.end_ns == 10**18 + int(sim.t_ns[459])
+    assert 0 < close.threshold <= 1 and close.peak_score >= close.threshold
+    assert _entries(redis_client, quiet, since) == []
+    assert len(letters) == 1 and letters[0].offset == 99
+
+    published = []
+    while (msg := pubsub.get_message(timeout=0.5)) is not None:
+        if msg["type"] == "message":
+            published.append(json.loads(msg["data"])["event"])
+    assert published == kinds
+    h = {k.decode(): v.decode() for k, v in redis_client.hgetall(camera_hash(cam)).items()}
+    assert h["status"] == "normal" and h["last_seq"] == "699" and float(h["threshold"]) > 0.9
+    snap = redis_client.get(close.snapshot_key)
+    assert snap[:2] == b"\xff\xd8" and 0 < redis_client.ttl(close.snapshot_key) <= 7 * 86400
+    assert redis_client.hlen(changes_key(close.alert_id)) == len(alerts)
+
+    # Replays: from the saved states (repeats are ignored) and from scratch (same ids, deduplicated).
+    asyncio.run(_feed(_core(redis_settings, table)[0], records))
+    asyncio.run(_feed(_core(redis_settings, {})[0], records))
+    assert [a.event for a in _entries(redis_client, cam, since)] == kinds
+
+
+def test_redis_outage_keeps_alerts_and_delivers_them_later(private_redis) -> None:  # noqa: ANN001
+    settings = RedisSettings(url=private_redis.url, password=private_redis.password, socket_timeout_s=1.0)
+    cam = f"o-{uuid.uuid4().hex[:8]}"
+    core, _ = _core(settings, {})
+    records = _records(cam, scripted(800, [(300, 339), (600, 649)]))
+
+    async def scenario() -> bool:  # one event loop: the async Redis client belongs to it
+        await _feed(core, records[:250])
+        private_redis.stop()
+        await _feed(core, records[250:])  # both incidents happen while Redis is down: no exception
+        assert [p.alert.event for p in core.states[cam].outbox].count("open") == 2
+        assert not core.sink.healthy
+        private_redis.start()
+        await asyncio.sleep(0.3)  # past the backoff
+        return await core.flush()
+
+    assert asyncio.run(scenario())
+    client = settings.client()
+    got = [Alert.from_json(f[b"json"]) for _id, f in client.xrange(ALERTS_STREAM)]
+    opens = [a.alert_id for a in got if a.event == "open"]
+    closes = [a.alert_id for a in got if a.event == "close"]
+    assert opens == closes == [f"{cam}:300", f"{cam}:600"]
+    assert not core.states[cam].outbox
