@@ -161,7 +161,7 @@ class Publisher:
         while True:
             item = self.control.get_nowait() or self.frames.get(timeout=0.1)
             if item is None:
-                if self._stop.is_set():
+                if self._stop.is_set() and not len(self.control) and not len(self.frames):
                     return
                 continue
             metrics.BUFFERED.set(len(self.frames))
@@ -186,6 +186,8 @@ class Publisher:
                 self._dropped(item, "kafka")
                 log.error("camera %s: record rejected by the producer: %s", item.camera_id, exc)
                 continue
+            if not item.is_frame:
+                log.debug("camera %s: %s record handed to the producer", item.camera_id, item.topic)
             future.add_callback(self._on_sent, item)
             future.add_errback(self._on_failed, item)
 

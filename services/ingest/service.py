@@ -51,6 +51,7 @@ class IngestSettings(ServiceSettings):
     max_block_ms: int = Field(200, ge=0, le=60_000, description="How long send() may block when Kafka is down")
     delivery_timeout_ms: int = Field(15_000, ge=1000, description="A record not acknowledged by then is dropped")
     producer_request_timeout_ms: int = Field(10_000, ge=1000, description="One produce request's timeout")
+    bootstrap_timeout_ms: int = Field(3000, ge=100, description="Creating the producer gives up after this (retried)")
 
     def producer_kwargs(self) -> dict[str, Any]:
         """kafka-python KafkaProducer arguments for this workload."""
@@ -64,6 +65,7 @@ class IngestSettings(ServiceSettings):
             "delivery_timeout_ms": self.delivery_timeout_ms,
             "request_timeout_ms": self.producer_request_timeout_ms,
             "max_in_flight_requests_per_connection": 5,
+            "bootstrap_timeout_ms": self.bootstrap_timeout_ms,
         }
 
 
