@@ -18,7 +18,6 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
-
 from vigil.services.ingest.camera import CameraReader
 from vigil.services.ingest.config import CamerasConfig, RejectedCamera
 from vigil.services.ingest.publisher import Publisher
@@ -79,7 +78,6 @@ class LazyProducer:
 
     def _get(self) -> Any:
         from kafka.errors import KafkaError, KafkaTimeoutError
-
         from vigil.shared.kafka import make_producer
 
         if self._producer is None:

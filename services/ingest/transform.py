@@ -10,7 +10,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-
 from vigil.services.ingest.config import CameraConfig
 from vigil.shared.schemas import FrameMessage
 

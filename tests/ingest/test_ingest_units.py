@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 import pytest
 from conftest import write_cameras
-
 from vigil.services.ingest.config import ConfigError, expand_secrets, load_cameras, parse_cameras
 from vigil.services.ingest.publisher import DropOldestBuffer, Outgoing, Publisher
 from vigil.services.ingest.sampling import Backoff, FpsSampler, LagTracker
@@ -171,7 +170,7 @@ class FlakyProducer:
         self.up = threading.Event()
         self.sent: list[tuple[str, bytes | None, bytes]] = []
 
-    def send(self, topic: str, key: bytes | None = None, value: bytes = b"") -> _FlakyFuture:
+    def send(self, topic: str, key: bytes | None = None, value: bytes = b"") -> _AckNow:
         from kafka.errors import KafkaTimeoutError
 
         if not self.up.is_set():
