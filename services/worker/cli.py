@@ -33,7 +33,7 @@ def worker(
 def bench_worker(
     cameras: str = typer.Option("1,4,16,64", help="Comma-separated simulated camera counts"),
     fps: float = typer.Option(10.0, help="Frames per second per camera"),
-    seconds: float = typer.Option(12.0, help="Measured seconds per camera count"),
+    seconds: float = typer.Option(10.0, help="Measured seconds per camera count"),
     max_batch: int = typer.Option(64, help="max_batch of the batched worker (compared with max_batch=1)"),
     max_wait_s: float = typer.Option(0.02, help="max_wait_s of the workers"),
     model_dir: Path | None = typer.Option(None, help="Model directory (default: the packaged model)"),

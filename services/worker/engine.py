@@ -148,19 +148,27 @@ class WorkerEngine:
 
     # ---------------------------------------------------------------------------------------------
     def _decode_all(self, records: Sequence[Record], slots: dict[str, ModelSlot], result: BatchResult) -> list[_Frame]:
-        frames = []
+        frames = [f for rec in records if (f := self._decode(rec, slots, result)) is not None]
+        return self._fresh(frames, result)
+
+    def _fresh(self, frames: list[_Frame], result: BatchResult) -> list[_Frame]:
+        """Drop (and count) frames older than the staleness bound now.
+
+        Checked when the batch arrives and again before every step, since the waves of one big
+        batch (a camera's backlog) run one after another and the last ones can turn stale meanwhile.
+        """
+        if not self.config.staleness_s:
+            return frames
         now = time.time_ns()
-        for rec in records:
-            frame = self._decode(rec, slots, result)
-            if frame is None:
-                continue
-            age_s = (now - frame.msg.capture_ns) / 1e9
-            if self.config.staleness_s and age_s > self.config.staleness_s:
-                result.stale[frame.msg.camera_id] += 1
-                log.debug("camera %s: frame %d is %.2fs old, skipped", frame.msg.camera_id, frame.msg.seq, age_s)
-                continue
-            frames.append(frame)
-        return frames
+        fresh = []
+        for f in frames:
+            age_s = (now - f.msg.capture_ns) / 1e9
+            if age_s > self.config.staleness_s:
+                result.stale[f.msg.camera_id] += 1
+                log.debug("camera %s: frame %d is %.2fs old, skipped", f.msg.camera_id, f.msg.seq, age_s)
+            else:
+                fresh.append(f)
+        return fresh
 
     def _decode(self, rec: Record, slots: dict[str, ModelSlot], result: BatchResult) -> _Frame | None:
         camera_id = None
@@ -190,6 +198,9 @@ class WorkerEngine:
         result.dead_letters.append(Output(rec.key, letter.encode()))
 
     def _step(self, slot: ModelSlot, frames: list[_Frame], result: BatchResult, received_ns: int) -> None:
+        frames = self._fresh(frames, result)
+        if not frames:
+            return
         states: list[CameraState] = []
         for f in frames:
             st, _ = self.store.prepare(

@@ -228,3 +228,29 @@ def test_killing_one_of_two_workers_moves_its_cameras(
             assert not late_warmup
     duplicates = len(scores) - len(cameras) * (last + 1)
     print(f"failover: {len(scores)} scores, {duplicates} at-least-once duplicates, moved {sorted(moved_cams)}")
+
+
+def test_model_hot_swap_without_restart(kafka_settings, topic_settings, unique_name, tmp_path: Path) -> None:  # noqa: ANN001
+    """Rewriting the model directory swaps the model in a running worker and restarts states (warmup)."""
+    import json
+
+    model_dir = FakePredictor.write(tmp_path / "model", height=8, width=12, version="1")
+    env = WorkerEnv(topic_settings, unique_name("worker"), model_dir, extra={"VIGIL_WORKER_WARMUP_FRAMES": "2"})
+    producer = make_producer(kafka_settings)
+    reader = TopicReader(kafka_settings, topic_settings.scores)
+    clip = {"cam-swap": np.zeros((40, 8, 12, 1), np.uint8)}
+    worker = start_worker(env, tmp_path, "w1")
+    try:
+        produce_frames(producer, topic_settings.frames, clip, 0, 5)
+        wait_for(lambda: len(reader.poll()) >= 5, 60, "5 scores from model version 1", [worker])
+        (model_dir / "fake.json").write_text(json.dumps({"height": 8, "width": 12, "version": "2"}))
+        wait_for(lambda: "swapped" in worker.log(), 30, "the model swap", [worker])
+        produce_frames(producer, topic_settings.frames, clip, 5, 10)
+        wait_for(lambda: len(reader.poll()) >= 10, 30, "5 scores from model version 2", [worker])
+    finally:
+        worker.stop()
+        producer.close()
+        reader.close()
+    got = [(s.seq, s.model_version, s.warmup) for s in scores_of(reader)]
+    assert got == [(0, "1", True), (1, "1", True), (2, "1", False), (3, "1", False), (4, "1", False),
+                   (5, "2", True), (6, "2", True), (7, "2", False), (8, "2", False), (9, "2", False)]  # fmt: skip

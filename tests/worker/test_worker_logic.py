@@ -41,8 +41,9 @@ def frame_record(cam: str, seq: int, img: np.ndarray, *, partition: int = 0, off
 
 
 def make_engine(tmp_path: Path, *, warmup: int = 2, gap: int = 2, staleness: float = 0.0,
-                overrides: dict[str, Path] | None = None, max_step: int | None = None) -> WorkerEngine:  # fmt: skip
-    default = FakePredictor.write(tmp_path / "default", height=H, width=W, version="1")
+                overrides: dict[str, Path] | None = None, max_step: int | None = None,
+                step_delay_s: float = 0.0) -> WorkerEngine:  # fmt: skip
+    default = FakePredictor.write(tmp_path / "default", height=H, width=W, version="1", step_delay_s=step_delay_s)
     registry = ModelRegistry(FakePredictor.load, default, overrides)
     return WorkerEngine(registry, CameraStateStore(warmup, gap), EngineConfig(staleness_s=staleness, max_step=max_step))
 
@@ -173,6 +174,14 @@ def test_stale_frames_are_skipped_and_counted(tmp_path: Path) -> None:
     result = engine.process(recs)
     assert result.stale == {"cam": 1}
     assert [s.seq for s in decode_scores(result)] == [1]
+
+
+def test_frames_turning_stale_while_earlier_waves_run_are_skipped(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path, staleness=0.25, step_delay_s=0.15)
+    f = clip(0, 4)
+    result = engine.process([frame_record("cam", i, f[i]) for i in range(4)])  # 4 waves of 0.15 s
+    assert [s.seq for s in decode_scores(result)] == [0, 1]
+    assert result.stale == {"cam": 2}
 
 
 def poison_records() -> dict[str, Record]:
