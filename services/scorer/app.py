@@ -38,6 +38,8 @@ def build_app(settings: ScorerSettings) -> tuple[Any, ScorerCore]:
         broker_commit_every=1000,
         broker_commit_interval=1.0,
         producer_acks=-1,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
     )
     scores = app.topic(settings.topics.scores, key_type=bytes, value_type=bytes, value_serializer="raw")
     dlq = app.topic(settings.topics.dlq, key_type=bytes, value_type=bytes, value_serializer="raw")

@@ -57,7 +57,8 @@ class ScoringParams:
 
     Attributes:
         fading_factor: Weight of a new frame in the EW mean/variance (1/fading_factor frames ~ memory).
-        grace_frames: Frames learned before the camera scores at all (normaliser warm-up).
+        grace_frames: Frames learned before the camera scores at all (normaliser warm-up); at least
+            2 / fading_factor (river's EW statistics start from their first value).
         q: Quantile of past scores used as the threshold.
         min_threshold: Floor of the threshold (in score units), whatever the quantile says.
         min_std: Floor of the log-error standard deviation (relative noise below this is not trusted).
@@ -67,7 +68,7 @@ class ScoringParams:
     """
 
     fading_factor: float = 0.001
-    grace_frames: int = 600
+    grace_frames: int = 3000
     q: float = 0.995
     min_threshold: float = 0.99
     min_std: float = 0.03
@@ -79,8 +80,12 @@ class ScoringParams:
             raise ValueError(f"fading_factor must be in (0, 1]. Received: fading_factor={self.fading_factor}")
         if not 0 < self.q < 1:
             raise ValueError(f"q must be in (0, 1). Received: q={self.q}")
-        if self.grace_frames < 2:
-            raise ValueError(f"grace_frames must be >= 2. Received: grace_frames={self.grace_frames}")
+        if self.grace_frames * self.fading_factor < 2:
+            raise ValueError(
+                "grace_frames must be >= 2 / fading_factor, so that the EW statistics have forgotten their first "
+                f"frame before the camera can alert. Received: grace_frames={self.grace_frames}, "
+                f"fading_factor={self.fading_factor}"
+            )
 
 
 class LevelNormaliser(base.AnomalyDetector):
@@ -101,7 +106,7 @@ class LevelNormaliser(base.AnomalyDetector):
     """
 
     def __init__(
-        self, fading_factor: float = 0.001, grace_period: int = 600, min_std: float = 0.03, eps: float = 1e-6
+        self, fading_factor: float = 0.001, grace_period: int = 3000, min_std: float = 0.03, eps: float = 1e-6
     ) -> None:
         self.fading_factor = fading_factor
         self.grace_period = grace_period
@@ -220,7 +225,7 @@ class CameraScorer:
         params: Scoring parameters.
 
     Example:
-        >>> s = CameraScorer(ScoringParams(grace_frames=3))
+        >>> s = CameraScorer(ScoringParams(grace_frames=3, fading_factor=0.9))
         >>> print(s.threshold)
         None
         >>> for _ in range(3):

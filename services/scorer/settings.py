@@ -1,7 +1,7 @@
 """Scorer settings (environment prefix ``VIGIL_SCORER_``), with per-camera overrides.
 
 Example:
-    >>> s = ScorerSettings(grace_frames=100, camera_overrides={"cam-7": {"grace_frames": 50, "k": 3}})
+    >>> s = ScorerSettings(grace_frames=100, fading_factor=0.05, camera_overrides={"cam-7": {"grace_frames": 50, "k": 3}})
     >>> s.camera_params("cam-7").scoring.grace_frames, s.camera_params("cam-7").events.k
     (50, 3)
     >>> s.camera_params("cam-1").scoring.grace_frames
@@ -33,7 +33,7 @@ class ScorerSettings(ServiceSettings):
     datadir: Path = Field(Path(".state/scorer"), description="Faust data directory")
     # scoring (see scoring.ScoringParams)
     fading_factor: float = Field(0.001, gt=0, le=1, description="EW weight of a new frame in the normal level")
-    grace_frames: int = Field(600, ge=2, le=1_000_000, description="Frames learned before a new camera can alert")
+    grace_frames: int = Field(3000, ge=2, le=1_000_000, description="Frames learned before a new camera can alert (>= 2/fading_factor)")
     q: float = Field(0.995, gt=0.5, lt=1, description="Quantile of past scores used as the threshold")
     min_threshold: float = Field(0.99, ge=0, le=1, description="Floor of the threshold (score units)")
     min_std: float = Field(0.03, gt=0, le=5, description="Floor of the std of the log error")
@@ -60,6 +60,7 @@ class ScorerSettings(ServiceSettings):
     batch_size: int = Field(500, ge=1, le=100_000, description="Scores handled per batch (one Redis round trip)")
     batch_within_s: float = Field(0.05, gt=0, le=10, description="Max wait to fill a batch")
     retry_min_s: float = Field(0.5, gt=0, le=60, description="First Redis retry delay (doubles up to retry_max_s)")
+    session_timeout_s: float = Field(30.0, ge=6, le=300, description="Kafka consumer session timeout (failover time)")
     retry_max_s: float = Field(10.0, gt=0, le=600, description="Largest Redis retry delay")
 
     @model_validator(mode="after")

@@ -15,7 +15,7 @@ from vigil.shared.redis_keys import ALERTS_STREAM, alerts_channel, camera_hash
 from vigil.shared.schemas import Alert
 from vigil.shared.settings import RedisSettings
 
-FAST = {"grace_frames": 100, "k": 3, "n": 5, "m": 5, "min_duration_s": 0.2, "cooldown_s": 1.0, "update_interval_s": 0.5}
+FAST = {"grace_frames": 100, "fading_factor": 0.03, "k": 3, "n": 5, "m": 5, "min_duration_s": 0.2, "cooldown_s": 1.0, "update_interval_s": 0.5}
 
 
 def _core(redis_settings: RedisSettings, table: dict[str, bytes], **kw: object) -> tuple[ScorerCore, list]:
