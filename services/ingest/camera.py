@@ -23,7 +23,7 @@ from vigil.services.ingest import metrics
 from vigil.services.ingest.config import CameraConfig
 from vigil.services.ingest.sampling import Backoff, FpsSampler, LagTracker
 from vigil.services.ingest.source import SOURCE_ERRORS, NoVideoError, describe_error, open_source
-from vigil.services.ingest.transform import build_message, frame_to_array, to_model_input
+from vigil.services.ingest.transform import build_message, frame_to_model_input
 from vigil.shared.schemas import CameraStatus, DeadLetter, FrameMessage, SchemaError
 
 log = logging.getLogger(__name__)
@@ -234,7 +234,6 @@ class _Session:
 
     def frame(self, frame: Any) -> None:
         """One decoded frame: count, drop if corrupt or late, pace, sample, convert and publish."""
-        capture_ns = time.time_ns()
         self.decoded += 1
         self.r._m_decoded.inc()
         if self.decoded == 1:
@@ -248,7 +247,7 @@ class _Session:
         if not self._on_time(pts):
             return
         if self.sampler.accept(pts):
-            self._publish(frame, pts, capture_ns)
+            self._publish(frame, pts, time.time_ns())  # capture time: when the frame is released (after pacing)
 
     def _pts(self, frame: Any) -> float:
         t = frame.time
@@ -278,7 +277,7 @@ class _Session:
 
     def _publish(self, frame: Any, pts: float, capture_ns: int) -> None:
         cam, r = self.cam, self.r
-        image = to_model_input(frame_to_array(frame, cam.channels), cam)
+        image = frame_to_model_input(frame, cam)
         try:
             msg = build_message(image, cam, seq=r.seq, pts=pts, capture_ns=capture_ns, session=r.session)
         except (ValueError, SchemaError) as exc:

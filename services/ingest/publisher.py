@@ -117,6 +117,7 @@ class Publisher:
         self.control = DropOldestBuffer(1024, on_drop=lambda o: log.warning("camera %s: status record dropped", o.camera_id))
         self.kafka_ok = True
         self.sent = 0
+        self.on_ack: Callable[[Outgoing], None] | None = None  # called after each acknowledged record
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ingest-publisher", daemon=True)
         self._last_error_log = 0.0
@@ -221,6 +222,8 @@ class Publisher:
         self._release(len(item.value))
         self.sent += 1
         self._set_kafka(True)
+        if self.on_ack is not None:
+            self.on_ack(item)
         if item.is_frame:
             metrics.FRAMES_PUBLISHED.labels(item.camera_id).inc()
             metrics.PUBLISH_SECONDS.labels(item.camera_id).observe(max(0.0, (time.time_ns() - item.capture_ns) / 1e9))
