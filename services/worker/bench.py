@@ -285,6 +285,7 @@ def run_bench(cfg: BenchConfig, write: bool = True) -> str:
                 results += _run_mode(ctx, mode, mb, cfg, tmp)
         finally:
             scores.stop_event.set()
+            scores.join(5)
             ctx["producer"].close()
             delete_topics(kafka, [topics.frames, topics.scores, topics.camera_status, topics.dlq])
     text = render(results, cfg, model_text, shape)
