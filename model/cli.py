@@ -30,8 +30,8 @@ def train_cmd(
     height: int = typer.Option(120, help="Model input height."),
     width: int = typer.Option(180, help="Model input width."),
     channels: int = typer.Option(1, help="1 gray, 3 RGB."),
-    stack_sizes: str = typer.Option("1,16,32", help="A/Ahat channels per layer (first = channels)."),
-    r_stack_sizes: str = typer.Option("4,16,32", help="R channels per layer."),
+    stack_sizes: str = typer.Option("1,12,24", help="A/Ahat channels per layer (first = channels)."),
+    r_stack_sizes: str = typer.Option("4,12,24", help="R channels per layer."),
     nt: int = typer.Option(10, help="Frames per training sequence."),
     epochs: int = typer.Option(20, help="Maximum epochs."),
     batch_size: int = typer.Option(4, help="Sequences per batch."),
@@ -39,6 +39,7 @@ def train_cmd(
     lr: float = typer.Option(1e-3, help="Initial Adam learning rate."),
     lr_drop_epoch: int = typer.Option(14, help="Epoch (0-based) from which lr is divided by 10."),
     patience: int = typer.Option(5, help="Early-stopping patience in epochs."),
+    time_budget_min: float = typer.Option(0.0, help="Stop after this many minutes (0 = no limit); lr/10 at 75%."),
     n_val: int = typer.Option(2, help="Training clips held out for validation/calibration."),
     init_from: Path | None = typer.Option(None, help="Model directory to fine-tune (its config is used)."),
     freeze: str = typer.Option("", help="Comma-separated PredNet layer indices to freeze when fine-tuning."),
@@ -60,6 +61,7 @@ def train_cmd(
     settings = TrainSettings(
         data=data, out=out, work_dir=work_dir, epochs=epochs, batch_size=batch_size,
         steps_per_epoch=steps_per_epoch or None, lr=lr, lr_drop_epoch=lr_drop_epoch, patience=patience,
+        time_budget_min=time_budget_min,
         n_val=n_val, init_from=init_from, freeze=_ints(freeze), model_id=model_id, seed=seed,
         command=command_line(),
     )

@@ -64,8 +64,8 @@ class PredNetConfig:
     height: int = 120
     width: int = 180
     channels: int = 1
-    stack_sizes: tuple[int, ...] = (1, 16, 32)
-    r_stack_sizes: tuple[int, ...] = (4, 16, 32)
+    stack_sizes: tuple[int, ...] = (1, 12, 24)
+    r_stack_sizes: tuple[int, ...] = (4, 12, 24)
     a_filt_sizes: tuple[int, ...] = (3, 3)
     ahat_filt_sizes: tuple[int, ...] = (3, 3, 3)
     r_filt_sizes: tuple[int, ...] = (3, 3, 3)

@@ -44,6 +44,8 @@ class TrainSettings:
         seq_stride: Frames between the starts of training windows.
         lr: Initial learning rate (Adam).
         lr_drop_epoch: Epoch from which the learning rate is ``lr / 10``.
+        time_budget_min: Stop after the epoch that ends past this many minutes (0 = no limit); the
+            learning rate also drops to ``lr / 10`` once 75% of the budget is used.
         patience: Early-stopping patience (epochs without a better validation loss).
         n_val: Training clips (last by name) held out for validation and calibration.
         init_from: Model directory to start from (fine-tuning); its config is used.
@@ -62,6 +64,7 @@ class TrainSettings:
     seq_stride: int = 1
     lr: float = 1e-3
     lr_drop_epoch: int = 14
+    time_budget_min: float = 0.0
     patience: int = 5
     n_val: int = 2
     init_from: Path | None = None
@@ -84,6 +87,29 @@ def lr_schedule(lr: float, drop_epoch: int):
         return lr if epoch < drop_epoch else lr / 10.0
 
     return schedule
+
+
+def time_budget_callback(minutes: float, lr: float) -> Any:
+    """Stop training once ``minutes`` have passed; drop the learning rate to ``lr / 10`` at 75% of them."""
+    import keras
+
+    class TimeBudget(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.start = time.time()
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            if time.time() - self.start > 0.75 * minutes * 60:
+                self.model.optimizer.learning_rate.assign(lr / 10.0)
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            elapsed = (time.time() - self.start) / 60
+            log.info("epoch %d done, %.1f of %.0f min", epoch + 1, elapsed, minutes)
+            if elapsed > minutes:
+                log.info("time budget of %.0f min used; stopping", minutes)
+                self.model.stop_training = True
+
+    return TimeBudget()
 
 
 def freeze_layers(model: Any, layers: list[int]) -> list[str]:
@@ -126,6 +152,7 @@ def make_callbacks(settings: TrainSettings) -> list[Any]:
     import keras
 
     wd = settings.work_dir
+    budget = [time_budget_callback(settings.time_budget_min, settings.lr)] if settings.time_budget_min else []
     return [
         keras.callbacks.BackupAndRestore(str(wd / "backup"), save_freq="epoch", delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(str(wd / "last.weights.h5"), save_weights_only=True),
@@ -134,6 +161,7 @@ def make_callbacks(settings: TrainSettings) -> list[Any]:
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience),
         keras.callbacks.LearningRateScheduler(lr_schedule(settings.lr, settings.lr_drop_epoch)),
         keras.callbacks.CSVLogger(str(wd / "history.csv"), append=True),
+        *budget,
     ]
 
 
@@ -202,7 +230,7 @@ def _card(config: PredNetConfig, settings: TrainSettings, train_paths: list[Path
             "val_loss": [float(v) for v in val],
             "batch_size": settings.batch_size, "steps_per_epoch": settings.steps_per_epoch,
             "seq_stride": settings.seq_stride, "lr": settings.lr, "lr_drop_epoch": settings.lr_drop_epoch,
-            "patience": settings.patience, "init_from": str(settings.init_from) if settings.init_from else None,
+            "patience": settings.patience, "time_budget_min": settings.time_budget_min, "init_from": str(settings.init_from) if settings.init_from else None,
             "freeze": settings.freeze, "seed": settings.seed, "wall_time_s": round(elapsed, 1),
             "keras": keras.__version__, "backend": keras.backend.backend(), "python": platform.python_version(),
         },
