@@ -69,7 +69,7 @@ class ScoringParams:
 
     fading_factor: float = 0.001
     grace_frames: int = 3000
-    q: float = 0.995
+    q: float = 0.998
     min_threshold: float = 0.99
     min_std: float = 0.03
     protect: bool = True

@@ -34,7 +34,7 @@ class ScorerSettings(ServiceSettings):
     # scoring (see scoring.ScoringParams)
     fading_factor: float = Field(0.001, gt=0, le=1, description="EW weight of a new frame in the normal level")
     grace_frames: int = Field(3000, ge=2, le=1_000_000, description="Frames learned before a new camera can alert (>= 2/fading_factor)")
-    q: float = Field(0.995, gt=0.5, lt=1, description="Quantile of past scores used as the threshold")
+    q: float = Field(0.998, gt=0.5, lt=1, description="Quantile of past scores used as the threshold")
     min_threshold: float = Field(0.99, ge=0, le=1, description="Floor of the threshold (score units)")
     min_std: float = Field(0.03, gt=0, le=5, description="Floor of the std of the log error")
     protect: bool = Field(True, description="Do not learn the normal level from anomalous frames")

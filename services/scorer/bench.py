@@ -1,0 +1,227 @@
+"""`vigil bench scorer`: adaptive vs static thresholds on the simulator, and throughput via Kafka + Redis."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from vigil.services.scorer.events import EventParams
+from vigil.services.scorer.scoring import CameraScorer, ScoringParams, normal_cdf
+from vigil.services.scorer.simulator import (
+    DAY_S,
+    Detector,
+    SimConfig,
+    SimStream,
+    evaluate,
+    run_events,
+    simulate,
+)
+
+log = logging.getLogger(__name__)
+
+SIM_FPS = 1.0
+# The service's defaults (10 fps) scaled to the simulator's 1 fps: same memory in seconds.
+SIM_EVENTS = EventParams(k=3, n=5, m=5, min_duration_s=2, cooldown_s=30, max_length_s=600, update_interval_s=5)
+
+
+def adaptive(**kw: object) -> Callable[[SimStream], Detector]:
+    """The scorer's model (CameraScorer) with simulator-scaled parameters."""
+
+    def make(sim: SimStream) -> Detector:
+        s = CameraScorer(ScoringParams(**({"fading_factor": 0.01, "grace_frames": 600, "q": 0.998} | kw)))
+
+        def det(mse: float, patch: float) -> tuple[float, bool, float]:
+            x = {"mse": mse, "patch_max": patch}
+            if not s.ready:
+                s.update(x)
+                return 0.0, False, 1.0
+            score, thr = s.score(x), s.threshold
+            above = s.classify(score)
+            s.update(x, score)
+            return score, above, thr or 1.0
+
+        return det
+
+    return make
+
+
+def static(q: float) -> Callable[[SimStream], Detector]:
+    """The same z-score, frozen on day 1: mean/std of day 1, threshold at day 1's q-quantile."""
+
+    def make(sim: SimStream) -> Detector:
+        n1 = int(DAY_S * sim.fps)
+        lm, lp = np.log(sim.mse[:n1] + 1e-6), np.log(sim.patch_max[:n1] + 1e-6)
+        mm, sm, mp, sp = lm.mean(), lm.std(), lp.mean(), lp.std()
+        thr = float(np.quantile(np.maximum((lm - mm) / sm, (lp - mp) / sp)[~sim.label[:n1]], q))
+
+        def det(mse: float, patch: float) -> tuple[float, bool, float]:
+            z = max((math.log(mse + 1e-6) - mm) / sm, (math.log(patch + 1e-6) - mp) / sp)
+            return normal_cdf(z), z >= thr, normal_cdf(thr)
+
+        return det
+
+    return make
+
+
+def river_gaussian(window: int, q: float) -> Callable[[SimStream], Detector]:
+    """river's stock GaussianScorer (rolling window, raw patch error) in a QuantileFilter."""
+    from river import anomaly
+
+    def make(sim: SimStream) -> Detector:
+        f = anomaly.QuantileFilter(anomaly.GaussianScorer(window_size=window, grace_period=600), q=q)
+
+        def det(mse: float, patch: float) -> tuple[float, bool, float]:
+            s = f.score_one(None, patch)
+            above = f.classify(s)
+            f.learn_one(None, patch)
+            return s, above, f.quantile.get() or 1.0
+
+        return det
+
+    return make
+
+
+METHODS: dict[str, Callable[[SimStream], Detector]] = {
+    "static, fitted on day 1 (q=0.999)": static(0.999),
+    "static, fitted on day 1 (day-1 max)": static(1.0),
+    "**adaptive (chosen): EW level, q=0.998, protected**": adaptive(),
+    "adaptive, unprotected": adaptive(protect=False),
+    "adaptive, slow level (EW 0.001)": adaptive(fading_factor=0.001, grace_frames=3000),
+    "adaptive, q=0.995": adaptive(q=0.995),
+    "river GaussianScorer(window=600), q=0.998": river_gaussian(600, 0.998),
+}
+
+
+def simulator_table(days: float, cameras: int) -> tuple[str, dict[str, tuple[float, float, float]]]:
+    """Markdown table of every method over ``cameras`` simulated cameras (days 2.. evaluated)."""
+    sums: dict[str, list] = {m: [] for m in METHODS}
+    timing: dict[str, float] = {}
+    for seed in range(cameras):
+        sim = simulate(SimConfig(days=days, fps=SIM_FPS, seed=seed))
+        for name, make in METHODS.items():
+            t0 = time.perf_counter()
+            events = run_events(sim, make(sim), SIM_EVENTS)
+            timing[name] = timing.get(name, 0.0) + (time.perf_counter() - t0) / len(sim.mse)
+            sums[name].append(evaluate(sim, events, eval_from=int(DAY_S * sim.fps)))
+    rows = ["| method | false alerts / camera / day | anomalies alerted | median delay (s) | µs / score (incl. events) |",
+            "|---|---|---|---|---|"]  # fmt: skip
+    summary = {}
+    for name, res in sums.items():
+        fa = float(np.mean([r.false_alerts_per_day for r in res]))
+        det = float(sum(r.detected * r.n_spans for r in res) / max(1, sum(r.n_spans for r in res)))
+        delay = float(np.nanmedian([r.median_delay_s for r in res]))
+        summary[name] = (fa, det, delay)
+        rows.append(f"| {name} | {fa:.2f} | {det:.0%} | {delay:.0f} | {timing[name] / cameras * 1e6:.1f} |")
+    return "\n".join(rows), summary
+
+
+def throughput(n_scores: int, n_cameras: int = 200) -> dict[str, float]:
+    """Push ``n_scores`` scores (``n_cameras`` cameras) through a `vigil scorer` subprocess; scores/s."""
+    from vigil.services.scorer.simulator import score_messages, scripted
+    from vigil.shared.kafka import delete_topics, ensure_topics, make_admin, make_producer
+    from vigil.shared.redis_keys import camera_hash
+    from vigil.shared.settings import KafkaSettings, RedisSettings
+
+    kafka, redis_client = KafkaSettings(), RedisSettings().client()
+    token = uuid.uuid4().hex[:8]
+    scores_topic, dlq, app_id = f"bench.scores.{token}", f"bench.dlq.{token}", f"bench-scorer-{token}"
+    ensure_topics(kafka, {scores_topic: 12, dlq: 1})
+    per_cam = max(1, n_scores // n_cameras)
+    producer = make_producer(kafka)
+    cams = [f"bench-{token}-{i:03d}" for i in range(n_cameras)]
+    base = scripted(per_cam, [(per_cam // 2, per_cam // 2 + 30)])
+    for cam in cams:
+        for v in score_messages(cam, base, t0_ns=time.time_ns()):
+            producer.send(scores_topic, key=cam.encode(), value=v)
+    producer.flush()
+    env = dict(os.environ) | {
+        "VIGIL_TOPICS_SCORES": scores_topic, "VIGIL_TOPICS_DLQ": dlq, "VIGIL_TOPICS_PARTITIONS": "12",
+        "VIGIL_SCORER_APP_ID": app_id, "VIGIL_SCORER_GRACE_FRAMES": str(min(100, per_cam // 3)),
+        "VIGIL_SCORER_FADING_FACTOR": "0.05", "VIGIL_SCORER_DATADIR": f"/tmp/{app_id}", "VIGIL_LOG_LEVEL": "WARNING",
+    }  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", "from vigil.cli import main; main()", "scorer"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        first = _wait(lambda: any(redis_client.exists(camera_hash(c)) for c in cams[:20]), 120)
+        cpu0 = _cpu_s(proc.pid)
+        last = _wait(lambda: all(_seq(redis_client, c) == per_cam - 1 for c in cams), 600)
+        cpu = _cpu_s(proc.pid) - cpu0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        admin = make_admin(kafka)
+        internal = [t for t in admin.list_topics() if t.startswith(app_id)]
+        admin.close()
+        delete_topics(kafka, [scores_topic, dlq, *internal])
+    n = per_cam * n_cameras
+    return {"scores": n, "wall_s": last - first, "per_s": n / (last - first), "cpu_s": cpu, "per_cpu_s": n / max(cpu, 1e-9)}
+
+
+def _seq(client: object, cam: str) -> int:
+    from vigil.shared.redis_keys import camera_hash
+
+    v = client.hget(camera_hash(cam), "last_seq")  # type: ignore[attr-defined]
+    return -1 if v is None else int(v)
+
+
+def _wait(check: Callable[[], bool], timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return time.monotonic()
+        time.sleep(0.1)
+    raise TimeoutError(f"bench scorer: condition not met within {timeout:.0f}s")
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_bench(days: float, cameras: int, throughput_scores: int, doc: Path | None = None) -> str:
+    """Run both parts, write the `scorer` section of docs/benchmarks.md, and return the markdown."""
+    from vigil.shared.benchdoc import DEFAULT_DOC, machine_line, write_section
+
+    table, summary = simulator_table(days, cameras)
+    static_fa, static_det, _ = summary["static, fitted on day 1 (q=0.999)"]
+    fa, det, _ = summary["**adaptive (chosen): EW level, q=0.998, protected**"]
+    floor = 1 / ((days - 1) * cameras)
+    ratio = static_fa / max(fa, floor)
+    md = [
+        "## Scorer (`vigil bench scorer`)",
+        f"Command: `vigil bench scorer --days {days:g} --cameras {cameras} --throughput-scores {throughput_scores}`  ",
+        f"Machine: {machine_line()}",
+        "",
+        f"### Simulator: {cameras} cameras x {days:g} days at {SIM_FPS:g} score/s, evaluated on days 2-{days:g}",
+        "Daily curve (quiet nights at 45%, rush peaks +70%), drift +4%/day, AR(1) log noise, ~8 injected anomalies "
+        "per day (4 s - 4 min, patch error x1.6 - x4). Event rules scaled to 1 fps: k=3 of n=5, m=5, min 2 s, "
+        "cooldown 30 s. An alert is false when it overlaps no injected span (30 s slack).",
+        "",
+        table,
+        "",
+        f"Adaptive vs static (q=0.999): **{ratio:.0f}x fewer false alerts** "
+        f"({'none seen; floor 1 alert' if fa == 0 else f'{fa:.2f}/day'} vs {static_fa:.1f}/day), "
+        f"detection {det:.0%} vs {static_det:.0%}.",
+    ]
+    if throughput_scores > 0:
+        t = throughput(throughput_scores)
+        md += ["", "### Throughput through real Kafka and Redis (one `vigil scorer` process, 200 cameras)",
+               f"{t['scores']:.0f} scores in {t['wall_s']:.1f} s: **{t['per_s']:.0f} scores/s** wall, "
+               f"{t['per_cpu_s']:.0f} scores per CPU-second of the scorer process (target 2,000)."]  # fmt: skip
+    md += ["", "### UCSD Ped2", "Frame-level AUC and event precision/recall of the scorer's score on Ped2 causal "
+           "scores: **pending** (the model's causal scores are not available yet)."]  # fmt: skip
+    text = "\n".join(md)
+    write_section("scorer", text, doc or DEFAULT_DOC)
+    return text
