@@ -29,7 +29,7 @@ from vigil.shared.schemas import DeadLetter
 log = logging.getLogger(__name__)
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-SUMMARY_EVERY_S = 10.0
+SUMMARY_EVERY_S = 10.0  # also the consumer-lag refresh interval
 
 
 class WorkerMetrics:
@@ -178,24 +178,27 @@ class WorkerService:
         fps = n / max(now - since, 1e-9)
         self._scored_since = (0, now)
         self.metrics.fps.set(fps)
-        lag = self._lag()
+        lag = await self._lag()
         log.info("%.1f frames/s scored, %d cameras, partitions %s, lag %s",
                  fps, len(self.engine.store), sorted(self.owned or ()), lag)  # fmt: skip
 
-    def _lag(self) -> dict[int, int]:
-        consumer = getattr(self.app, "consumer", None)
-        if consumer is None:
+    async def _lag(self) -> dict[int, int]:
+        """Frames per owned partition not processed yet: end offset - (last processed offset + 1)."""
+        frames = self.settings.topics.frames
+        tps = [tp for tp in self.app.consumer.assignment() if tp.topic == frames]
+        if not tps:
             return {}
+        ends = await self.app.consumer.highwaters(*tps)
+        done = self.engine.last_offsets()
         lag = {}
-        for tp in consumer.assignment():
-            if tp.topic != self.settings.topics.frames:
+        for tp, end in ends.items():
+            committed = self.app.consumer._committed_offset.get(tp)  # noqa: SLF001 - no public getter
+            position = done[tp.partition] + 1 if tp.partition in done else committed
+            if end is None or position is None:
                 continue
-            committed = self.app.consumer._committed_offset.get(tp)  # noqa: SLF001 - faust has no public getter
-            high = consumer.highwater(tp)
-            if high is not None:
-                lag[tp.partition] = max(0, high - (committed or 0))
-                self.metrics.lag.labels(str(tp.partition)).set(lag[tp.partition])
-        return lag
+            lag[tp.partition] = max(0, end - position)
+            self.metrics.lag.labels(str(tp.partition)).set(lag[tp.partition])
+        return dict(sorted(lag.items()))
 
     def close(self) -> None:
         """Stop the step thread."""

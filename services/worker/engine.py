@@ -120,6 +120,10 @@ class WorkerEngine:
             self._offsets = {tp: off for tp, off in self._offsets.items() if tp[1] not in gone}
             return self.store.drop_partitions(gone)
 
+    def last_offsets(self) -> dict[int, int]:
+        """Partition -> last frame offset processed (for the consumer-lag metric)."""
+        return {p: off for (_t, p), off in dict(self._offsets).items()}
+
     def reset_all(self) -> None:
         """Forget every camera's state (waits for a running batch)."""
         with self._lock:
