@@ -47,7 +47,7 @@ class IngestSettings(ServiceSettings):
     batch_size: int = Field(256 * 1024, ge=1024, le=16 * 1024 * 1024, description="Bytes per partition batch")
     compression: Literal["none", "lz4", "gzip", "snappy", "zstd"] = Field("lz4", description="Batch compression")
     max_inflight_bytes: int = Field(16 * 1024 * 1024, ge=1024 * 1024, description="Bytes given to the producer, not yet acked")
-    max_block_ms: int = Field(200, ge=0, le=60_000, description="How long send() may block when Kafka is down")
+    max_block_ms: int = Field(1000, ge=0, le=60_000, description="How long send() may block when Kafka is down")
     delivery_timeout_ms: int = Field(15_000, ge=1000, description="A record not acknowledged by then is dropped")
     producer_request_timeout_ms: int = Field(10_000, ge=1000, description="One produce request's timeout")
     bootstrap_timeout_ms: int = Field(3000, ge=100, description="Creating the producer gives up after this (retried)")
