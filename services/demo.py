@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import typer
-
 from vigil.services.launcher import REPO, Proc, free_port, start_rtsp_server, vigil_argv
 
 log = logging.getLogger(__name__)
@@ -137,7 +136,6 @@ class Monitor:
 
     def _follow_scores(self) -> None:
         from kafka import KafkaConsumer
-
         from vigil.shared.schemas import SchemaError, ScoreMessage
 
         consumer = KafkaConsumer(self.topic, group_id=f"vigil-demo-{uuid.uuid4().hex[:8]}",
@@ -275,7 +273,6 @@ def demo(
 
 def _check_servers(kafka, redis_settings) -> None:  # noqa: ANN001
     import redis
-
     from vigil.shared.kafka import KafkaUnavailableError, make_admin
 
     try:

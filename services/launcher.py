@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -86,10 +87,8 @@ class Proc:
 
     def _signal(self, sig: int) -> None:
         assert self.popen is not None
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def tail(self, chars: int = 3000) -> str:
         """The end of the log, for failure messages."""

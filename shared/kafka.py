@@ -5,6 +5,7 @@ One producer per process (never one per message). Topic creation is idempotent.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -73,10 +74,8 @@ def ensure_topics(
             if name not in existing
         ]
         if new:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(new, timeout_ms=30_000)
-            except TopicAlreadyExistsError:
-                pass
             log.info("created topics %s", ", ".join(t.name for t in new))
         _wait_for_metadata(admin, set(names_partitions))
     finally:

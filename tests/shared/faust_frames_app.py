@@ -7,7 +7,6 @@ import os
 import sys
 
 import faust
-
 from vigil.shared.schemas import FrameMessage
 from vigil.shared.settings import KafkaSettings
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from vigil.shared.kafka import make_producer
 from vigil.shared.schemas import Alert, FrameMessage
 
