@@ -131,6 +131,7 @@ class CameraState:
             alert_id=alert_id, camera_id=self.camera_id, event=c.kind, start_seq=c.start_seq, end_seq=c.end_seq,
             start_ns=c.start_ns, end_ns=c.end_ns, peak_score=c.peak_score, score=c.score, threshold=c.threshold,
             peak_seq=c.peak_seq, snapshot_key=skey, model_id=msg.model_id, model_version=msg.model_version,
+            trigger_seq=msg.seq, trigger_capture_ns=msg.capture_ns,
         )  # fmt: skip
         log.info("camera %s: alert %s %s (peak %.4f, threshold %.4f)", self.camera_id, alert_id, c.kind, c.peak_score, c.threshold)
         return PendingAlert(alert, f"{c.kind}:{c.n_update}", skey, jpeg)

@@ -1,30 +1,13 @@
-"""End-to-end harness: real RTSP server, Kafka, Redis, and every service as its own process.
-
-The e2e tests run on a private Kafka + Redis (own state directory, free ports), started once per
-session, so that fault tests may restart the broker or Redis without disturbing anything else.
-Each test gets its own topics and consumer groups, and flushes the private Redis first.
-"""
+"""Fixtures of the end-to-end tests (see e2e_harness.py for what they run)."""
 
 from __future__ import annotations
 
-import json
-import os
-import time
-import uuid
-from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import yaml
-from vigil.services.launcher import LocalStack, Proc, free_port, start_rtsp_server, vigil_argv
-
-FPS = 10.0
-# The scorer learns each camera's normal level online; production waits 3000 frames (5 min) before
-# alerting on a new camera. Test clips are short, so the e2e runs learn faster and wait 100 frames.
-FAST_SCORER = {"VIGIL_SCORER_FADING_FACTOR": "0.02", "VIGIL_SCORER_GRACE_FRAMES": "100",
-               "VIGIL_SCORER_COOLDOWN_S": "2", "VIGIL_SCORER_UPDATE_INTERVAL_S": "0.5"}  # fmt: skip
+from e2e_harness import Pipeline
+from vigil.services.launcher import LocalStack
 
 
 @pytest.fixture(scope="session")
@@ -37,122 +20,6 @@ def private_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSta
         pytest.fail(f"could not start the private Kafka/Redis for e2e tests (run `make install` first): {exc}")
     yield stack
     stack.down()
-
-
-@dataclass
-class Pipeline:
-    """The processes of one e2e test and the readers of its topics."""
-
-    stack: LocalStack
-    workdir: Path
-    token: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
-    procs: dict[str, Proc] = field(default_factory=dict)
-    extra_env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def topics(self) -> dict[str, str]:
-        """This test's topic names."""
-        return {k: f"e2e.{k}.{self.token}" for k in ("frames", "scores", "camera_status", "dlq")}
-
-    def env(self) -> dict[str, str]:
-        """Environment for every service of this pipeline."""
-        t = self.topics
-        return dict(os.environ) | self.stack.env() | {
-            "VIGIL_TOPICS_FRAMES": t["frames"], "VIGIL_TOPICS_SCORES": t["scores"],
-            "VIGIL_TOPICS_CAMERA_STATUS": t["camera_status"], "VIGIL_TOPICS_DLQ": t["dlq"],
-            "VIGIL_TOPICS_PARTITIONS": "4",
-            "VIGIL_WORKER_APP_ID": f"e2e-worker-{self.token}", "VIGIL_WORKER_OFFSET_RESET": "earliest",
-            "VIGIL_WORKER_DATADIR": str(self.workdir / "worker-data"), "VIGIL_WORKER_SESSION_TIMEOUT_S": "6",
-            "VIGIL_WORKER_HEARTBEAT_S": "1",
-            "VIGIL_SCORER_APP_ID": f"e2e-scorer-{self.token}", "VIGIL_SCORER_DATADIR": str(self.workdir / "scorer-data"),
-            "PYTHONUNBUFFERED": "1",
-        } | FAST_SCORER | self.extra_env  # fmt: skip
-
-    # --- processes --------------------------------------------------------------------------------
-    def start(self, name: str, *args: str, ready_timeout: float = 180.0, **env: str) -> Proc:
-        """Start `vigil <service> ...` as ``name`` and wait until its /readyz answers."""
-        port = free_port()
-        service = args[0]
-        e = self.env() | {f"VIGIL_{service.upper()}_METRICS_PORT": str(port)} | env
-        proc = Proc(name, vigil_argv(*args), self.workdir / "logs" / f"{name}.log", e).start()
-        self.procs[name] = proc
-        from vigil.services.demo import wait_ready
-
-        wait_ready(proc, port, ready_timeout)
-        return proc
-
-    def start_rtsp(self, name: str, mounts: dict[str, Path], port: int = 0) -> dict[str, str]:
-        """Start an RTSP server serving ``mounts``; returns mount -> URL."""
-        proc, urls = start_rtsp_server(mounts, self.workdir / "logs" / name, port=port)
-        self.procs[name] = proc
-        return urls
-
-    def cameras_file(self, cameras: dict[str, str], **defaults: object) -> Path:
-        """Write a cameras YAML for ingest."""
-        cfg = {"defaults": {"fps": FPS, "width": 180, "height": 120, "channels": 1, **defaults},
-               "cameras": [{"id": cid, "url": url} for cid, url in cameras.items()]}  # fmt: skip
-        path = self.workdir / f"cameras-{len(self.procs)}.yaml"
-        path.write_text(yaml.safe_dump(cfg))
-        return path
-
-    def stop_all(self) -> None:
-        """Stop every process (ingest first, servers last)."""
-        order = sorted(self.procs, key=lambda n: (not n.startswith("ingest"), n.startswith("rtsp")))
-        for name in order:
-            self.procs[name].stop()
-
-    def logs(self) -> str:
-        """The tails of all logs, for failure messages."""
-        return "\n".join(f"--- {n} ---\n{p.tail(1500)}" for n, p in self.procs.items())
-
-    # --- readers ----------------------------------------------------------------------------------
-    def read_topic(self, topic_key: str, timeout_s: float = 5.0) -> list:
-        """All records of one of this test's topics so far (kafka-python records)."""
-        from kafka import KafkaConsumer
-        from vigil.shared.settings import KafkaSettings
-
-        kafka = KafkaSettings(bootstrap_servers=self.stack.env()["VIGIL_KAFKA_BOOTSTRAP_SERVERS"])
-        consumer = KafkaConsumer(self.topics[topic_key], group_id=None, auto_offset_reset="earliest",
-                                 consumer_timeout_ms=int(timeout_s * 1000), **kafka.kafka_python_kwargs())  # fmt: skip
-        records = list(consumer)
-        consumer.close()
-        return records
-
-    def scores(self) -> dict[str, list]:
-        """Score messages per camera, in topic order."""
-        from vigil.shared.schemas import ScoreMessage
-
-        out: dict[str, list] = defaultdict(list)
-        for r in self.read_topic("scores"):
-            s = ScoreMessage.decode(r.value)
-            out[s.camera_id].append(s)
-        return out
-
-    def redis(self):  # noqa: ANN201
-        """A client on the private Redis."""
-        from vigil.shared.settings import RedisSettings
-
-        e = self.stack.env()
-        return RedisSettings(url=e["VIGIL_REDIS_URL"], password_file=Path(e["VIGIL_REDIS_PASSWORD_FILE"])).client()
-
-    def alerts(self) -> list:
-        """Every alert change in the vigil:alerts stream."""
-        from vigil.shared.schemas import Alert
-
-        return [Alert.from_json(fields[b"json"]) for _, fields in self.redis().xrange("vigil:alerts")]
-
-    def wait_for(self, what: str, predicate, timeout_s: float, every_s: float = 1.0):  # noqa: ANN001, ANN201
-        """Poll ``predicate`` until it returns something truthy; fail with the logs otherwise."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            for name, proc in self.procs.items():
-                if not proc.alive and not name.startswith("killed"):
-                    pytest.fail(f"{name} died while waiting for {what}:\n{self.logs()}")
-            time.sleep(every_s)
-        pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what}\n{self.logs()}")
 
 
 @pytest.fixture
@@ -169,6 +36,3 @@ def pipeline(private_stack: LocalStack, tmp_path: Path) -> Iterator[Pipeline]:
     p.stop_all()
 
 
-def ped2_labels(ped2_dir: Path) -> dict[str, list[int]]:
-    """Frame labels per Ped2 test clip."""
-    return json.loads((ped2_dir / "labels_frame_ped2.json").read_text())

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from e2e_harness import Pipeline, ped2_labels
 from vigil.services.demo import _concat
-
-from .conftest import Pipeline, ped2_labels
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

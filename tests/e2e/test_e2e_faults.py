@@ -25,10 +25,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from e2e_harness import Pipeline
 from vigil.services.demo import _concat
 from vigil.services.launcher import free_port
-
-from .conftest import Pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -59,16 +58,15 @@ def test_pipeline_survives_worker_scorer_redis_kafka_and_camera_faults(pipeline:
     p.extra_env["VIGIL_WORKER_STALENESS_S"] = "120"  # measure at-least-once, not the overload skip
     clip = p.workdir / "cam.mkv"
     _concat([ped2_dir / "train" / "Train001.mkv", ped2_dir / "test" / "Test001.mkv"], clip)
-    urls = p.start_rtsp("rtsp-a", {"cam-1": clip, "cam-2": clip})
+    urls = p.start_rtsp("rtsp-a", {"cam-1": clip, "cam-2": clip}, loop=True)
     port_b = free_port()
-    urls |= p.start_rtsp("rtsp-b", {"cam-3": clip}, port=port_b)
+    urls |= p.start_rtsp("rtsp-b", {"cam-3": clip}, port=port_b, loop=True)
     cams = ["cam-1", "cam-2", "cam-3"]
 
     p.start("scorer", "scorer")
     p.start("worker-1", "worker")
-    ingest_port = free_port()
-    p.start("ingest", "ingest", "--cameras", str(p.cameras_file(urls, loop=True)), "--metrics-port", str(ingest_port),
-            ready_timeout=60, VIGIL_INGEST_METRICS_PORT=str(ingest_port))  # fmt: skip
+    p.start("ingest", "ingest", "--cameras", str(p.cameras_file(urls)), ready_timeout=60)
+    ingest_port = p.ports["ingest"]
     p.wait_for("scores for every camera", _growing(p, cams, {}, by=20), timeout_s=120)
     p.start("worker-2", "worker")
     p.wait_for("scores after worker-2 joined", _growing(p, cams, _counts(p), by=20), timeout_s=120)
@@ -135,7 +133,7 @@ def test_pipeline_survives_worker_scorer_redis_kafka_and_camera_faults(pipeline:
     before = _counts(p)
     time.sleep(6)
     during = _counts(p)
-    p.start_rtsp("rtsp-b", {"cam-3": clip}, port=port_b)
+    p.start_rtsp("rtsp-b", {"cam-3": clip}, port=port_b, loop=True)
     p.wait_for("cam-3 back online", _growing(p, ["cam-3"], _counts(p), by=10), timeout_s=120)
     from vigil.shared.schemas import CameraStatus
 
