@@ -26,7 +26,7 @@ from vigil.services.launcher import REPO, Proc, free_port, start_rtsp_server, vi
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CLIPS = "Test001,Test002,Test012"  # normal frames first, then a labelled anomaly
+DEFAULT_CLIPS = "Test001,Test002"  # normal frames first, then a labelled anomaly; 2 cameras fit 2 CPU cores
 FPS = 10.0
 
 

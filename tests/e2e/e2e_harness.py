@@ -95,17 +95,27 @@ class Pipeline:
         return "\n".join(f"--- {n} ---\n{p.tail(1500)}" for n, p in self.procs.items())
 
     # --- readers ----------------------------------------------------------------------------------
-    def read_topic(self, topic_key: str, timeout_s: float = 5.0) -> list:
-        """All records of one of this test's topics so far (kafka-python records)."""
-        from kafka import KafkaConsumer
+    def read_topic(self, topic_key: str, timeout_s: float = 30.0) -> list:
+        """Every record of one of this test's topics up to its end right now (kafka-python records)."""
+        from kafka import KafkaConsumer, TopicPartition
         from vigil.shared.settings import KafkaSettings
 
         kafka = KafkaSettings(bootstrap_servers=self.stack.env()["VIGIL_KAFKA_BOOTSTRAP_SERVERS"])
-        consumer = KafkaConsumer(self.topics[topic_key], group_id=None, auto_offset_reset="earliest",
-                                 consumer_timeout_ms=int(timeout_s * 1000), **kafka.kafka_python_kwargs())  # fmt: skip
-        records = list(consumer)
-        consumer.close()
-        return records
+        topic = self.topics[topic_key]
+        consumer = KafkaConsumer(group_id=None, enable_auto_commit=False, **kafka.kafka_python_kwargs())
+        try:
+            parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+            consumer.assign(parts)
+            consumer.seek_to_beginning(*parts)
+            ends = consumer.end_offsets(parts)
+            records: list = []
+            deadline = time.monotonic() + timeout_s
+            while any(consumer.position(tp) < ends[tp] for tp in parts) and time.monotonic() < deadline:
+                for batch in consumer.poll(timeout_ms=500, max_records=5000).values():
+                    records.extend(r for r in batch if r.offset < ends[TopicPartition(r.topic, r.partition)])
+            return records
+        finally:
+            consumer.close()
 
     def scores(self) -> dict[str, list]:
         """Score messages per camera, in topic order."""

@@ -1,15 +1,17 @@
 """Labelled Ped2 clips through the whole pipeline (RTSP -> ingest -> Kafka -> worker -> scorer -> Redis),
 with bad input mixed in.
 
-Cameras: two play a normal training clip and then a test clip with a labelled anomaly (bikes, carts);
-one plays normal footage only. Beside them: a camera whose file is garbage, a camera whose URL refuses
+Cameras: two play normal training footage and then a test clip whose later part holds a labelled
+anomaly (bikes, carts); the normal frames before it (about 25 s per camera) are the false-alarm check.
+Two cameras at 10 fps is what a 2-core CI machine holds in real time beside ingest, scorer, Kafka and
+the RTSP server. Beside them: a camera whose file is garbage, a camera whose URL refuses
 connections, and records of foreign schemas / wrong sizes injected into the frames and scores topics.
 
 What the test asserts (the floors a user can rely on with the committed Ped2 model):
 * recall: every camera with a labelled anomaly gets an alert that opens inside its labelled span,
   is active within DELAY_FRAMES frames of the span's start;
 * precision: at least PRECISION_FLOOR of all alerts overlap a labelled span;
-* the normal-only camera raises at most MAX_FALSE_ALERTS_NORMAL alerts after warm-up;
+* at most MAX_FALSE_ALERTS alerts lie wholly in normal footage after warm-up;
 * every injected bad record lands in vigil.dlq with its reason, the broken cameras are reported on
   vigil.camera-status, and the good cameras are not affected (one score per frame).
 """
@@ -28,12 +30,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DELAY_FRAMES = 30  # 3 s at 10 fps: objects enter at the frame edge, and k-of-n needs k frames above
 PRECISION_FLOOR = 0.5
-MAX_FALSE_ALERTS_NORMAL = 1
+MAX_FALSE_ALERTS = 1
 
 
 def _camera_files(ped2: Path, out: Path) -> dict[str, tuple[Path, list[int]]]:
     labels = ped2_labels(ped2)
-    plan = {"cam-a": (["Train001"], "Test001"), "cam-b": (["Train003"], "Test002"), "cam-n": (["Train005", "Train006"], None)}
+    plan = {"cam-a": (["Train001"], "Test001"), "cam-b": (["Train003"], "Test002")}
     files = {}
     for cam, (warm, test) in plan.items():
         parts = [ped2 / "train" / f"{w}.mkv" for w in warm] + ([ped2 / "test" / f"{test}.mkv"] if test else [])
@@ -129,8 +131,8 @@ def test_labelled_anomalies_raise_alerts_and_bad_input_is_dead_lettered(pipeline
         caught = [a for (c, a), (f, la, _) in intervals.items() if c == cam and f <= w1 and la >= w0]
         assert caught, f"{cam}: no alert active within {DELAY_FRAMES} frames of the labelled span start {span[0]}: {report}"
     assert inside / max(1, len(intervals)) >= PRECISION_FLOOR, f"precision {inside}/{len(intervals)} < {PRECISION_FLOOR}"
-    normal = [a for (c, a) in intervals if c == "cam-n"]
-    assert len(normal) <= MAX_FALSE_ALERTS_NORMAL, f"normal camera raised {len(normal)} alerts: {normal}"
+    false_alerts = len(intervals) - inside
+    assert false_alerts <= MAX_FALSE_ALERTS, f"{false_alerts} alerts in normal footage: {report}"
     opens = [a.alert_id for a in alerts if a.event == "open"]
     assert len(opens) == len(set(opens)), "an alert id was opened twice"
 

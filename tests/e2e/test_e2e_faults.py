@@ -65,7 +65,8 @@ def test_pipeline_survives_worker_scorer_redis_kafka_and_camera_faults(pipeline:
 
     p.start("scorer", "scorer")
     p.start("worker-1", "worker")
-    p.start("ingest", "ingest", "--cameras", str(p.cameras_file(urls)), ready_timeout=60)
+    # 5 fps per camera: this scenario tests recovery, and a 2-core CI machine runs everything at once
+    p.start("ingest", "ingest", "--cameras", str(p.cameras_file(urls, fps=5)), ready_timeout=60)
     ingest_port = p.ports["ingest"]
     p.wait_for("scores for every camera", _growing(p, cams, {}, by=20), timeout_s=120)
     p.start("worker-2", "worker")
