@@ -286,13 +286,22 @@ def _check_servers(kafka, redis_settings) -> None:  # noqa: ANN001
                                  "`source .state/local.env`.") from exc  # fmt: skip
 
 
+# A new camera's normal error level is learned online before it may alert: 3000 frames (5 min) in
+# production. Demo cameras play about 25 s of normal footage first, so the demo learns faster.
+DEMO_SCORER_ENV = {"VIGIL_SCORER_FADING_FACTOR": "0.02", "VIGIL_SCORER_GRACE_FRAMES": "100",
+                   "VIGIL_SCORER_COOLDOWN_S": "2", "VIGIL_SCORER_UPDATE_INTERVAL_S": "0.5"}  # fmt: skip
+
+
 def _start_services(cameras: list[DemoCamera], urls: dict[str, str], model: Path | None, logs: Path) -> list[Proc]:
     import os
 
     started = []
+    typer.echo("the scorer learns each camera's normal level for its first 100 frames (production: 3000)")
     for name in ("scorer", "worker"):
         port = free_port()
         env = dict(os.environ) | {f"VIGIL_{name.upper()}_METRICS_PORT": str(port)}
+        if name == "scorer":
+            env |= {k: os.environ.get(k, v) for k, v in DEMO_SCORER_ENV.items()}
         if name == "worker" and model is not None:
             env["VIGIL_WORKER_MODEL_DIR"] = str(model)
         proc = Proc(name, vigil_argv(name), logs / f"{name}.log", env).start()
