@@ -17,13 +17,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from vigil.services.demo import DEMO_SCORER_ENV
 from vigil.services.launcher import LocalStack, Proc, free_port, start_rtsp_server, vigil_argv
 
 FPS = 10.0
-# The scorer learns each camera's normal level online; production waits 3000 frames (5 min) before
-# alerting on a new camera. Test clips are short, so the e2e runs learn faster and wait 100 frames.
-FAST_SCORER = {"VIGIL_SCORER_FADING_FACTOR": "0.02", "VIGIL_SCORER_GRACE_FRAMES": "100",
-               "VIGIL_SCORER_COOLDOWN_S": "2", "VIGIL_SCORER_UPDATE_INTERVAL_S": "0.5"}  # fmt: skip
+# Short clips: the scorer learns each camera's normal level for 100 frames (production: 3000).
+FAST_SCORER = DEMO_SCORER_ENV
 
 
 @dataclass
