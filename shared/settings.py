@@ -80,13 +80,11 @@ class KafkaSettings(BaseSettings):
             ctx.load_cert_chain(str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None)
         return ctx
 
-    def kafka_python_kwargs(self) -> dict[str, Any]:
-        """Connection arguments for kafka-python's KafkaProducer / KafkaConsumer / KafkaAdminClient."""
+    def _client_kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = {
             "bootstrap_servers": self.servers,
             "security_protocol": self.security_protocol,
             "client_id": self.client_id,
-            "request_timeout_ms": self.request_timeout_ms,
         }
         if self.sasl_mechanism:
             kw |= {"sasl_mechanism": self.sasl_mechanism, "sasl_plain_username": self.sasl_username,
@@ -95,19 +93,13 @@ class KafkaSettings(BaseSettings):
             kw["ssl_context"] = ctx
         return kw
 
+    def kafka_python_kwargs(self) -> dict[str, Any]:
+        """Connection arguments for kafka-python's KafkaProducer / KafkaConsumer / KafkaAdminClient."""
+        return self._client_kwargs() | {"request_timeout_ms": self.request_timeout_ms}
+
     def aiokafka_kwargs(self) -> dict[str, Any]:
-        """Connection arguments for aiokafka clients."""
-        kw: dict[str, Any] = {
-            "bootstrap_servers": self.servers,
-            "security_protocol": self.security_protocol,
-            "client_id": self.client_id,
-        }
-        if self.sasl_mechanism:
-            kw |= {"sasl_mechanism": self.sasl_mechanism, "sasl_plain_username": self.sasl_username,
-                   "sasl_plain_password": self.password()}  # fmt: skip
-        if (ctx := self.ssl_context()) is not None:
-            kw["ssl_context"] = ctx
-        return kw
+        """Connection arguments for aiokafka clients (same names as kafka-python's)."""
+        return self._client_kwargs()
 
     def faust_broker(self) -> str:
         """Broker URL list for faust.App(broker=...)."""
