@@ -41,7 +41,7 @@ def train_cmd(
     patience: int = typer.Option(5, help="Early-stopping patience in epochs."),
     time_budget_min: float = typer.Option(0.0, help="Stop after this many minutes (0 = no limit); lr/10 at 75%."),
     n_val: int = typer.Option(2, help="Training clips held out for validation/calibration."),
-    init_from: Path | None = typer.Option(None, help="Model directory to fine-tune (its config is used)."),
+    init_from: Path | None = typer.Option(None, help="Model directory to fine-tune (its architecture is used; --nt applies)."),
     freeze: str = typer.Option("", help="Comma-separated PredNet layer indices to freeze when fine-tuning."),
     model_id: str = typer.Option("prednet-ped2", help="Model id written to the model card."),
     seed: int = typer.Option(0, help="Random seed."),
@@ -76,6 +76,7 @@ def evaluate_cmd(
     out: Path = typer.Option(Path("runs/evaluate"), help="Output folder for metrics.json and plots."),
     clips: str = typer.Option("", help="Comma-separated test clips (default: all), e.g. Test001,Test002."),
     plots: bool = typer.Option(True, help="Write PNG plots."),
+    record: bool = typer.Option(False, help="Add the results to the model's card (model_card.json/MODEL_CARD.md)."),
 ) -> None:
     """Frame-level ROC AUC / EER on UCSD Ped2 test, causal (headline) and per-clip min-max."""
     _setup_logging()
@@ -83,6 +84,11 @@ def evaluate_cmd(
     from vigil.model.streaming import DEFAULT_MODEL_DIR
 
     metrics = evaluate(model or DEFAULT_MODEL_DIR, data, out, [c for c in clips.split(",") if c], plots)
+    if record:
+        from vigil.model.evaluate import record_evaluation
+        from vigil.model.train import command_line
+
+        record_evaluation(model or DEFAULT_MODEL_DIR, metrics, command_line())
     head = metrics["headline"]
     typer.echo(f"causal AUC {head['auc']:.4f} EER {head['eer']:.4f} ({head['feature']}); "
                f"per-clip min-max AUC {metrics['per_clip_minmax'][head['base_feature']]['auc']:.4f}; "

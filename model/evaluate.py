@@ -135,6 +135,25 @@ def evaluate(model_dir: str | os.PathLike, data: str | os.PathLike | None, out: 
     return metrics
 
 
+def record_evaluation(model_dir: str | os.PathLike, metrics: dict[str, Any], command: str) -> None:
+    """Add the evaluation summary (and the command that produced it) to the model card."""
+    from vigil.model.streaming import CARD_FILE
+    from vigil.model.train import write_card
+
+    model_dir = Path(model_dir)
+    card = json.loads((model_dir / CARD_FILE).read_text())
+    card["evaluation"] = {
+        "command": command, "clips": metrics["clips"], "frames": metrics["frames"],
+        "headline_causal": metrics["headline"],
+        "causal_auc": {k: round(v["auc"], 4) for k, v in metrics["causal"].items()},
+        "causal_eer": {k: round(v["eer"], 4) for k, v in metrics["causal"].items()},
+        "per_clip_minmax_auc": {k: round(v["auc"], 4) for k, v in metrics["per_clip_minmax"].items()},
+        "per_clip_minmax_eer": {k: round(v["eer"], 4) for k, v in metrics["per_clip_minmax"].items()},
+        "localisation": metrics["localisation"],
+    }
+    write_card(model_dir, card)
+
+
 def _metrics(predictor: Any, names: list[str], labels: dict[str, np.ndarray],
              scores: dict[str, dict[str, dict[str, np.ndarray]]], n_warmup: int) -> dict[str, Any]:
     causal = pooled_metrics(labels, {n: scores[n]["causal"] for n in names})

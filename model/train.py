@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -185,8 +186,8 @@ def train(config: PredNetConfig, settings: TrainSettings) -> dict[str, Any]:
     """Train, write the model directory (config, weights, model card) and return the card."""
     from vigil.model.prednet import get_cell, save_cell_weights
 
-    if settings.init_from is not None:
-        config = PredNetConfig.load(settings.init_from / CONFIG_FILE)
+    if settings.init_from is not None:  # the architecture comes from the model; nt may change
+        config = dataclasses.replace(PredNetConfig.load(settings.init_from / CONFIG_FILE), nt=config.nt)
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     train_paths, val_paths = split_clips(list_videos(training_folder(settings.data)), settings.n_val)
     if not val_paths:
@@ -206,10 +207,23 @@ def train(config: PredNetConfig, settings: TrainSettings) -> dict[str, Any]:
     settings.out.mkdir(parents=True, exist_ok=True)
     config.save(settings.out / CONFIG_FILE)
     save_cell_weights(get_cell(model), settings.out / WEIGHTS_FILE)
-    card = _card(config, settings, train_paths, val_paths, history.history, elapsed)
+    card = _card(config, settings, train_paths, val_paths, read_history(settings.work_dir, history.history),
+                 elapsed)
     card["calibration"] = calibrate(settings.out, val_clips)
     write_card(settings.out, card)
     return card
+
+
+def read_history(work_dir: Path, fallback: dict[str, list[float]]) -> dict[str, list[float]]:
+    """All epochs' losses from ``history.csv`` (it spans resumed runs), else ``fallback``."""
+    path = work_dir / "history.csv"
+    if not path.is_file() or path.stat().st_size == 0:
+        return fallback
+    import csv
+
+    with path.open() as fh:
+        rows = list(csv.DictReader(fh))
+    return {key: [float(r[key]) for r in rows if r.get(key)] for key in ("loss", "val_loss")}
 
 
 def _card(config: PredNetConfig, settings: TrainSettings, train_paths: list[Path], val_paths: list[Path],
