@@ -25,6 +25,7 @@ app.add_typer(bench_app, name="bench")
 COMMAND_MODULES = (
     "vigil.services.smoke",
     "vigil.services.demo",
+    "vigil.services.bench_e2e",
     "vigil.services.ingest.cli",
     "vigil.model.cli",
     "vigil.services.worker.cli",
