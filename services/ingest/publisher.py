@@ -121,6 +121,10 @@ class Publisher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ingest-publisher", daemon=True)
         self._last_error_log = 0.0
+        self.stall_s = 20.0  # in-flight records with no callback this long: the producer is wedged
+        self._generation = 0
+        self._last_callback = time.monotonic()
+        self._reset_needed = False
 
     # -- API for camera threads ------------------------------------------------------------------
     def publish_frame(self, msg: FrameMessage) -> None:
@@ -160,6 +164,7 @@ class Publisher:
         from kafka.errors import KafkaError, KafkaTimeoutError
 
         while True:
+            self._maybe_reset_producer()
             item = self.control.get_nowait() or self.frames.get(timeout=0.1)
             if item is None:
                 if self._stop.is_set() and not len(self.control) and not len(self.frames):
@@ -189,8 +194,23 @@ class Publisher:
                 continue
             if not item.is_frame:
                 log.debug("camera %s: %s record handed to the producer", item.camera_id, item.topic)
-            future.add_callback(self._on_sent, item)
-            future.add_errback(self._on_failed, item)
+            future.add_callback(self._on_sent, item, self._generation)
+            future.add_errback(self._on_failed, item, self._generation)
+
+    def _maybe_reset_producer(self) -> None:
+        """Replace a producer whose batches expired, or that stopped answering, with a new one."""
+        stalled = self.inflight_bytes > 0 and time.monotonic() - self._last_callback > self.stall_s
+        if not (self._reset_needed or stalled) or not hasattr(self.producer, "reset"):
+            return
+        log.warning("Kafka producer %s; replacing it (records it still held are lost and show as sequence gaps)",
+                    "stalled" if stalled else "expired records")  # fmt: skip
+        with self._inflight:
+            self._generation += 1
+            self.inflight_bytes = 0
+            self._inflight.notify_all()
+        self.producer.reset()
+        self._reset_needed = False
+        self._last_callback = time.monotonic()
 
     def _reserve(self, size: int) -> bool:
         """Take ``size`` bytes of the in-flight budget, waiting up to 0.1 s; False if none came free."""
@@ -202,9 +222,10 @@ class Publisher:
             self.inflight_bytes += size
             return True
 
-    def _release(self, size: int) -> None:
+    def _release(self, size: int, generation: int | None = None) -> None:
         with self._inflight:
-            self.inflight_bytes -= size
+            if generation is None or generation == self._generation:  # a replaced producer's bytes are gone
+                self.inflight_bytes -= size
             self._inflight.notify_all()
 
     def _give_up_at_stop(self) -> bool:
@@ -218,8 +239,9 @@ class Publisher:
         (self.frames if item.is_frame else self.control).put_front(item)
         self._set_kafka(False, exc)
 
-    def _on_sent(self, item: Outgoing, _meta: Any) -> None:
-        self._release(len(item.value))
+    def _on_sent(self, item: Outgoing, generation: int, _meta: Any) -> None:
+        self._last_callback = time.monotonic()
+        self._release(len(item.value), generation)
         self.sent += 1
         self._set_kafka(True)
         if self.on_ack is not None:
@@ -228,8 +250,13 @@ class Publisher:
             metrics.FRAMES_PUBLISHED.labels(item.camera_id).inc()
             metrics.PUBLISH_SECONDS.labels(item.camera_id).observe(max(0.0, (time.time_ns() - item.capture_ns) / 1e9))
 
-    def _on_failed(self, item: Outgoing, exc: Exception) -> None:
-        self._release(len(item.value))
+    def _on_failed(self, item: Outgoing, generation: int, exc: Exception) -> None:
+        from kafka.errors import KafkaTimeoutError
+
+        self._last_callback = time.monotonic()
+        self._release(len(item.value), generation)
+        if isinstance(exc, KafkaTimeoutError) and generation == self._generation:
+            self._reset_needed = True
         self._set_kafka(False, exc)
         if item.is_frame:
             self._dropped(item, "kafka")

@@ -104,6 +104,16 @@ class LazyProducer:
         if self._producer is not None:
             self._producer.close(timeout=timeout)
 
+    def reset(self) -> None:
+        """Drop the current producer (closed in the background); the next send builds a new one.
+
+        kafka-python's idempotent producer can wedge after a broker restart expired some of its
+        batches (its sequence numbers no longer match the broker's); a new producer starts clean.
+        """
+        old, self._producer = self._producer, None
+        if old is not None:
+            threading.Thread(target=old.close, kwargs={"timeout": 0}, name="producer-close", daemon=True).start()
+
 
 class IngestService:
     """Cameras -> Kafka. ``start()``, then ``stop()`` (or ``run()`` until SIGTERM).

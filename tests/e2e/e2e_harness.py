@@ -118,11 +118,14 @@ class Pipeline:
 
     def scores(self) -> dict[str, list]:
         """Score messages per camera, in topic order."""
-        from vigil.shared.schemas import ScoreMessage
+        from vigil.shared.schemas import SchemaError, ScoreMessage
 
         out: dict[str, list] = defaultdict(list)
         for r in self.read_topic("scores"):
-            s = ScoreMessage.decode(r.value)
+            try:
+                s = ScoreMessage.decode(r.value)
+            except SchemaError:  # bad records a test injected on purpose
+                continue
             out[s.camera_id].append(s)
         return out
 
