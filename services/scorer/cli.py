@@ -106,8 +106,10 @@ def bench_scorer(
     cameras: Annotated[int, typer.Option(help="Simulated cameras (different seeds)")] = 3,
     throughput_scores: Annotated[int, typer.Option(help="Scores pushed through Kafka+Redis; 0 = skip")] = 40_000,
     doc: Annotated[Path | None, typer.Option(help="Benchmarks document to update")] = None,
+    ped2: Annotated[bool, typer.Option("--ped2/--no-ped2", help="Frame AUC and event precision/recall on UCSD Ped2")] = True,
+    data: Annotated[Path | None, typer.Option(help="UCSD Ped2 folder (default: $VIGIL_PED2_DIR or ../shared/data/ucsd_ped2)")] = None,
 ) -> None:
-    """Simulator comparison (adaptive vs static) and throughput through real Kafka and Redis."""
+    """Simulator comparison (adaptive vs static), throughput through real Kafka and Redis, and UCSD Ped2."""
     from vigil.services.scorer.bench import run_bench
 
-    typer.echo(run_bench(days=days, cameras=cameras, throughput_scores=throughput_scores, doc=doc))
+    typer.echo(run_bench(days=days, cameras=cameras, throughput_scores=throughput_scores, doc=doc, ped2=ped2, data=data))
