@@ -98,11 +98,16 @@ class Proc:
             return ""
 
 
-def start_rtsp_server(mounts: dict[str, Path], log_dir: Path, *, loop: bool = False,
+def start_rtsp_server(mounts: dict[str, Path | list[Path]], log_dir: Path, *, loop: bool = False,
                       port: int = 0, timeout: float = 60.0) -> tuple[Proc, dict[str, str]]:  # fmt: skip
-    """Serve each file at rtsp://127.0.0.1:PORT/NAME; returns the process and name -> URL."""
+    """Serve each file (or playlist: one file per connection) at rtsp://127.0.0.1:PORT/NAME.
+
+    Returns the process and name -> URL.
+    """
     argv = [SYSTEM_PYTHON, str(RTSP_SERVER), "--port", str(port or free_port())]
-    argv += [f"--mount={name}={path}" for name, path in mounts.items()]
+    for name, paths in mounts.items():
+        files = paths if isinstance(paths, list) else [paths]
+        argv.append(f"--mount={name}={':'.join(str(p) for p in files)}")
     if loop:
         argv.append("--loop")
     proc = Proc("rtsp-server", argv, log_dir / "rtsp-server.log").start()

@@ -133,9 +133,10 @@ class ClipFeeder:
 class ClipFactory(GstRtspServer.RTSPMediaFactory):
     """A media factory whose pipelines are fed from an in-memory clip."""
 
-    def __init__(self, clip: Clip, loop: bool, shared: bool) -> None:
+    def __init__(self, clips: list[Clip], loop: bool, shared: bool) -> None:
         super().__init__()
-        self.clip = clip
+        self.clips = clips
+        self.connections = 0
         self.loop = loop
         self.set_launch("( appsrc name=src format=time is-live=false ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )")
         self.set_shared(shared)
@@ -143,27 +144,34 @@ class ClipFactory(GstRtspServer.RTSPMediaFactory):
         self.connect("media-configure", self._on_media_configure)
 
     def _on_media_configure(self, _factory: GstRtspServer.RTSPMediaFactory, media: GstRtspServer.RTSPMedia) -> None:
+        clip = self.clips[self.connections % len(self.clips)]  # a playlist: each connection plays the next clip
+        self.connections += 1
         src = media.get_element().get_child_by_name("src")
-        src.set_property("caps", self.clip.caps)
+        src.set_property("caps", clip.caps)
         src.set_property("max-bytes", 4 * 1024 * 1024)
-        feeder = ClipFeeder(self.clip, self.loop)
+        feeder = ClipFeeder(clip, self.loop)
         media.feeder = feeder  # keep alive with the media
         src.connect("need-data", feeder.need_data)
 
 
-def parse_mounts(files: list[str], mounts: list[str]) -> dict[str, Path]:
-    """Mount names to files: positional files become cam1, cam2, ...; --mount NAME=FILE adds named ones."""
-    out: dict[str, Path] = {f"cam{i + 1}": Path(f) for i, f in enumerate(files)}
+def parse_mounts(files: list[str], mounts: list[str]) -> dict[str, list[Path]]:
+    """Mount names to playlists: positional files become cam1, cam2, ...; --mount NAME=FILE[:FILE...] adds named ones.
+
+    A mount with several files plays one file per client connection, in turn (the stream ends after each
+    file unless --loop), like a camera that restarts between scenes.
+    """
+    out: dict[str, list[Path]] = {f"cam{i + 1}": [Path(f)] for i, f in enumerate(files)}
     for spec in mounts:
-        name, sep, file = spec.partition("=")
-        if not sep or not name or not file:
-            raise SystemExit(f"--mount expects NAME=FILE, got {spec!r}")
-        out[name.strip("/")] = Path(file)
+        name, sep, playlist = spec.partition("=")
+        if not sep or not name or not playlist:
+            raise SystemExit(f"--mount expects NAME=FILE[:FILE...], got {spec!r}")
+        out[name.strip("/")] = [Path(f) for f in playlist.split(":") if f]
     if not out:
         raise SystemExit("give at least one file to serve")
-    for name, path in out.items():
-        if not path.is_file():
-            raise SystemExit(f"mount /{name}: file not found: {path}")
+    for name, paths in out.items():
+        for path in paths:
+            if not path.is_file():
+                raise SystemExit(f"mount /{name}: file not found: {path}")
     return out
 
 
@@ -171,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     """Parse arguments, start the server, print the READY line and run until SIGTERM."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("files", nargs="*", help="files served as /cam1, /cam2, ...")
-    ap.add_argument("--mount", action="append", default=[], metavar="NAME=FILE", help="serve FILE at /NAME")
+    ap.add_argument("--mount", action="append", default=[], metavar="NAME=FILE[:FILE...]",
+                    help="serve FILE at /NAME; several files play one per connection, in turn")
     ap.add_argument("--port", type=int, default=8554, help="TCP port (0 = any free port)")
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on")
     ap.add_argument("--loop", action="store_true", help="repeat each clip forever (else end after one pass)")
@@ -184,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     server.set_address(args.host)
     server.set_service(str(args.port))
     points = server.get_mount_points()
-    for name, path in mounts.items():
-        points.add_factory(f"/{name}", ClipFactory(load_clip(path), args.loop, args.shared))
+    for name, paths in mounts.items():
+        points.add_factory(f"/{name}", ClipFactory([load_clip(p) for p in paths], args.loop, args.shared))
     if server.attach(None) == 0:
         print(f"ERROR cannot listen on {args.host}:{args.port}", flush=True)
         return 1

@@ -81,8 +81,10 @@ class CameraReader:
         self.realtime = realtime if cam.realtime is None else cam.realtime
         r = cam.reconnect
         self.backoff = Backoff(r.initial_s, r.max_s, r.multiplier, r.jitter)
-        self.seq = 0
-        self.session = 0
+        # Numbering starts at this runner's start time in ms, so a camera's sequence numbers and sessions keep
+        # increasing across ingest restarts: downstream state resets cleanly and alert ids
+        # ("<camera>:<start seq>") never repeat. Within a run both are gap-free counters.
+        self.seq = self.session = self.first_seq = time.time_ns() // 1_000_000
         self.state: str | None = None
         self.thread = threading.Thread(target=self.run, name=f"camera-{cam.id}", daemon=True)
         self._fps = _FpsMeter(cam.id)

@@ -39,7 +39,7 @@ def test_rtsp_cameras_publish_exact_frames(tmp_path, clips, rtsp_server, ingest_
         # sampling rule: 10 fps source -> every frame at 10 fps, every second frame at 5 fps
         assert len(first) == 30 // step, f"{cam}: {len(first)} frames in the first session"
         # gap-free, increasing sequence numbers across the reconnect; session increments
-        assert [f.seq for f in frames] == list(range(len(frames)))
+        assert [f.seq for f in frames] == list(range(frames[0].seq, frames[0].seq + len(frames)))
         assert frames[-1].session > frames[0].session
         pts = [f.pts for f in first]
         assert all(b > a for a, b in zip(pts, pts[1:], strict=False)), f"{cam}: pts not increasing: {pts}"

@@ -54,7 +54,8 @@ def test_cli_realtime_file_with_audio_and_sigterm(tmp_path, av_clip, kafka_setti
     msgs = decode_frames(frames.records)
     first = [m for m in msgs if m.session == msgs[0].session]
     assert len(first) == 40  # 4 s at 25 fps sampled to 10 fps (by pts), then the loop starts a new session
-    assert msgs[-1].session > msgs[0].session and [m.seq for m in msgs] == list(range(len(msgs)))
+    assert msgs[-1].session > msgs[0].session
+    assert [m.seq for m in msgs] == list(range(msgs[0].seq, msgs[0].seq + len(msgs)))
     # real time: wall-clock spacing follows the presentation time
     wall = (first[-1].capture_ns - first[0].capture_ns) / 1e9
     assert wall == pytest.approx(first[-1].pts - first[0].pts, abs=0.3)
@@ -119,9 +120,10 @@ def test_kafka_down_bounded_buffer_then_resumes(tmp_path, clips, kafka_settings,
     try:
         with running_service(settings, load_cameras(cams)) as service:
             time.sleep(2.5)  # Kafka unreachable: frames (as fast as the file decodes) pile into a 40-frame buffer
-            assert service.readers[0].seq > 100, "the camera should keep reading while Kafka is down"
+            reader = service.readers[0]
+            assert reader.seq - reader.first_seq > 100, "the camera should keep reading while Kafka is down"
             assert len(service.publisher.frames) <= 40
-            assert dropped() - before >= service.readers[0].seq - 40 - 5
+            assert dropped() - before >= reader.seq - reader.first_seq - 40 - 5
             forwarder.start()  # Kafka is back
             assert frames.until(lambda r: len(r) >= 100, timeout_s=20), "publishing did not resume"
             assert service.publisher.kafka_ok
@@ -129,4 +131,4 @@ def test_kafka_down_bounded_buffer_then_resumes(tmp_path, clips, kafka_settings,
         forwarder.close()
     msgs = decode_frames(frames.records)
     assert [m.seq for m in msgs] == sorted(m.seq for m in msgs)  # still in order, with a gap for the drops
-    assert msgs[0].seq > 40
+    assert msgs[0].seq - reader.first_seq > 40
