@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from vigil.model.config import PredNetConfig
 
 log = logging.getLogger(__name__)

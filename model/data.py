@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from vigil.model.preprocess import to_model_input
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from vigil.model.features import FEATURE_NAMES
 from vigil.model.metrics import eer, roc_auc, roc_curve
 from vigil.model.scoring import FeatureStats, causal_scores, per_clip_minmax

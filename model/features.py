@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from keras import ops
+
 from vigil.model.config import FeatureConfig
 
 FEATURE_NAMES = ("mse", "psnr", "patch_max")

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+
 from vigil.model.features import FEATURE_NAMES
 from vigil.model.streaming import StreamingPredictor
 

@@ -20,6 +20,7 @@ from typing import Any
 import keras
 import numpy as np
 from keras import ops
+
 from vigil.model.config import OUTPUT_MODES, PredNetConfig
 
 log = logging.getLogger(__name__)

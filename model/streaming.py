@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from vigil.model.config import PredNetConfig
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ def build_step_model(config: PredNetConfig, cell: Any) -> Any:
     """A Keras model ``[frames uint8, *states] -> [prediction, mse, psnr, patch_max, heatmap, *new_states]``."""
     import keras
     from keras import ops
+
     from vigil.model.features import error_features, squared_error_map
 
     class _Step(keras.layers.Layer):
@@ -123,6 +125,7 @@ class StreamingPredictor:
     def build_untrained(cls, config: PredNetConfig | None = None, seed: int = 0) -> StreamingPredictor:
         """A predictor with randomly initialised weights (for tests and plumbing)."""
         import keras
+
         from vigil.model.prednet import build_cell
 
         config = config or PredNetConfig()

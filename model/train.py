@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from vigil.model.config import PredNetConfig
 from vigil.model.data import (
     Clip,
@@ -135,6 +136,7 @@ def freeze_layers(model: Any, layers: list[int]) -> list[str]:
 def build_model(config: PredNetConfig, settings: TrainSettings) -> Any:
     """Build (and optionally initialise and partly freeze) the compiled training model."""
     import keras
+
     from vigil.model.prednet import build_training_model, get_cell, load_cell_weights
 
     keras.utils.set_random_seed(settings.seed)

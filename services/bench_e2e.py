@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import typer
+
 from vigil.services.launcher import REPO, Proc, free_port, vigil_argv
 
 CLIPS = ["Test001", "Test002", "Test004", "Test007", "Test012", "Test003", "Test005", "Test006"]
@@ -58,6 +59,7 @@ def _pct(xs: list[float], q: float) -> float:
 def _measure(n: int, seconds: float, ped2: Path, workdir: Path) -> Run:
     import yaml
     from kafka import KafkaConsumer
+
     from vigil.services.demo import wait_ready
     from vigil.shared.kafka import ensure_topics
     from vigil.shared.schemas import FrameMessage, ScoreMessage

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import typer
+
 from vigil.services.launcher import REPO, Proc, free_port, start_rtsp_server, vigil_argv
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ class Monitor:
 
     def _follow_scores(self) -> None:
         from kafka import KafkaConsumer
+
         from vigil.shared.schemas import SchemaError, ScoreMessage
 
         consumer = KafkaConsumer(self.topic, group_id=f"vigil-demo-{uuid.uuid4().hex[:8]}",
@@ -176,7 +178,9 @@ class Monitor:
             self.alerts[alert.alert_id] = alert.model_dump()
             if alert.trigger_capture_ns:
                 self.alert_latency_ms.append((alert.time_ns - alert.trigger_capture_ns) / 1e6)
-            span = f"frames {alert.start_seq}-{alert.end_seq if alert.end_seq is not None else '...'}"
+            base = self.stats[alert.camera_id].first_seq or 0
+            end = "..." if alert.end_seq is None else alert.end_seq - base
+            span = f"frames {alert.start_seq - base}-{end}"
             typer.secho(f"  ALERT {alert.event:<6} {alert.alert_id:<20} {span:<18} peak {alert.peak_score:.2f}"
                         f" (threshold {alert.threshold:.2f})", fg="red" if alert.event == "open" else "yellow")  # fmt: skip
         pubsub.close()
@@ -274,6 +278,7 @@ def demo(
 
 def _check_servers(kafka, redis_settings) -> None:  # noqa: ANN001
     import redis
+
     from vigil.shared.kafka import KafkaUnavailableError, make_admin
 
     try:

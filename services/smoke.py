@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 def _frames(cameras: int, per_camera: int, height: int, width: int):  # noqa: ANN202
     import numpy as np
+
     from vigil.shared.schemas import FrameMessage
 
     rng = np.random.default_rng(0)
@@ -47,6 +48,7 @@ def smoke(
 ) -> None:
     """Publish frames for N cameras through Kafka, read them back, and round-trip an alert through Redis."""
     from kafka import KafkaConsumer
+
     from vigil.shared.kafka import ensure_topics, make_producer
     from vigil.shared.logging import configure_logging
     from vigil.shared.schemas import FrameMessage

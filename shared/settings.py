@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from vigil.shared.schemas import Topics
 
 

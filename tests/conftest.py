@@ -67,6 +67,7 @@ def kafka_settings():  # noqa: ANN201
 def redis_settings():  # noqa: ANN201
     """RedisSettings for the running local Redis; fails with the start command if it is down."""
     import redis
+
     from vigil.shared.settings import RedisSettings
 
     settings = RedisSettings()

@@ -115,6 +115,7 @@ def encoding_table(ped2_dir: Path | None, n: int = 200) -> list[dict[str, Any]]:
     import av
     import cv2
     import lz4.frame
+
     from vigil.shared.schemas import FrameMessage
 
     clip = (ped2_dir / "test" / "Test001.mkv") if ped2_dir else None
@@ -147,6 +148,7 @@ def interpolation_table(files: dict[str, Path], repeat: int = 50) -> list[dict[s
     """Resize time per frame and RMS difference to INTER_AREA, per interpolation and source size."""
     import av
     import cv2
+
     from vigil.services.ingest.transform import INTERPOLATIONS, resize
 
     rows = []

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import av
+
 from vigil.services.ingest import metrics
 from vigil.services.ingest.config import CameraConfig
 from vigil.services.ingest.sampling import Backoff, FpsSampler, LagTracker

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
 from vigil.shared.logging import mask_url
 from vigil.shared.schemas import MAX_PAYLOAD_BYTES, CameraId
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+
 from vigil.services.ingest.camera import CameraReader
 from vigil.services.ingest.config import CamerasConfig, RejectedCamera
 from vigil.services.ingest.publisher import Publisher
@@ -78,6 +79,7 @@ class LazyProducer:
 
     def _get(self) -> Any:
         from kafka.errors import KafkaError, KafkaTimeoutError
+
         from vigil.shared.kafka import make_producer
 
         if self._producer is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import av
+
 from vigil.services.ingest.config import CameraConfig, url_scheme
 from vigil.shared.logging import mask_url
 

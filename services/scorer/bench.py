@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
 from vigil.services.scorer.events import EventParams
 from vigil.services.scorer.scoring import CameraScorer, ScoringParams, normal_cdf
 from vigil.services.scorer.simulator import (

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
+
 from vigil.services.scorer.events import EventParams
 from vigil.services.scorer.scoring import ScoringParams
 from vigil.services.scorer.state import CameraParams

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from vigil.services.scorer.events import EventParams, EventTracker, Frame
 
 DAY_S = 86_400

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+
 from vigil.services.scorer.events import Change, EventParams, EventTracker, Frame
 from vigil.services.scorer.scoring import CameraScorer, ScoringParams
 from vigil.shared.redis_keys import snapshot_key

@@ -229,6 +229,7 @@ def build_engine(settings: WorkerSettings) -> WorkerEngine:
 def main(settings: WorkerSettings | None = None) -> None:
     """Run one worker until SIGTERM/SIGINT (Faust stops the consumer, flushes and commits)."""
     import faust
+
     from vigil.shared.kafka import ensure_vigil_topics
     from vigil.shared.logging import configure_logging
 

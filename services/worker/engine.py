@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from vigil.services.worker.batching import plan_steps
 from vigil.services.worker.models import ModelRegistry, ModelSlot
 from vigil.services.worker.state import CameraState, CameraStateStore

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+
 from vigil.shared.settings import ServiceSettings
 
 DEFAULT_PREDICTOR = "vigil.model.streaming:StreamingPredictor"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from e2e_harness import Pipeline
+
 from vigil.services.launcher import LocalStack
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from vigil.services.demo import DEMO_SCORER_ENV
 from vigil.services.launcher import LocalStack, Proc, free_port, start_rtsp_server, vigil_argv
 
@@ -97,6 +98,7 @@ class Pipeline:
     def read_topic(self, topic_key: str, timeout_s: float = 30.0) -> list:
         """Every record of one of this test's topics up to its end right now (kafka-python records)."""
         from kafka import KafkaConsumer, TopicPartition
+
         from vigil.shared.settings import KafkaSettings
 
         kafka = KafkaSettings(bootstrap_servers=self.stack.env()["VIGIL_KAFKA_BOOTSTRAP_SERVERS"])

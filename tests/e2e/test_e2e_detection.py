@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from e2e_harness import Pipeline, ped2_labels
+
 from vigil.services.demo import _concat
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 from e2e_harness import Pipeline
+
 from vigil.services.demo import _concat
 from vigil.services.launcher import free_port
 

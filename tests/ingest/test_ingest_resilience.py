@@ -9,6 +9,7 @@ import time
 import pytest
 from conftest import decode_frames, decode_status, running_service, write_cameras
 from prometheus_client import REGISTRY, generate_latest
+
 from vigil.services.ingest.config import load_cameras
 from vigil.shared.schemas import DeadLetter
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import decode_frames, decode_status, reference_frames, running_service, write_cameras
+
 from vigil.services.ingest.config import load_cameras
 
 pytestmark = pytest.mark.integration

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import write_cameras
+
 from vigil.services.ingest.config import ConfigError, expand_secrets, load_cameras, parse_cameras
 from vigil.services.ingest.publisher import DropOldestBuffer, Outgoing, Publisher
 from vigil.services.ingest.sampling import Backoff, FpsSampler, LagTracker

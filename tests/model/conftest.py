@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from model_testutils import tiny_config
+
 from vigil.model.config import PredNetConfig
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+
 from vigil.model.prednet import build_sequence_model, get_cell, load_cell_weights
 from vigil.model.streaming import StreamingPredictor
 

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 from model_backend_runner import compute
 from model_testutils import moving_square_video, tiny_config
+
 from vigil.model.prednet import build_cell, save_cell_weights
 
 RUNNER = Path(__file__).with_name("model_backend_runner.py")

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 from model_testutils import moving_square_video, tiny_config
+
 from vigil.model.config import PredNetConfig
 from vigil.model.prednet import (
     PredNetCell,

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 from model_testutils import moving_square_video
+
 from vigil.model.data import ped2_dir
 
 # Measured with the committed model on Test001 + Test002 (see docs/model.md); the floor leaves

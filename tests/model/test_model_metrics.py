@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
+
 from vigil.model.metrics import eer, roc_auc, roc_curve
 from vigil.model.scoring import FeatureStats, causal_scores, feature_stats, per_clip_minmax, warmup_length
 

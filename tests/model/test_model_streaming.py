@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from model_testutils import moving_square_video, tiny_config
+
 from vigil.model.prednet import build_sequence_model, get_cell
 from vigil.model.streaming import StreamingPredictor, bucket_size
 

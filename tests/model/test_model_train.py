@@ -8,6 +8,7 @@ import av
 import keras
 import numpy as np
 from model_testutils import moving_square_video, tiny_config
+
 from vigil.model.data import Clip, make_sequence_dataset, read_video, sequence_starts
 from vigil.model.prednet import get_cell
 from vigil.model.streaming import StreamingPredictor

@@ -6,6 +6,7 @@ import time
 import uuid
 
 from conftest import wait_for
+
 from vigil.services.scorer.simulator import score_messages, scripted
 from vigil.shared.kafka import make_producer
 from vigil.shared.redis_keys import ALERTS_STREAM, camera_hash

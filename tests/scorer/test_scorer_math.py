@@ -9,6 +9,7 @@ import pickle
 import numpy as np
 import pytest
 from river import checks
+
 from vigil.services.scorer.events import EventParams, EventTracker, Frame
 from vigil.services.scorer.scoring import (
     FEATURES,

@@ -7,6 +7,7 @@ import os
 import sys
 
 import faust
+
 from vigil.shared.schemas import FrameMessage
 from vigil.shared.settings import KafkaSettings
 

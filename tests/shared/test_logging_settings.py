@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+
 from vigil.shared.logging import MaskingFilter, mask_url
 from vigil.shared.settings import KafkaSettings, RedisSettings, read_secret
 

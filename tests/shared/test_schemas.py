@@ -6,6 +6,7 @@ import struct
 
 import numpy as np
 import pytest
+
 from vigil.shared.schemas import (
     MAX_PAYLOAD_BYTES,
     Alert,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from vigil.shared.kafka import make_producer
 from vigil.shared.schemas import Alert, FrameMessage
 

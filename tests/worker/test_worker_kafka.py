@@ -10,8 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from vigil.shared.kafka import make_producer
-from vigil.shared.schemas import DeadLetter, FrameMessage, ScoreMessage
 from worker_fake_predictor import FakePredictor
 from worker_harness import (
     TopicReader,
@@ -22,6 +20,9 @@ from worker_harness import (
     start_worker,
     wait_for,
 )
+
+from vigil.shared.kafka import make_producer
+from vigil.shared.schemas import DeadLetter, FrameMessage, ScoreMessage
 
 pytestmark = pytest.mark.integration
 REAL_PREDICTOR = "vigil.model.streaming:StreamingPredictor"

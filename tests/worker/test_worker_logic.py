@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from worker_fake_predictor import FakePredictor, offline_features
+
 from vigil.services.worker.batching import plan_steps, plan_waves
 from vigil.services.worker.engine import EngineConfig, Record, WorkerEngine
 from vigil.services.worker.models import DEFAULT_KEY, ModelRegistry, fingerprint
 from vigil.services.worker.state import CameraStateStore, ResetReason
 from vigil.shared.schemas import SCHEMA_VERSION, DeadLetter, ErrorFeatures, FrameMessage, ScoreMessage
-from worker_fake_predictor import FakePredictor, offline_features
 
 H, W = 8, 12
 
