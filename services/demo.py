@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import statistics
-import subprocess
 import threading
 import time
 import urllib.request
@@ -79,15 +78,6 @@ def _frame_counts(manifest: dict) -> dict[str, int]:
         if isinstance(value, dict) and "frames" in value:
             counts[Path(key).stem] = int(value["frames"])
     return counts
-
-
-def _concat(parts: list[Path], out: Path) -> None:
-    listing = out.with_suffix(".txt")
-    listing.write_text("".join(f"file '{p.resolve()}'\n" for p in parts))
-    cmd = ["ffmpeg", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"ffmpeg could not join {', '.join(p.name for p in parts)}: {done.stderr[-1000:]}")
 
 
 def wait_ready(proc: Proc, port: int, timeout: float) -> None:

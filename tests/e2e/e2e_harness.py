@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 import uuid
 from collections import defaultdict
@@ -161,3 +162,12 @@ class Pipeline:
 def ped2_labels(ped2_dir: Path) -> dict[str, list[int]]:
     """Frame labels per Ped2 test clip."""
     return json.loads((ped2_dir / "labels_frame_ped2.json").read_text())
+
+
+def concat_clips(parts: list[Path], out: Path) -> None:
+    listing = out.with_suffix(".txt")
+    listing.write_text("".join(f"file '{p.resolve()}'\n" for p in parts))
+    cmd = ["ffmpeg", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"ffmpeg could not join {', '.join(p.name for p in parts)}: {done.stderr[-1000:]}")

@@ -23,9 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from e2e_harness import Pipeline, ped2_labels
-
-from vigil.services.demo import _concat
+from e2e_harness import Pipeline, concat_clips, ped2_labels
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -45,7 +43,7 @@ def _camera_files(ped2: Path, out: Path) -> dict[str, tuple[Path, list[int], int
     for cam, (warm, test) in plan.items():
         parts = [ped2 / "train" / f"{w}.mkv" for w in warm] + ([ped2 / "test" / f"{test}.mkv"] if test else [])
         path = out / f"{cam}.mkv"
-        _concat(parts, path)
+        concat_clips(parts, path)
         n_warm = sum(_frames(ped2, w) for w in warm)
         files[cam] = (path, [0] * n_warm + (list(labels[test]) if test else []), n_warm)
     return files
