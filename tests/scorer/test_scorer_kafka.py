@@ -7,21 +7,17 @@ import uuid
 
 from conftest import wait_for
 
+from vigil.services.scorer.alerts import history
 from vigil.services.scorer.simulator import score_messages, scripted
 from vigil.shared.kafka import make_producer
-from vigil.shared.redis_keys import ALERTS_STREAM, camera_hash
+from vigil.shared.redis_keys import camera_hash
 from vigil.shared.schemas import Alert, DeadLetter
 
 FAST = {"grace_frames": 100, "fading_factor": 0.03, "k": 3, "n": 5, "m": 5, "min_duration_s": 0.2, "cooldown_s": 1.0, "update_interval_s": 0.5, "session_timeout_s": 6}
 
 
 def _alerts(client, cam: str, since_ms: int) -> list[Alert]:  # noqa: ANN001
-    out = []
-    for _id, fields in client.xrange(ALERTS_STREAM, min=f"{since_ms}-0", max="+"):
-        a = Alert.from_json(fields[b"json"])
-        if a.camera_id == cam:
-            out.append(a)
-    return out
+    return history(client, since_ms, cam, limit=100_000)
 
 
 def _send(producer, topic: str, cam: str, msgs: list[bytes]) -> None:  # noqa: ANN001

@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 
+from vigil.services.scorer.alerts import history
 from vigil.services.scorer.service import Record, ScorerCore
 from vigil.services.scorer.settings import ScorerSettings
 from vigil.services.scorer.simulator import score_messages, scripted
@@ -34,12 +35,7 @@ def _records(cam: str, sim, **kw: object) -> list[Record]:  # noqa: ANN001
 
 
 def _entries(client, cam: str, since_ms: int) -> list[Alert]:  # noqa: ANN001
-    out = []
-    for _id, fields in client.xrange(ALERTS_STREAM, min=f"{since_ms}-0", max="+"):
-        a = Alert.from_json(fields[b"json"])
-        if a.camera_id == cam:
-            out.append(a)
-    return out
+    return history(client, since_ms, cam, limit=100_000)
 
 
 async def _feed(core: ScorerCore, records: list[Record], batch: int = 100) -> None:
