@@ -23,6 +23,18 @@ def _ints(text: str | None) -> list[int]:
     return [int(v) for v in text.split(",") if v.strip()] if text else []
 
 
+def _crop(text: str) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(f"--crop must look like 80x80. Received: {text!r}") from None
+    if h < 8 or w < 8 or h % 8 or w % 8:
+        raise typer.BadParameter(f"--crop sides must be multiples of 8 (the pyramid halves them). Received: {text!r}")
+    return h, w
+
+
 def train_cmd(
     data: Path = typer.Option(..., help="Ped2 folder (uses its train/) or a folder of normal videos."),
     out: Path = typer.Option(DEFAULT_OUT / "model", help="Model directory to write."),
@@ -45,6 +57,7 @@ def train_cmd(
     freeze: str = typer.Option("", help="Comma-separated PredNet layer indices to freeze when fine-tuning."),
     model_id: str = typer.Option("prednet-ped2", help="Model id written to the model card."),
     seed: int = typer.Option(0, help="Random seed."),
+    crop: str = typer.Option("", help="Train on HxW windows centred mostly on motion, e.g. 80x80 (default: whole frames)."),
 ) -> None:
     """Train a PredNet on normal videos; resumes from WORK_DIR if interrupted."""
     _setup_logging()
@@ -63,7 +76,7 @@ def train_cmd(
         steps_per_epoch=steps_per_epoch or None, lr=lr, lr_drop_epoch=lr_drop_epoch, patience=patience,
         time_budget_min=time_budget_min,
         n_val=n_val, init_from=init_from, freeze=_ints(freeze), model_id=model_id, seed=seed,
-        command=command_line(),
+        crop=_crop(crop), command=command_line(),
     )
     card = train(config, settings)
     typer.echo(f"wrote {out} (best epoch {card['training']['best_epoch']}, "

@@ -85,12 +85,44 @@ def sequence_starts(clips: list[Clip], nt: int, stride: int) -> list[tuple[int, 
     return [(ci, s) for ci, clip in enumerate(clips) for s in range(0, len(clip.frames) - nt + 1, stride)]
 
 
+def motion_crop_origins(frames: np.ndarray, crop: tuple[int, int], rng: np.random.Generator,
+                        motion_share: float = 0.8) -> tuple[int, int]:
+    """Top-left corner of a ``crop = (h, w)`` window over a sequence ``(T, H, W, C)``.
+
+    With probability ``motion_share`` the window is drawn in proportion to the motion energy it
+    covers (absolute frame differences summed over the sequence), else uniformly: most pixels of
+    a fixed camera are static background, so motion-centred windows spend the training time on
+    what the model must learn to predict.
+
+    Example:
+        >>> seq = np.zeros((3, 8, 8, 1), np.uint8); seq[1:, 6:, 6:] = 255
+        >>> motion_crop_origins(seq, (2, 2), np.random.default_rng(0), motion_share=1.0)
+        (6, 6)
+    """
+    h, w = crop
+    big_h, big_w = frames.shape[1:3]
+    if h > big_h or w > big_w:
+        raise ValueError(f"crop {crop} is larger than the frames {frames.shape[1:3]}.")
+    if rng.random() < motion_share and len(frames) > 1:
+        energy = np.abs(np.diff(frames.astype(np.int16), axis=0)).sum(axis=(0, 3)).astype(np.float64)
+        csum = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+        window = csum[h:, w:] - csum[:-h, w:] - csum[h:, :-w] + csum[:-h, :-w]
+        total = window.sum()
+        if total > 0:
+            idx = int(rng.choice(window.size, p=(window / total).ravel()))
+            return divmod(idx, window.shape[1])
+    return int(rng.integers(0, big_h - h + 1)), int(rng.integers(0, big_w - w + 1))
+
+
 def make_sequence_dataset(clips: list[Clip], nt: int, batch_size: int, stride: int = 1,
-                          shuffle: bool = True, max_batches: int | None = None, seed: int = 0):
+                          shuffle: bool = True, max_batches: int | None = None, seed: int = 0,
+                          crop: tuple[int, int] | None = None):
     """A ``keras.utils.PyDataset`` of ``(frames float32 (B, nt, H, W, C) in [0, 1], zeros (B, 1))``.
 
     Sequences never cross clip boundaries. With ``shuffle``, every epoch draws a new order; with
-    ``max_batches`` an epoch is cut to that many batches (a random subset of the windows).
+    ``max_batches`` an epoch is cut to that many batches (a random subset of the windows). With
+    ``crop = (h, w)`` each sequence is cut to an ``h x w`` window, mostly centred on motion
+    (:func:`motion_crop_origins`); without shuffling the windows are the same every epoch.
     """
     import keras
 
@@ -115,8 +147,15 @@ def make_sequence_dataset(clips: list[Clip], nt: int, batch_size: int, stride: i
 
         def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
             chosen = self.order[idx * batch_size:(idx + 1) * batch_size]
-            x = np.stack([clips[starts[i][0]].frames[starts[i][1]:starts[i][1] + nt] for i in chosen])
-            return x.astype(np.float32) / 255.0, np.zeros((len(chosen), 1), np.float32)
+            rng = self.rng if shuffle else np.random.default_rng(seed + idx)
+            seqs = []
+            for i in chosen:
+                seq = clips[starts[i][0]].frames[starts[i][1]:starts[i][1] + nt]
+                if crop is not None:
+                    top, left = motion_crop_origins(seq, crop, rng)
+                    seq = seq[:, top:top + crop[0], left:left + crop[1]]
+                seqs.append(seq)
+            return np.stack(seqs).astype(np.float32) / 255.0, np.zeros((len(chosen), 1), np.float32)
 
     return _Sequences()
 

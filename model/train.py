@@ -54,6 +54,8 @@ class TrainSettings:
         freeze: PredNet layer indices whose weights stay fixed.
         model_id: Identifier written to the model card.
         seed: Random seed.
+        crop: Train on ``(h, w)`` windows of the frames, mostly centred on motion, instead of whole
+            frames (the model is convolutional; it is saved for, calibrated and run on whole frames).
         command: Command line recorded in the model card.
     """
 
@@ -73,6 +75,7 @@ class TrainSettings:
     freeze: list[int] = field(default_factory=list)
     model_id: str = "prednet-ped2"
     seed: int = 0
+    crop: tuple[int, int] | None = None
     command: str = ""
 
 
@@ -196,10 +199,13 @@ def train(config: PredNetConfig, settings: TrainSettings) -> dict[str, Any]:
         raise ValueError("Validation needs at least one held-out clip; pass --n-val >= 1.")
     h, w, c = config.input_shape
     train_clips, val_clips = load_clips(train_paths, h, w, c), load_clips(val_paths, h, w, c)
+    crop = settings.crop
     train_data = make_sequence_dataset(train_clips, config.nt, settings.batch_size, settings.seq_stride,
-                                       max_batches=settings.steps_per_epoch, seed=settings.seed)
-    val_data = make_sequence_dataset(val_clips, config.nt, settings.batch_size, config.nt, shuffle=False)
-    model = build_model(config, settings)
+                                       max_batches=settings.steps_per_epoch, seed=settings.seed, crop=crop)
+    val_data = make_sequence_dataset(val_clips, config.nt, settings.batch_size, config.nt, shuffle=False,
+                                     seed=settings.seed, crop=crop)
+    fit_config = dataclasses.replace(config, height=crop[0], width=crop[1]) if crop else config
+    model = build_model(fit_config, settings)
     start = time.time()
     history = model.fit(train_data, validation_data=val_data, epochs=settings.epochs,
                         callbacks=make_callbacks(settings), verbose=1 if sys.stdout.isatty() else 2)
@@ -245,7 +251,8 @@ def _card(config: PredNetConfig, settings: TrainSettings, train_paths: list[Path
             "loss": [float(v) for v in history.get("loss", [])],
             "val_loss": [float(v) for v in val],
             "batch_size": settings.batch_size, "steps_per_epoch": settings.steps_per_epoch,
-            "seq_stride": settings.seq_stride, "lr": settings.lr, "lr_drop_epoch": settings.lr_drop_epoch,
+            "seq_stride": settings.seq_stride, "crop": list(settings.crop) if settings.crop else None,
+            "lr": settings.lr, "lr_drop_epoch": settings.lr_drop_epoch,
             "patience": settings.patience, "time_budget_min": settings.time_budget_min, "init_from": str(settings.init_from) if settings.init_from else None,
             "freeze": settings.freeze, "seed": settings.seed, "wall_time_s": round(elapsed, 1),
             "keras": keras.__version__, "backend": keras.backend.backend(), "python": platform.python_version(),

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 from model_testutils import moving_square_video, tiny_config
 
-from vigil.model.data import Clip, make_sequence_dataset, read_video, sequence_starts
+from vigil.model.data import Clip, make_sequence_dataset, motion_crop_origins, read_video, sequence_starts
 from vigil.model.prednet import get_cell
 from vigil.model.streaming import StreamingPredictor
 from vigil.model.train import TrainSettings, build_model, train
@@ -25,6 +25,35 @@ def test_sequences_stay_inside_clips():
     data = make_sequence_dataset(clips, nt=5, batch_size=2)
     x, y = data[0]
     assert x.shape == (2, 5, 16, 24, 1) and x.dtype == np.float32 and y.shape == (2, 1)
+
+
+def test_motion_crops_follow_the_moving_object():
+    video = np.full((6, 32, 48, 1), 20, np.uint8)
+    for t in range(6):  # a square moving right along rows 20..23
+        video[t, 20:24, 30 + t:34 + t] = 220
+    rng = np.random.default_rng(0)
+    origins = [motion_crop_origins(video, (8, 8), rng, motion_share=1.0) for _ in range(50)]
+    for top, left in origins:  # every window covers part of the motion
+        assert top <= 23 and top + 8 > 20 and left <= 38 and left + 8 > 30
+    uniform = {motion_crop_origins(video, (8, 8), rng, motion_share=0.0) for _ in range(50)}
+    assert len(uniform) > 10 and all(0 <= t <= 24 and 0 <= left <= 40 for t, left in uniform)
+    x, _ = make_sequence_dataset([Clip("a", video)], nt=4, batch_size=3, crop=(8, 16))[0]
+    assert x.shape == (3, 4, 8, 16, 1)
+
+
+def test_crop_trained_model_runs_on_whole_frames(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for i in range(3):
+        _write_video(videos / f"clip{i}.mkv", moving_square_video(24, seed=i))
+    settings = TrainSettings(data=videos, out=tmp_path / "model", work_dir=tmp_path / "work", epochs=1,
+                             steps_per_epoch=1, n_val=1, crop=(8, 16))
+    card = train(tiny_config(), settings)
+    assert card["training"]["crop"] == [8, 16] and card["config"]["height"] == 16
+    predictor = StreamingPredictor.load(tmp_path / "model")
+    assert predictor.input_shape == (16, 24, 1)
+    result = predictor.step(moving_square_video(1), [predictor.initial_state()])
+    assert result.predictions.shape == (1, 16, 24, 1)
 
 
 def test_short_training_lowers_loss(tmp_path):
