@@ -19,6 +19,45 @@ from vigil.shared.schemas import DeadLetter
 log = logging.getLogger(__name__)
 
 
+def state_table_name(settings: ScorerSettings) -> str:
+    """Name of the Faust table of per-camera states."""
+    return f"{settings.app_id}-camera-state"
+
+
+def state_changelog_topic(settings: ScorerSettings) -> str:
+    """The Kafka topic that holds (and restores) the per-camera states: Faust's ``<app id>-<table>-changelog``."""
+    return f"{settings.app_id}-{state_table_name(settings)}-changelog"
+
+
+def reset_cameras(settings: ScorerSettings, camera_ids: list[str]) -> str:
+    """Forget the learned state of cameras: a tombstone per camera on the state changelog.
+
+    Run it while the scorer is stopped (a running scorer keeps its in-memory copy and writes it back).
+    The next scorer start restores no state for these cameras, so they relearn their normal level
+    (grace period) as new cameras do; useful after a camera was moved or re-aimed, and for demos.
+
+    Returns:
+        The changelog topic written to.
+    """
+    from kafka.errors import KafkaError
+
+    from vigil.shared.kafka import KafkaUnavailableError, make_producer, unavailable_message
+
+    topic = state_changelog_topic(settings)
+    try:
+        producer = make_producer(settings.kafka)
+    except KafkaError as exc:
+        raise KafkaUnavailableError(unavailable_message(settings.kafka, exc)) from exc
+    try:
+        for cam in camera_ids:  # keyed like the table (default partitioner on the camera id)
+            producer.send(topic, key=cam.encode(), value=None)
+        producer.flush(timeout=30)
+    finally:
+        producer.close(timeout=5)
+    log.info("reset scorer state of %d camera(s) on %s", len(camera_ids), topic)
+    return topic
+
+
 def build_app(settings: ScorerSettings) -> tuple[Any, ScorerCore]:
     """Build the Faust app and the processing core it drives."""
     import faust
@@ -44,7 +83,7 @@ def build_app(settings: ScorerSettings) -> tuple[Any, ScorerCore]:
     scores = app.topic(settings.topics.scores, key_type=bytes, value_type=bytes, value_serializer="raw")
     dlq = app.topic(settings.topics.dlq, key_type=bytes, value_type=bytes, value_serializer="raw")
     table = app.Table(
-        f"{settings.app_id}-camera-state", default=None, partitions=settings.topics.partitions,
+        state_table_name(settings), default=None, partitions=settings.topics.partitions,
         key_type=bytes, value_type=bytes, use_partitioner=True,
     )  # fmt: skip
 

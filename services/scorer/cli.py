@@ -15,6 +15,7 @@ alerts_app = typer.Typer(help="Follow, list and label alerts in Redis.", no_args
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this area's commands to the root CLI and the `bench` group."""
     app.command("scorer")(scorer)
+    app.command("scorer-reset")(scorer_reset)
     app.add_typer(alerts_app, name="alerts")
     bench.command("scorer")(bench_scorer)
 
@@ -31,6 +32,21 @@ def scorer() -> None:
     if settings.metrics_port:
         start_http(settings.metrics_port)
     run(settings)
+
+
+def scorer_reset(
+    cameras: Annotated[list[str], typer.Argument(help="Camera ids whose learned normal level to forget")],
+) -> None:
+    """Forget cameras' learned scorer state (run with the scorer stopped); they relearn on the next start."""
+    from vigil.services.scorer.app import reset_cameras
+    from vigil.services.scorer.settings import ScorerSettings
+    from vigil.shared.kafka import KafkaUnavailableError
+
+    try:
+        topic = reset_cameras(ScorerSettings(), cameras)
+    except KafkaUnavailableError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(f"reset {len(cameras)} camera(s) on {topic}; they relearn their normal level when the scorer starts")
 
 
 def _redis():  # noqa: ANN202

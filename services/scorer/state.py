@@ -77,6 +77,7 @@ class CameraState:
     last_capture_ns: int = 0
     outbox: deque[PendingAlert] = field(default_factory=deque)
     outbox_dropped: int = 0
+    model: str | None = None
 
     def __post_init__(self) -> None:
         self.scorer = CameraScorer(self.params.scoring)
@@ -99,6 +100,7 @@ class CameraState:
         admission = self.admit(msg.seq, msg.capture_ns)
         if admission in ("duplicate", "late"):
             return StepResult(admission)
+        self._follow_model(f"{msg.model_id}:{msg.model_version}")
         x = {"mse": msg.features.mse, "patch_max": msg.features.patch_max}
         if msg.warmup:
             return StepResult(admission, "warmup", alerts=self._track(msg, 0.0, False, 1.0))
@@ -113,6 +115,17 @@ class CameraState:
         self.scorer.update(x, score, hold=self.tracker.event is not None)
         status: Status = "alert" if self.tracker.open_start_seq is not None else "normal"
         return StepResult(admission, status, score, z, threshold, alerts)
+
+    def _follow_model(self, model: str) -> None:
+        """Relearn the normal level when the scores come from another model (its error scale differs)."""
+        if self.model == model:
+            return
+        if self.model is not None:
+            log.warning("camera %s: scores now come from model %s (was %s); relearning the normal level "
+                        "(no alerts for %d frames)", self.camera_id, model, self.model,
+                        self.params.scoring.grace_frames)  # fmt: skip
+            self.scorer = CameraScorer(self.params.scoring)
+        self.model = model
 
     def _track(self, msg: ScoreMessage, score: float, above: bool, threshold: float) -> tuple[PendingAlert, ...]:
         if msg.warmup and self.tracker.event is None:

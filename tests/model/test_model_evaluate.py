@@ -15,7 +15,7 @@ from vigil.model.data import ped2_dir
 
 # Measured with the committed model on Test001 + Test002 (see docs/model.md); the floor leaves
 # room for numeric differences between machines, not for a broken model (random weights: ~0.5).
-AUC_FLOOR = 0.85
+AUC_FLOOR = 0.90  # measured 0.951 (stage-3 model); the stage-2 model (0.892) would fail it
 
 
 def _vigil(*args: str) -> subprocess.CompletedProcess:

@@ -85,3 +85,26 @@ def test_kill_and_restart_resumes_thresholds_without_loss_or_duplicates(
     assert len(updates) == len(set(updates))
     h = redis_client.hgetall(camera_hash(cam))
     assert h[b"status"] == b"normal" and abs(float(h[b"threshold"]) - threshold_before) < 0.01
+
+
+def test_scorer_reset_makes_a_camera_relearn(scorer_processes, topic_settings, kafka_settings, redis_client) -> None:  # noqa: ANN001
+    from vigil.services.scorer.app import reset_cameras
+    from vigil.services.scorer.settings import ScorerSettings
+
+    cam = f"z-{uuid.uuid4().hex[:8]}"
+    msgs = score_messages(cam, scripted(300, []), t0_ns=time.time_ns())
+    producer = make_producer(kafka_settings)
+    procs = scorer_processes(**FAST)
+    _send(producer, topic_settings.scores, cam, msgs[:150])
+    first = procs.start()
+    wait_for(lambda: _last_seq(redis_client, cam) == 149, 60, "the first 150 scores", procs.logs)
+    assert redis_client.hget(camera_hash(cam), "status") == b"normal"  # past its 100 grace frames
+    time.sleep(1.5)  # the state reaches the changelog
+    procs.kill9(first)
+    app_id = procs.env["VIGIL_SCORER_APP_ID"]
+    reset_cameras(ScorerSettings(app_id=app_id, kafka=kafka_settings), [cam])
+    _send(producer, topic_settings.scores, cam, msgs[150:200])
+    procs.start()
+    wait_for(lambda: _last_seq(redis_client, cam) == 199, 90, "scores after the reset", procs.logs)
+    # A restored state would say "normal"; a forgotten one learns again for 100 frames.
+    assert redis_client.hget(camera_hash(cam), "status") == b"grace", procs.logs()

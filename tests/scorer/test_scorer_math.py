@@ -185,6 +185,27 @@ def test_camera_state_roundtrip_continues_identically() -> None:
         assert [p.dedupe for p in ra.alerts] == [p.dedupe for p in rb.alerts]
 
 
+def test_a_new_model_relearns_the_normal_level() -> None:
+    sim = scripted(400, [])
+    msgs = [ScoreMessage.decode(b) for b in score_messages("cam-m", sim)]
+    params = CameraParams(ScoringParams(grace_frames=100, fading_factor=0.03), EventParams())
+    st = CameraState("cam-m", params)
+    for m in msgs[:200]:
+        st.step(m)
+    assert st.scorer.ready and st.model == "sim:1"
+    same = st.step(msgs[200])
+    assert same.status == "normal"
+    # The worker swapped in another model: its error scale differs, so the old level means nothing.
+    swapped = msgs[201].model_copy(update={"model_version": "2"})
+    assert st.step(swapped).status == "grace" and st.model == "sim:2"
+    for m in msgs[202:301]:
+        st.step(m.model_copy(update={"model_version": "2"}))
+    assert st.scorer.ready  # 100 grace frames later it scores again
+    old = CameraState.loads(st.dumps())
+    del old.__dict__["model"]  # a state pickled before this field existed
+    assert CameraState.loads(old.dumps()).model is None
+
+
 # ---------------------------------------------------------------------------------------------- events
 def _run(tracker: EventTracker, flags: list[int], fps: float = 10.0, scores: list[float] | None = None) -> list:
     out = []
