@@ -39,15 +39,17 @@ def reset_cameras(settings: ScorerSettings, camera_ids: list[str]) -> str:
     Returns:
         The changelog topic written to.
     """
-    from kafka.errors import KafkaError
-
-    from vigil.shared.kafka import KafkaUnavailableError, make_producer, unavailable_message
+    from vigil.shared.kafka import make_admin, make_producer
 
     topic = state_changelog_topic(settings)
+    admin = make_admin(settings.kafka)  # raises KafkaUnavailableError with the start command
     try:
-        producer = make_producer(settings.kafka)
-    except KafkaError as exc:
-        raise KafkaUnavailableError(unavailable_message(settings.kafka, exc)) from exc
+        exists = topic in admin.list_topics()
+    finally:
+        admin.close()
+    if not exists:  # no scorer ever ran with this app id: nothing to forget (and writing would auto-create
+        return topic  # the changelog with the broker's partition count instead of Faust's)
+    producer = make_producer(settings.kafka)
     try:
         for cam in camera_ids:  # keyed like the table (default partitioner on the camera id)
             producer.send(topic, key=cam.encode(), value=None)

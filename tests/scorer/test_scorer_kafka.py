@@ -108,3 +108,16 @@ def test_scorer_reset_makes_a_camera_relearn(scorer_processes, topic_settings, k
     wait_for(lambda: _last_seq(redis_client, cam) == 199, 90, "scores after the reset", procs.logs)
     # A restored state would say "normal"; a forgotten one learns again for 100 frames.
     assert redis_client.hget(camera_hash(cam), "status") == b"grace", procs.logs()
+
+
+def test_scorer_reset_before_any_scorer_ran_creates_nothing(kafka_settings) -> None:  # noqa: ANN001
+    from vigil.services.scorer.app import reset_cameras
+    from vigil.services.scorer.settings import ScorerSettings
+    from vigil.shared.kafka import make_admin
+
+    topic = reset_cameras(ScorerSettings(app_id=f"never-ran-{uuid.uuid4().hex[:8]}", kafka=kafka_settings), ["cam-x"])
+    admin = make_admin(kafka_settings)
+    try:  # an auto-created changelog would have the broker's partition count, not the scorer's
+        assert topic not in admin.list_topics()
+    finally:
+        admin.close()
