@@ -70,6 +70,20 @@ def time_step(predictor, batch: int, seconds: float) -> float:
     return batch * steps / (time.perf_counter() - start)
 
 
+def time_motion(shape: tuple[int, int, int], seconds: float) -> float:
+    """Milliseconds per frame of the ``motion_max`` feature (Farneback flow) alone, one camera."""
+    from vigil.model.motion import motion_max
+
+    rng = np.random.default_rng(1)
+    prev = rng.integers(0, 255, size=(1, *shape), dtype=np.uint8)
+    frame = np.roll(prev, 2, axis=2)
+    n, start = 0, time.perf_counter()
+    while n < 3 or time.perf_counter() - start < seconds:
+        motion_max(prev, frame)
+        n += 1
+    return 1000 * (time.perf_counter() - start) / n
+
+
 def _predictor(model_dir: Path, height: int, width: int):
     """The model at another input size: conv weights do not depend on the frame size."""
     from vigil.model.prednet import build_cell, load_cell_weights
@@ -93,9 +107,10 @@ def run_bench(model_dir: str | os.PathLike, batches: list[int], sizes: list[tupl
     from tqdm import tqdm
 
     peak, peak_text = cpu_peak_flops()
-    rows = []
+    rows, motion = [], {}
     for h, w in sizes:
         predictor = _predictor(Path(model_dir), h, w)
+        motion[f"{h}x{w}"] = time_motion(predictor.input_shape, min(seconds, 2.0))
         flops = flops_per_frame(predictor.config)
         fps1 = None
         for b in tqdm(batches, desc=f"{h}x{w}", unit="batch"):
@@ -104,13 +119,13 @@ def run_bench(model_dir: str | os.PathLike, batches: list[int], sizes: list[tupl
             rows.append({"size": f"{h}x{w}", "batch": b, "fps": fps, "ratio": fps / fps1 if fps1 else None,
                          "gflops": fps * flops / 1e9, "peak": fps * flops / peak,
                          "state_kib": predictor.state_nbytes() / 1024, "mflops": flops / 1e6})
-    text = _report(rows, peak, peak_text, keras.backend.backend())
+    text = _report(rows, peak, peak_text, keras.backend.backend(), motion)
     if docs is not None:
         write_section(docs, text)
     return text
 
 
-def _report(rows: list[dict], peak: float, peak_text: str, backend: str) -> str:
+def _report(rows: list[dict], peak: float, peak_text: str, backend: str, motion: dict[str, float]) -> str:
     lines = [
         "## Model: PredNet streaming step (`vigil bench model`)", "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, Keras backend "
@@ -118,7 +133,9 @@ def _report(rows: list[dict], peak: float, peak_text: str, backend: str) -> str:
         f"{peak / 1e9:.0f} GFLOP/s ({peak_text}). Shared machine: other jobs were running, so figures are a "
         "lower bound.", "",
         "`ratio` = frames/s of one batched step over frames/s of stepping the same cameras one at a time "
-        "(batch 1), measured in the same run. FLOPs count the convolutions of one step.", "",
+        "(batch 1), measured in the same run. FLOPs count the convolutions of one step. The step includes "
+        "the `motion_max` feature (Farneback optical flow on the CPU, one camera at a time): "
+        + ", ".join(f"{k}: {v:.1f} ms/frame" for k, v in motion.items()) + " of it.", "",
         "| input | batch | frames/s | ratio vs batch 1 | GFLOP/s | % of peak | state/camera (KiB) | MFLOP/frame |",
         "|---|---|---|---|---|---|---|---|",
     ]

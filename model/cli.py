@@ -1,4 +1,4 @@
-"""Commands of the model area: ``vigil train``, ``vigil evaluate``, ``vigil score``, ``vigil bench model``.
+"""Commands of the model area: ``vigil train``, ``vigil evaluate``, ``vigil score``, ``vigil calibrate``, ``vigil bench model``.
 
 Heavy imports (Keras, TensorFlow, PyAV) happen inside the command functions.
 """
@@ -123,6 +123,22 @@ def score_cmd(
     typer.echo(f"wrote {path}")
 
 
+def calibrate_cmd(
+    model: Path = typer.Option(None, help="Model directory (default: the committed Ped2 model)."),
+    data: Path = typer.Option(None, help="Training data the model card's held-out clips come from "
+                              "(default: $VIGIL_PED2_DIR or ../shared/data/ucsd_ped2)."),
+) -> None:
+    """Recompute a model's calibration (warm-up, feature statistics) on its held-out normal clips."""
+    _setup_logging()
+    from vigil.model.data import ped2_dir
+    from vigil.model.streaming import DEFAULT_MODEL_DIR
+    from vigil.model.train import recalibrate
+
+    cal = recalibrate(model or DEFAULT_MODEL_DIR, data if data is not None else ped2_dir(None))
+    typer.echo(f"calibrated on {', '.join(cal['clips'])}: warm-up {cal['n_warmup']} frames, "
+               f"features {', '.join(cal['feature_stats'])}")
+
+
 def bench_cmd(
     model: Path = typer.Option(None, help="Model directory (default: the committed Ped2 model)."),
     batches: str = typer.Option("1,2,4,8,16,32,64", help="Batch sizes (cameras) to time."),
@@ -146,4 +162,5 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     app.command("train")(train_cmd)
     app.command("evaluate")(evaluate_cmd)
     app.command("score")(score_cmd)
+    app.command("calibrate")(calibrate_cmd)
     bench.command("model")(bench_cmd)

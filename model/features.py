@@ -8,7 +8,8 @@ from keras import ops
 
 from vigil.model.config import FeatureConfig
 
-FEATURE_NAMES = ("mse", "psnr", "patch_max")
+FEATURE_NAMES = ("mse", "psnr", "patch_max", "motion_max")
+"""Per-frame features of a streaming step; ``motion_max`` comes from :mod:`vigil.model.motion`."""
 
 
 def squared_error_map(prediction: Any, frame: Any) -> Any:

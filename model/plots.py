@@ -45,13 +45,14 @@ def plot_clip_scores(path: Path, labels: dict[str, np.ndarray], scores: dict[str
 
 
 def plot_roc(path: Path, labels: dict[str, np.ndarray], scores: dict[str, dict[str, dict[str, np.ndarray]]],
-             keys: list[str], roc_curve: Callable) -> None:
-    """ROC curves of the causal score variants ``keys`` and the per-clip min-max of the base feature."""
+             keys: list[str], roc_curve: Callable, minmax_key: str | None = None) -> None:
+    """ROC curves of the causal score variants ``keys`` and the per-clip min-max of ``minmax_key``
+    (default: the last key)."""
     plt = _pyplot()
     names = list(labels)
     y = np.concatenate([labels[n] for n in names])
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    for kind, key in [("causal", k) for k in keys] + [("per_clip_minmax", keys[-1])]:
+    for kind, key in [("causal", k) for k in keys] + [("per_clip_minmax", minmax_key or keys[-1])]:
         fpr, tpr, _ = roc_curve(y, np.concatenate([scores[n][kind][key] for n in names]))
         ax.plot(fpr, tpr, label=f"{kind}: {key} (AUC {np.trapezoid(tpr, fpr):.3f})")
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)

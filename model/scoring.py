@@ -8,6 +8,10 @@ Two ways, labelled as such everywhere:
   of normal frames. The score is the feature standardised with the training statistics
   (``(x - median) / std``, sign flipped for PSNR), optionally averaged over the last ``smooth``
   frames (a trailing, causal window).
+* **fused** (the headline's base): the sum of the log-standardised PredNet ``patch_max`` and the
+  optical-flow ``motion_max`` (each ``(log(x + eps) - median) / std`` with the statistics of the log
+  on normal held-out training clips): a frame scores high when it is badly predicted, unusually
+  fast, or both. Equal weights, fixed a priori.
 * **per-clip min-max**: the usual literature protocol, which rescales each clip's scores to [0, 1]
   with the clip's own minimum and maximum after warm-up (uses future frames; for comparison only);
   warm-up frames get the clip's median.
@@ -19,7 +23,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-ANOMALY_SIGN = {"mse": 1.0, "psnr": -1.0, "patch_max": 1.0}
+ANOMALY_SIGN = {"mse": 1.0, "psnr": -1.0, "patch_max": 1.0, "motion_max": 1.0, "fused": 1.0}
+FUSED = ("patch_max", "motion_max")
+"""Features whose log z-scores are summed into ``fused``."""
+LOG_EPS = 1e-6
 
 
 @dataclass
@@ -30,11 +37,15 @@ class FeatureStats:
         median: Median (the neutral level).
         std: Standard deviation (at least a small epsilon).
         p99: 99th percentile.
+        log_median: Median of ``log(x + LOG_EPS)`` (for the fused score; NaN on old cards).
+        log_std: Standard deviation of ``log(x + LOG_EPS)``.
     """
 
     median: float
     std: float
     p99: float
+    log_median: float = float("nan")
+    log_std: float = float("nan")
 
     def to_dict(self) -> dict[str, float]:
         """Plain dict."""
@@ -64,8 +75,27 @@ def warmup_length(mse_curves: list[np.ndarray], ratio: float = 1.5, settle_from:
 def feature_stats(values: list[np.ndarray], n_warmup: int) -> FeatureStats:
     """Statistics of one feature over normal clips, skipping each clip's warm-up frames."""
     pooled = np.concatenate([v[n_warmup:] for v in values]).astype(np.float64)
+    logs = np.log(np.maximum(pooled, 0.0) + LOG_EPS)
     return FeatureStats(float(np.median(pooled)), float(max(np.std(pooled), 1e-12)),
-                        float(np.percentile(pooled, 99)))
+                        float(np.percentile(pooled, 99)), float(np.median(logs)), float(max(np.std(logs), 1e-12)))
+
+
+def fused_values(features: dict[str, np.ndarray], stats: dict[str, FeatureStats]) -> np.ndarray:
+    """The fused feature of one stream: the sum over :data:`FUSED` of log z-scores.
+
+    Example:
+        >>> s = FeatureStats(median=1.0, std=1.0, p99=2.0, log_median=0.0, log_std=1.0)
+        >>> v = fused_values({"patch_max": np.array([1.0, np.e]), "motion_max": np.array([1.0, 1.0])},
+        ...                  {"patch_max": s, "motion_max": s})
+        >>> np.round(v, 3).tolist()
+        [0.0, 1.0]
+    """
+    missing = [f for f in FUSED if f not in stats or not np.isfinite(stats[f].log_std)]
+    if missing:
+        raise ValueError(f"The calibration lacks log statistics of {missing}; recalibrate the model with "
+                         "`vigil calibrate --model DIR`.")
+    return sum((np.log(np.maximum(np.asarray(features[f], np.float64), 0.0) + LOG_EPS) - stats[f].log_median)
+               / stats[f].log_std for f in FUSED)
 
 
 def causal_scores(values: np.ndarray, feature: str, stats: FeatureStats, n_warmup: int,

@@ -10,7 +10,7 @@ Example:
     >>> frame = np.zeros((1, *predictor.input_shape), np.uint8)
     >>> result = predictor.step(frame, [state])
     >>> result.predictions.shape, sorted(result.features)
-    ((1, 16, 24, 1), ['mse', 'patch_max', 'psnr'])
+    ((1, 16, 24, 1), ['motion_max', 'mse', 'patch_max', 'psnr'])
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from vigil.model.config import PredNetConfig
+from vigil.model.motion import motion_max
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,11 @@ class StepResult:
     Attributes:
         predictions: ``(B, H, W, C)`` float32 in [0, 1]: the prediction of this frame made from the
             state before it.
-        features: ``"mse"``, ``"psnr"``, ``"patch_max"``, each ``(B,)`` float32.
+        features: ``"mse"``, ``"psnr"``, ``"patch_max"`` (PredNet error) and ``"motion_max"``
+            (optical-flow speed, :mod:`vigil.model.motion`), each ``(B,)`` float32.
         heatmaps: ``(B, h, w)`` float32 squared-error heat map (1/8 of the frame each side).
-        new_states: ``B`` per-camera states (lists of arrays without batch dimension).
+        new_states: ``B`` per-camera states (lists of arrays without batch dimension: the PredNet
+            cell's states, then the frame itself, which the next step's motion feature needs).
     """
 
     predictions: np.ndarray
@@ -149,12 +152,13 @@ class StreamingPredictor:
         return cls(config, cell, model_id, weights_version(path / WEIGHTS_FILE), card)
 
     def initial_state(self) -> list[np.ndarray]:
-        """One camera's zero recurrent state (arrays without batch dimension)."""
-        return [np.zeros(shape, np.float32) for shape in self._state_shapes]
+        """One camera's zero state (arrays without batch dimension): the cell's states, then a black
+        previous frame (the first frame after a reset is a warm-up frame, so its motion is not used)."""
+        return [np.zeros(shape, np.float32) for shape in self._state_shapes] + [np.zeros(self.input_shape, np.uint8)]
 
     def state_nbytes(self) -> int:
         """Bytes of one camera's state."""
-        return sum(int(np.prod(s)) * 4 for s in self._state_shapes)
+        return sum(int(np.prod(s)) * 4 for s in self._state_shapes) + int(np.prod(self.input_shape))
 
     def step(self, frames: np.ndarray, states: list[list[np.ndarray]]) -> StepResult:
         """Advance ``B`` cameras by one frame each.
@@ -186,11 +190,11 @@ class StreamingPredictor:
         if len(states) != len(frames) or len(frames) == 0:
             raise ValueError(f"Need one state per frame and B >= 1. Received: {len(frames)} frames, "
                              f"{len(states)} states")
+        shapes = [*self._state_shapes, self.input_shape]
         for state in states:
-            if len(state) != len(self._state_shapes) or any(
-                    tuple(a.shape) != s for a, s in zip(state, self._state_shapes, strict=True)):
-                raise ValueError(f"A state does not match the model; expected shapes {self._state_shapes}. "
-                                 f"Received: {[tuple(a.shape) for a in state]}")
+            if len(state) != len(shapes) or any(tuple(a.shape) != s for a, s in zip(state, shapes, strict=True)):
+                raise ValueError(f"A state does not match the model; expected shapes {shapes} (cell states, "
+                                 f"previous frame). Received: {[tuple(a.shape) for a in state]}")
         return frames
 
     def _step_bucket(self, frames: np.ndarray, states: list[list[np.ndarray]]) -> StepResult:
@@ -202,12 +206,14 @@ class StreamingPredictor:
         outputs = [np.asarray(o)[:n] for o in self._model.predict_on_batch(inputs)]
         prediction, mse, psnr, patch_max, heatmap = outputs[:5]
         new = outputs[5:]
+        fc = self.config.features
+        speed = motion_max(np.stack([s[-1] for s in states]), frames, fc.patch_size, fc.patch_stride)
         return StepResult(
             predictions=prediction.astype(np.float32, copy=False),
             features={"mse": mse.astype(np.float32), "psnr": psnr.astype(np.float32),
-                      "patch_max": patch_max.astype(np.float32)},
+                      "patch_max": patch_max.astype(np.float32), "motion_max": speed},
             heatmaps=heatmap.astype(np.float32, copy=False),
-            new_states=[[arr[i] for arr in new] for i in range(n)],
+            new_states=[[*(arr[i] for arr in new), frames[i].copy()] for i in range(n)],
         )
 
 

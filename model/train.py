@@ -26,7 +26,7 @@ from vigil.model.data import (
     training_folder,
 )
 from vigil.model.features import FEATURE_NAMES
-from vigil.model.scoring import feature_stats, warmup_length
+from vigil.model.scoring import feature_stats, fused_values, warmup_length
 from vigil.model.streaming import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE
 
 log = logging.getLogger(__name__)
@@ -180,11 +180,37 @@ def calibrate(out: Path, clips: list[Clip]) -> dict[str, Any]:
     outputs = run_clips(predictor, {c.name: c.frames for c in clips})
     mse = [o.features["mse"] for o in outputs.values()]
     n_warmup = warmup_length(mse)
-    stats = {f: feature_stats([o.features[f] for o in outputs.values()], n_warmup).to_dict()
-             for f in FEATURE_NAMES}
+    stats = {f: feature_stats([o.features[f] for o in outputs.values()], n_warmup) for f in FEATURE_NAMES}
+    stats["fused"] = feature_stats([fused_values(o.features, stats) for o in outputs.values()], n_warmup)
+    stats = {f: v.to_dict() for f, v in stats.items()}
     curve = np.median(np.stack([m[:20] for m in mse]), axis=0)
     return {"n_warmup": n_warmup, "feature_stats": stats, "clips": [c.name for c in clips],
             "median_mse_first_20_steps": [float(v) for v in curve]}
+
+
+def recalibrate(model_dir: str | os.PathLike, data: str | os.PathLike) -> dict[str, Any]:
+    """Recompute a trained model's calibration on the held-out clips named in its card; rewrites the card.
+
+    Needed when the feature set changes (e.g. a card written before ``motion_max`` existed).
+    """
+    from vigil.model.streaming import StreamingPredictor
+
+    model_dir = Path(model_dir)
+    predictor = StreamingPredictor.load(model_dir)
+    card = dict(predictor.card)
+    names = card.get("data", {}).get("val_clips") or []
+    if not names:
+        raise ValueError(f"{model_dir / CARD_FILE} names no held-out clips (data.val_clips); retrain with `vigil train`.")
+    folder = training_folder(data)
+    by_stem = {p.stem: p for p in list_videos(folder)}
+    missing = [n for n in names if n not in by_stem]
+    if missing:
+        raise FileNotFoundError(f"Held-out clips {missing} of the model card are not under {folder}.")
+    h, w, c = predictor.input_shape
+    card["calibration"] = calibrate(model_dir, load_clips([by_stem[n] for n in names], h, w, c))
+    card["calibration"]["command"] = command_line()
+    write_card(model_dir, card)
+    return card["calibration"]
 
 
 def train(config: PredNetConfig, settings: TrainSettings) -> dict[str, Any]:

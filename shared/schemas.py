@@ -266,6 +266,10 @@ class ErrorFeatures(BaseModel):
     mse: float = Field(ge=0, description="Frame mean squared error, pixels in [0, 1]")
     psnr: float = Field(description="Peak signal-to-noise ratio in dB (higher = better predicted)")
     patch_max: float = Field(ge=0, description="Largest mean squared error over local patches")
+    motion_max: float = Field(
+        default=0.0, ge=0, description="Largest mean optical-flow speed over local patches (model pixels/frame); "
+        "0 from workers that predate it",
+    )  # fmt: skip
 
 
 class ScoreMessage(_Message):

@@ -37,8 +37,11 @@ from dataclasses import dataclass
 
 from river import anomaly, base, stats
 
-FEATURES = ("mse", "patch_max")
-"""Error features combined into the score. PSNR is -10*log10(mse): the same information as log mse."""
+FEATURES = ("mse", "patch_max", "motion_max")
+"""Features combined into the score: PredNet's frame and patch errors and the optical-flow speed
+(``motion_max``; a good predictor also predicts a fast, smooth object well, so speed is its own cue).
+PSNR is -10*log10(mse): the same information as log mse. A state learned before a feature existed
+keeps scoring with the features it has."""
 
 
 def normal_cdf(z: float) -> float:
@@ -122,11 +125,11 @@ class LevelNormaliser(base.AnomalyDetector):
         return self.n >= self.grace_period
 
     def _log(self, x: Mapping[str, float], f: str) -> float:
-        return math.log(x[f] + self.eps)
+        return math.log(x.get(f, 0.0) + self.eps)  # a feature a sender does not have counts as 0
 
     def learn_one(self, x: Mapping[str, float], **kwargs: object) -> None:
         """Learn one normal frame's features (does not modify ``x``)."""
-        for f in FEATURES:
+        for f in self._mean:
             v = self._log(x, f)
             self._mean[f].update(v)
             self._var[f].update(v)
@@ -141,7 +144,7 @@ class LevelNormaliser(base.AnomalyDetector):
         if not self.ready:
             return None
         zs = []
-        for f in FEATURES:
+        for f in self._mean:
             mean, std = self.level(f)
             zs.append((self._log(x, f) - mean) / std)
         return max(zs)

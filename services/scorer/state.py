@@ -101,7 +101,7 @@ class CameraState:
         if admission in ("duplicate", "late"):
             return StepResult(admission)
         self._follow_model(f"{msg.model_id}:{msg.model_version}")
-        x = {"mse": msg.features.mse, "patch_max": msg.features.patch_max}
+        x = {"mse": msg.features.mse, "patch_max": msg.features.patch_max, "motion_max": msg.features.motion_max}
         if msg.warmup:
             return StepResult(admission, "warmup", alerts=self._track(msg, 0.0, False, 1.0))
         if not self.scorer.ready:

@@ -230,6 +230,7 @@ class WorkerEngine:
             mse=max(0.0, float(feats["mse"][i])),
             psnr=psnr if math.isfinite(psnr) else PSNR_CAP_DB,
             patch_max=max(0.0, float(feats["patch_max"][i])),
+            motion_max=max(0.0, float(feats["motion_max"][i])) if "motion_max" in feats else 0.0,
         )
         payload, scale, hh, hw = b"", 0.0, 0, 0
         if self.config.heatmap:

@@ -21,7 +21,7 @@ def test_step_shapes_and_features(predictor):
     assert result.predictions.shape == (3, 16, 24, 1) and result.predictions.dtype == np.float32
     assert result.predictions.min() >= 0.0 and result.predictions.max() <= 1.0
     assert result.heatmaps.shape == (3, *predictor.heatmap_shape) == (3, 4, 6)
-    assert set(result.features) == {"mse", "psnr", "patch_max"}
+    assert set(result.features) == {"mse", "psnr", "patch_max", "motion_max"}
     for value in result.features.values():
         assert value.shape == (3,) and value.dtype == np.float32
     err = np.mean((result.predictions - frames / 255.0) ** 2, axis=(1, 2, 3))

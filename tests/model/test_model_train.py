@@ -101,7 +101,7 @@ def test_train_pipeline_writes_model_dir_and_resumes(tmp_path):
     card = train(tiny_config(), settings)
     assert card["training"]["epochs_run"] == 1 and card["data"]["val_clips"] == ["clip2"]
     assert card["calibration"]["n_warmup"] >= 1
-    assert set(card["calibration"]["feature_stats"]) == {"mse", "psnr", "patch_max"}
+    assert set(card["calibration"]["feature_stats"]) == {"mse", "psnr", "patch_max", "motion_max", "fused"}
     predictor = StreamingPredictor.load(tmp_path / "model")
     assert predictor.model_id == "prednet-test"
     assert json.loads((tmp_path / "model" / "model_card.json").read_text())["command"] == "vigil train ..."

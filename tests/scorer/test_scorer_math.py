@@ -35,14 +35,15 @@ def _ew_reference(values: np.ndarray, a: float) -> tuple[float, float]:
 
 
 def _features(rng: np.random.Generator, n: int) -> list[dict[str, float]]:
-    return [{"mse": float(m), "patch_max": float(p)} for m, p in zip(rng.lognormal(-6, 0.2, n), rng.lognormal(-4, 0.3, n), strict=True)]
+    return [{"mse": float(m), "patch_max": float(p), "motion_max": float(v)}
+            for m, p, v in zip(rng.lognormal(-6, 0.2, n), rng.lognormal(-4, 0.3, n), rng.lognormal(0, 0.4, n), strict=True)]
 
 
 def test_normaliser_matches_numpy_after_every_update() -> None:
     rng = np.random.default_rng(0)
     xs = _features(rng, 200)
     norm = LevelNormaliser(fading_factor=0.05, grace_period=10, min_std=1e-9, eps=1e-6)
-    probe = {"mse": 0.004, "patch_max": 0.03}
+    probe = {"mse": 0.004, "patch_max": 0.03, "motion_max": 2.5}
     for i, x in enumerate(xs, start=1):
         norm.learn_one(x)
         zs = []
@@ -275,3 +276,23 @@ def test_settings_overrides_are_validated() -> None:
         ScorerSettings(camera_overrides={"c": {"bogus": 1}})
     with pytest.raises(ValueError, match="k <= n"):
         ScorerSettings(camera_overrides={"c": {"k": 20}})
+
+
+def test_fast_motion_alone_raises_the_score() -> None:
+    norm = LevelNormaliser(fading_factor=0.05, grace_period=40)
+    for x in _features(np.random.default_rng(3), 200):
+        norm.learn_one(x)
+    usual = {"mse": math.exp(-6), "patch_max": math.exp(-4), "motion_max": 1.0}
+    assert norm.score_one(usual) < 0.9
+    assert norm.score_one({**usual, "motion_max": 8.0}) > 0.999  # well predicted, but 8x the usual speed
+
+
+def test_a_state_learned_without_motion_keeps_scoring_with_its_features() -> None:
+    norm = LevelNormaliser(fading_factor=0.05, grace_period=40)
+    for f in ("motion_max",):  # as unpickled from a changelog written before motion_max existed
+        del norm._mean[f], norm._var[f]
+    for x in _features(np.random.default_rng(4), 100):
+        norm.learn_one(x)
+    probe = {"mse": math.exp(-6), "patch_max": math.exp(-4)}  # an old worker: no motion_max at all
+    assert norm.score_one({**probe, "motion_max": 50.0}) == pytest.approx(norm.score_one(probe))
+    assert norm.score_one({**probe, "patch_max": math.exp(-1)}) > 0.999
