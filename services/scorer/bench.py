@@ -180,7 +180,7 @@ def ped2_features(data: Path | None = None) -> tuple[dict[str, dict[str, np.ndar
     """Causal per-frame features of every Ped2 clip (train then test), cached by model version.
 
     Returns:
-        ``({clip: {"mse"|"psnr"|"patch_max": (T,)}}, {test clip: labels}, model version, n_warmup)``;
+        ``({clip: {"mse"|"psnr"|"patch_max"|"motion_max": (T,)}}, {test clip: labels}, model version, n_warmup)``;
         clips in camera order (Train001..Train016, Test001..Test012).
     """
     from vigil.model.data import list_videos, load_ped2_labels, ped2_dir, read_video
@@ -241,7 +241,8 @@ def ped2_eval(data: Path | None = None) -> dict[str, object]:
             msg = ScoreMessage(
                 camera_id="ped2", seq=seq, capture_ns=seq * 100_000_000, processed_ns=seq * 100_000_000,
                 model_id="prednet-ped2", model_version=version, warmup=warm, latency_ms=0.0,
-                features=ErrorFeatures(mse=float(f["mse"][i]), psnr=float(f["psnr"][i]), patch_max=float(f["patch_max"][i])),
+                features=ErrorFeatures(mse=float(f["mse"][i]), psnr=float(f["psnr"][i]), patch_max=float(f["patch_max"][i]),
+                                       motion_max=float(f["motion_max"][i])),
             )  # fmt: skip
             r = state.step(msg)
             for p in r.alerts:
