@@ -110,6 +110,8 @@ class StreamingPredictor:
         heatmap_shape: ``(h, w)`` of the error heat map.
         config: The model configuration.
         card: The model card (training statistics for scoring, metrics), ``{}`` if untrained.
+        motion: Compute ``motion_max`` (optical flow, ~5 ms of CPU per 120x180 frame). When False it
+            is 0 for every frame: PredNet's features only, for a CPU-bound worker.
     """
 
     def __init__(self, config: PredNetConfig, cell: Any, model_id: str, model_version: str,
@@ -123,6 +125,7 @@ class StreamingPredictor:
         self.heatmap_shape: tuple[int, int] = config.heatmap_shape
         self._state_shapes = [tuple(s) for s in cell.state_shapes()]
         self._model = build_step_model(config, cell)
+        self.motion = True
 
     @classmethod
     def build_untrained(cls, config: PredNetConfig | None = None, seed: int = 0) -> StreamingPredictor:
@@ -207,7 +210,8 @@ class StreamingPredictor:
         prediction, mse, psnr, patch_max, heatmap = outputs[:5]
         new = outputs[5:]
         fc = self.config.features
-        speed = motion_max(np.stack([s[-1] for s in states]), frames, fc.patch_size, fc.patch_stride)
+        speed = (motion_max(np.stack([s[-1] for s in states]), frames, fc.patch_size, fc.patch_stride)
+                 if self.motion else np.zeros(n, np.float32))
         return StepResult(
             predictions=prediction.astype(np.float32, copy=False),
             features={"mse": mse.astype(np.float32), "psnr": psnr.astype(np.float32),

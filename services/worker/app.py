@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from vigil.services.worker.engine import SERVICE, BatchResult, EngineConfig, Output, Record, WorkerEngine
@@ -221,7 +222,15 @@ def _failed_batch(records: Sequence[Record], exc: Exception) -> BatchResult:
 
 def build_engine(settings: WorkerSettings) -> WorkerEngine:
     """Load the models and build the engine from the settings."""
-    registry = ModelRegistry(import_loader(settings.predictor), settings.model_path(), settings.camera_models)
+    load = import_loader(settings.predictor)
+
+    def loader(path: Path) -> object:
+        predictor = load(path)
+        if hasattr(predictor, "motion"):
+            predictor.motion = settings.motion
+        return predictor
+
+    registry = ModelRegistry(loader, settings.model_path(), settings.camera_models)
     store = CameraStateStore(settings.warmup_frames, settings.max_seq_gap)
     return WorkerEngine(registry, store, EngineConfig(staleness_s=settings.staleness_s, heatmap=settings.heatmap))
 

@@ -56,3 +56,12 @@ def test_the_state_carries_the_previous_frame():
     assert p.state_nbytes() == sum(a.nbytes for a in state)
     with pytest.raises(ValueError, match="previous frame"):
         p.step(frame[None], [state[:-1]])
+
+
+
+def test_motion_can_be_switched_off():
+    p = StreamingPredictor.build_untrained(PredNetConfig(height=48, width=72))
+    p.motion = False
+    prev, frame = _textured(), np.roll(_textured(), 3, axis=1)
+    out = p.step(frame[None], p.step(prev[None], [p.initial_state()]).new_states)
+    assert out.features["motion_max"].tolist() == [0.0]

@@ -269,3 +269,14 @@ def test_records_replayed_on_a_kept_partition_are_skipped(tmp_path: Path) -> Non
     assert [(s.seq, s.warmup) for s in decode_scores(result)] == [(4, False), (5, False)]
     engine.drop_partitions([2])  # a partition that left and came back is processed from scratch
     assert [(s.seq, s.warmup) for s in decode_scores(engine.process(recs[4:]))] == [(4, True), (5, False)]
+
+
+def test_motion_setting_reaches_the_loaded_predictors(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vigil.services.worker.app import build_engine
+    from vigil.services.worker.settings import WorkerSettings
+
+    monkeypatch.setenv("VIGIL_WORKER_MOTION", "false")
+    engine = build_engine(WorkerSettings())  # the packaged Ped2 model
+    assert [slot.predictor.motion for slot in engine.models.slots()] == [False]
+    monkeypatch.setenv("VIGIL_WORKER_MOTION", "true")
+    assert [slot.predictor.motion for slot in build_engine(WorkerSettings()).models.slots()] == [True]
