@@ -195,9 +195,10 @@ class StreamingPredictor:
                              f"{len(states)} states")
         shapes = [*self._state_shapes, self.input_shape]
         for state in states:
-            if len(state) != len(shapes) or any(tuple(a.shape) != s for a, s in zip(state, shapes, strict=True)):
+            if (len(state) != len(shapes) or state[-1].dtype != np.uint8
+                    or any(tuple(a.shape) != s for a, s in zip(state, shapes, strict=True))):
                 raise ValueError(f"A state does not match the model; expected shapes {shapes} (cell states, "
-                                 f"previous frame). Received: {[tuple(a.shape) for a in state]}")
+                                 f"previous frame, uint8). Received: {[(tuple(a.shape), str(a.dtype)) for a in state]}")
         return frames
 
     def _step_bucket(self, frames: np.ndarray, states: list[list[np.ndarray]]) -> StepResult:

@@ -42,6 +42,10 @@ FEATURES = ("mse", "patch_max", "motion_max")
 (``motion_max``; a good predictor also predicts a fast, smooth object well, so speed is its own cue).
 PSNR is -10*log10(mse): the same information as log mse. A state learned before a feature existed
 keeps scoring with the features it has."""
+OPTIONAL = ("motion_max",)
+"""Features a worker may not measure (switched off, or a worker that predates it): a value <= 0 means
+"not measured" and is neither learned nor scored; the feature joins the score only once it has been
+learned from ``grace_period`` frames of its own, so turning it on later cannot flood a camera with alerts."""
 
 
 def normal_cdf(z: float) -> float:
@@ -127,12 +131,24 @@ class LevelNormaliser(base.AnomalyDetector):
     def _log(self, x: Mapping[str, float], f: str) -> float:
         return math.log(x.get(f, 0.0) + self.eps)  # a feature a sender does not have counts as 0
 
+    def _measured(self, x: Mapping[str, float], f: str) -> bool:
+        return f not in OPTIONAL or x.get(f, 0.0) > 0.0
+
+    def _seen(self) -> dict[str, int]:
+        """Frames learned per optional feature (created on first use: states pickled before it lack it)."""
+        return self.__dict__.setdefault("seen", {})
+
     def learn_one(self, x: Mapping[str, float], **kwargs: object) -> None:
         """Learn one normal frame's features (does not modify ``x``)."""
+        seen = self._seen()
         for f in self._mean:
+            if not self._measured(x, f):
+                continue
             v = self._log(x, f)
             self._mean[f].update(v)
             self._var[f].update(v)
+            if f in OPTIONAL:
+                seen[f] = seen.get(f, 0) + 1
         self.n += 1
 
     def level(self, f: str) -> tuple[float, float]:
@@ -144,7 +160,10 @@ class LevelNormaliser(base.AnomalyDetector):
         if not self.ready:
             return None
         zs = []
+        seen = self._seen()
         for f in self._mean:
+            if f in OPTIONAL and (not self._measured(x, f) or seen.get(f, 0) < self.grace_period):
+                continue
             mean, std = self.level(f)
             zs.append((self._log(x, f) - mean) / std)
         return max(zs)

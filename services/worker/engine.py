@@ -213,6 +213,7 @@ class WorkerEngine:
                 model_token=slot.token, initial_state=slot.predictor.initial_state,
             )  # fmt: skip
             states.append(st)
+        gaps = [0 if st.last_seq is None else f.msg.seq - st.last_seq for f, st in zip(frames, states, strict=True)]
         t0 = time.perf_counter()
         out = slot.predictor.step(np.stack([f.pixels for f in frames]), [st.states for st in states])
         result.step_seconds.append(time.perf_counter() - t0)
@@ -220,17 +221,21 @@ class WorkerEngine:
         for i, (f, st) in enumerate(zip(frames, states, strict=True)):
             warmup = self.store.advance(st, seq=f.msg.seq, new_state=out.new_states[i])
             result.warmup += warmup
-            score = self._score(slot, f, out, i, warmup, received_ns)
+            score = self._score(slot, f, out, i, warmup, received_ns, gaps[i])
             result.scores.append(Output(f.msg.camera_id.encode(), score.encode(), f.record.partition))
 
-    def _score(self, slot: ModelSlot, f: _Frame, out: object, i: int, warmup: bool, received_ns: int) -> ScoreMessage:
+    def _score(self, slot: ModelSlot, f: _Frame, out: object, i: int, warmup: bool, received_ns: int,
+               gap: int) -> ScoreMessage:
+        """The score message of frame ``i`` of a step; ``gap`` = frames since the camera's previous
+        frame (0 after a reset: there is no previous frame, so no motion reading)."""
         feats = out.features  # type: ignore[attr-defined]
+        motion = float(feats["motion_max"][i]) / gap if "motion_max" in feats and gap > 0 else 0.0
         psnr = float(feats["psnr"][i])
         features = ErrorFeatures(
             mse=max(0.0, float(feats["mse"][i])),
             psnr=psnr if math.isfinite(psnr) else PSNR_CAP_DB,
             patch_max=max(0.0, float(feats["patch_max"][i])),
-            motion_max=max(0.0, float(feats["motion_max"][i])) if "motion_max" in feats else 0.0,
+            motion_max=max(0.0, motion),  # px per frame: flow across skipped frames is spread over them
         )
         payload, scale, hh, hw = b"", 0.0, 0, 0
         if self.config.heatmap:

@@ -296,3 +296,20 @@ def test_a_state_learned_without_motion_keeps_scoring_with_its_features() -> Non
     probe = {"mse": math.exp(-6), "patch_max": math.exp(-4)}  # an old worker: no motion_max at all
     assert norm.score_one({**probe, "motion_max": 50.0}) == pytest.approx(norm.score_one(probe))
     assert norm.score_one({**probe, "patch_max": math.exp(-1)}) > 0.999
+
+
+def test_motion_switched_on_later_joins_only_after_its_own_grace() -> None:
+    norm = LevelNormaliser(fading_factor=0.05, grace_period=40)
+    xs = _features(np.random.default_rng(5), 300)
+    for x in xs[:100]:
+        norm.learn_one({**x, "motion_max": 0.0})  # motion not measured (worker setting off / old worker)
+    usual = {"mse": math.exp(-6), "patch_max": math.exp(-4)}
+    base = norm.score_one(usual)
+    assert base < 0.9
+    for x in xs[100:139]:  # motion arrives: 39 frames learned, one short of the grace period
+        assert norm.score_one(x) < 0.999
+        norm.learn_one(x)
+    assert norm.score_one({**usual, "motion_max": 50.0}) == pytest.approx(norm.score_one(usual))  # not yet scored
+    norm.learn_one(xs[139])
+    assert norm.score_one({**usual, "motion_max": 1.0}) < 0.9
+    assert norm.score_one({**usual, "motion_max": 50.0}) > 0.999

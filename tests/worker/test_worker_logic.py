@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from worker_fake_predictor import FakePredictor, offline_features
+from worker_fake_predictor import MOTION, FakePredictor, offline_features
 
 from vigil.services.worker.batching import plan_steps, plan_waves
 from vigil.services.worker.engine import EngineConfig, Record, WorkerEngine
@@ -271,12 +271,10 @@ def test_records_replayed_on_a_kept_partition_are_skipped(tmp_path: Path) -> Non
     assert [(s.seq, s.warmup) for s in decode_scores(engine.process(recs[4:]))] == [(4, True), (5, False)]
 
 
-def test_motion_setting_reaches_the_loaded_predictors(monkeypatch: pytest.MonkeyPatch) -> None:
-    from vigil.services.worker.app import build_engine
-    from vigil.services.worker.settings import WorkerSettings
 
-    monkeypatch.setenv("VIGIL_WORKER_MOTION", "false")
-    engine = build_engine(WorkerSettings())  # the packaged Ped2 model
-    assert [slot.predictor.motion for slot in engine.models.slots()] == [False]
-    monkeypatch.setenv("VIGIL_WORKER_MOTION", "true")
-    assert [slot.predictor.motion for slot in build_engine(WorkerSettings()).models.slots()] == [True]
+def test_motion_is_per_frame_across_gaps_and_absent_after_a_reset(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path, warmup=0, gap=5)
+    f = clip(0, 12)
+    seqs = (0, 1, 4, 11)  # a kept state across a gap of 3, then a reset (gap 7 > 5)
+    scores = [s for q in seqs for s in decode_scores(engine.process([frame_record("a", q, f[q])]))]
+    assert [s.features.motion_max for s in scores] == [0.0, MOTION, pytest.approx(MOTION / 3), 0.0]

@@ -29,6 +29,10 @@ class FakeStepResult:
     new_states: list[list[np.ndarray]]
 
 
+MOTION = 2.0
+"""The fake's motion_max for every step (flow between the camera's previous frame and this one)."""
+
+
 class FakePredictor:
     """Predicts the previous frame of each camera."""
 
@@ -72,7 +76,8 @@ class FakePredictor:
         b, h, w, _ = err.shape
         heat = err.mean(axis=3)[:, : h // POOL * POOL, : w // POOL * POOL]
         heat = heat.reshape(b, h // POOL, POOL, w // POOL, POOL).mean(axis=(2, 4))
-        feats = {"mse": mse, "psnr": 10 * np.log10(1.0 / np.maximum(mse, 1e-10)), "patch_max": heat.reshape(b, -1).max(1)}
+        feats = {"mse": mse, "psnr": 10 * np.log10(1.0 / np.maximum(mse, 1e-10)), "patch_max": heat.reshape(b, -1).max(1),
+                 "motion_max": np.full(b, MOTION, np.float32)}
         return FakeStepResult(pred, feats, heat, [[x[i]] for i in range(b)])
 
 
