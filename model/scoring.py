@@ -75,7 +75,7 @@ def warmup_length(mse_curves: list[np.ndarray], ratio: float = 1.5, settle_from:
 def feature_stats(values: list[np.ndarray], n_warmup: int) -> FeatureStats:
     """Statistics of one feature over normal clips, skipping each clip's warm-up frames."""
     pooled = np.concatenate([v[n_warmup:] for v in values]).astype(np.float64)
-    logs = np.log(np.maximum(pooled, 0.0) + LOG_EPS)
+    logs = _log(pooled)
     return FeatureStats(float(np.median(pooled)), float(max(np.std(pooled), 1e-12)),
                         float(np.percentile(pooled, 99)), float(np.median(logs)), float(max(np.std(logs), 1e-12)))
 
@@ -94,8 +94,12 @@ def fused_values(features: dict[str, np.ndarray], stats: dict[str, FeatureStats]
     if missing:
         raise ValueError(f"The calibration lacks log statistics of {missing}; recalibrate the model with "
                          "`vigil calibrate --model DIR`.")
-    return sum((np.log(np.maximum(np.asarray(features[f], np.float64), 0.0) + LOG_EPS) - stats[f].log_median)
-               / stats[f].log_std for f in FUSED)
+    return sum((_log(features[f]) - stats[f].log_median) / stats[f].log_std for f in FUSED)
+
+
+def _log(values: np.ndarray) -> np.ndarray:
+    """``log(x + LOG_EPS)`` in float64, negative values (numerical noise) clipped to 0: the scale of ``fused``."""
+    return np.log(np.maximum(np.asarray(values, np.float64), 0.0) + LOG_EPS)
 
 
 def causal_scores(values: np.ndarray, feature: str, stats: FeatureStats, n_warmup: int,
