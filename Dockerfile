@@ -16,6 +16,7 @@ COPY vigil ./vigil
 COPY shared ./shared
 COPY model ./model
 COPY services ./services
+COPY tools ./tools
 RUN pip install ".${EXTRAS:+[$EXTRAS]}"
 
 RUN useradd --create-home --uid 10001 vigil && mkdir -p /var/lib/vigil && chown vigil /var/lib/vigil

@@ -139,28 +139,9 @@ def calibrate_cmd(
                f"features {', '.join(cal['feature_stats'])}")
 
 
-def bench_cmd(
-    model: Path = typer.Option(None, help="Model directory (default: the committed Ped2 model)."),
-    batches: str = typer.Option("1,2,4,8,16,32,64", help="Batch sizes (cameras) to time."),
-    sizes: str = typer.Option("120x180,64x96", help="Input sizes HxW to time (same architecture)."),
-    seconds: float = typer.Option(3.0, help="Seconds timed per point."),
-    write_docs: bool = typer.Option(True, help="Write the model section of docs/benchmarks.md."),
-    docs: Path = typer.Option(Path("docs/benchmarks.md"), help="Benchmarks file."),
-) -> None:
-    """Frames/s of the streaming step vs batch size and input size, state memory, FLOPs and % of peak."""
-    _setup_logging()
-    from vigil.model.bench import run_bench
-    from vigil.model.streaming import DEFAULT_MODEL_DIR
-
-    sizes_hw = [tuple(int(v) for v in s.split("x")) for s in sizes.split(",") if s]
-    text = run_bench(model or DEFAULT_MODEL_DIR, _ints(batches), sizes_hw, seconds, docs if write_docs else None)
-    typer.echo(text)
-
-
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this area's commands to the root CLI and the `bench` group."""
     app.command("train")(train_cmd)
     app.command("evaluate")(evaluate_cmd)
     app.command("score")(score_cmd)
     app.command("calibrate")(calibrate_cmd)
-    bench.command("model")(bench_cmd)

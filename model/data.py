@@ -161,13 +161,14 @@ def make_sequence_dataset(clips: list[Clip], nt: int, batch_size: int, stride: i
 
 
 def ped2_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """Locate UCSD Ped2: ``explicit``, else ``$VIGIL_PED2_DIR``, else ``../shared/data/ucsd_ped2`` of the repo."""
+    """Locate UCSD Ped2: ``explicit``, else ``$VIGIL_PED2_DIR``, else ``../shared/data/ucsd_ped2`` (relative to
+    the working directory, i.e. beside the repository when run from it)."""
     if explicit is not None:
         path = Path(explicit)
     elif os.environ.get(PED2_ENV):
         path = Path(os.environ[PED2_ENV])
     else:
-        path = Path(__file__).resolve().parents[2] / "shared" / "data" / "ucsd_ped2"
+        path = Path("..") / "shared" / "data" / "ucsd_ped2"
     if not (path / "test").is_dir() or not (path / "labels_frame_ped2.json").is_file():
         raise FileNotFoundError(
             f"UCSD Ped2 not found at {path} (needs test/ and labels_frame_ped2.json). "

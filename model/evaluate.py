@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from vigil.model.calibration import FeatureStats, causal_scores, fused_values, per_clip_minmax
 from vigil.model.features import FEATURE_NAMES
-from vigil.model.metrics import eer, roc_auc, roc_curve
-from vigil.model.scoring import FeatureStats, causal_scores, fused_values, per_clip_minmax
+from vigil.model.roc import eer, roc_auc, roc_curve
 
 log = logging.getLogger(__name__)
 

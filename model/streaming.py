@@ -20,6 +20,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,8 @@ from vigil.model.motion import motion_max
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "weights" / "ped2"
+DEFAULT_MODEL_DIR = Path(str(resources.files("vigil.model") / "weights" / "ped2"))
+"""The packaged Ped2 model (package data of ``vigil.model``)."""
 BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "prednet.weights.npz"

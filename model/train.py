@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from vigil.model.calibration import feature_stats, fused_values, warmup_length
 from vigil.model.config import PredNetConfig
 from vigil.model.data import (
     Clip,
@@ -26,7 +27,6 @@ from vigil.model.data import (
     training_folder,
 )
 from vigil.model.features import FEATURE_NAMES
-from vigil.model.scoring import feature_stats, fused_values, warmup_length
 from vigil.model.streaming import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE
 
 log = logging.getLogger(__name__)

@@ -23,13 +23,12 @@ app.add_typer(bench_app, name="bench")
 
 # Modules that contribute commands, each with register(app, bench_app).
 COMMAND_MODULES = (
-    "vigil.services.smoke",
-    "vigil.services.demo",
-    "vigil.services.bench_e2e",
+    "vigil.shared.cli",
     "vigil.services.ingest.cli",
     "vigil.model.cli",
     "vigil.services.worker.cli",
     "vigil.services.scorer.cli",
+    "vigil.tools.cli",  # development tools: demo, smoke, benchmarks
 )
 
 log = logging.getLogger(__name__)

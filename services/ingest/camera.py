@@ -21,10 +21,10 @@ from typing import Any, Protocol
 import av
 
 from vigil.services.ingest import metrics
-from vigil.services.ingest.config import CameraConfig
 from vigil.services.ingest.sampling import Backoff, FpsSampler, LagTracker
 from vigil.services.ingest.source import SOURCE_ERRORS, NoVideoError, describe_error, open_source
 from vigil.services.ingest.transform import build_message, frame_to_model_input
+from vigil.shared.cameras import CameraConfig
 from vigil.shared.schemas import CameraStatus, DeadLetter, FrameMessage, SchemaError
 
 log = logging.getLogger(__name__)

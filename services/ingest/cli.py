@@ -10,7 +10,6 @@ import typer
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this area's commands to the root CLI and the `bench` group."""
     app.command("ingest")(ingest)
-    bench.command("ingest")(bench_ingest)
 
 
 def ingest(
@@ -21,8 +20,8 @@ def ingest(
     metrics_port: int | None = typer.Option(None, help="Serve /metrics and /healthz on this port"),
 ) -> None:
     """Read cameras (RTSP, files, HTTP) and publish frames to Kafka until SIGTERM."""
-    from vigil.services.ingest.config import ConfigError, load_cameras
-    from vigil.services.ingest.service import IngestSettings, main
+    from vigil.services.ingest.core import IngestSettings, main
+    from vigil.shared.cameras import ConfigError, load_cameras
 
     if check:
         try:
@@ -41,13 +40,3 @@ def ingest(
     raise typer.Exit(main(IngestSettings(**overrides)))
 
 
-def bench_ingest(
-    seconds: float = typer.Option(8.0, help="Seconds of video per measured file (1280x720 test file made with ffmpeg)"),
-    ped2_dir: Path | None = typer.Option(None, help="UCSD Ped2 folder (default: $VIGIL_PED2_DIR or ../shared/data/ucsd_ped2)"),
-    latency_s: float = typer.Option(10.0, help="Seconds of real-time replay for the latency measurement"),
-    write: bool = typer.Option(True, "--write/--no-write", help="Write the results into docs/benchmarks.md"),
-) -> None:
-    """Decode + resize + encode + publish throughput vs `ffmpeg -benchmark`, bytes per message, latency."""
-    from vigil.services.ingest.bench import run_bench
-
-    run_bench(seconds=seconds, ped2_dir=ped2_dir, latency_s=latency_s, write=write)

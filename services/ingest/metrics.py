@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vigil.shared.metrics import counter, gauge, histogram
+from vigil.shared.telemetry import counter, gauge, histogram
 
 FRAMES_DECODED = counter("vigil_ingest_frames_decoded", "Frames decoded from the source", ["camera"])
 FRAMES_PUBLISHED = counter("vigil_ingest_frames_published", "Frames acknowledged by Kafka", ["camera"])

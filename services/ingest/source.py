@@ -10,7 +10,7 @@ from typing import Any
 
 import av
 
-from vigil.services.ingest.config import CameraConfig, url_scheme
+from vigil.shared.cameras import CameraConfig, url_scheme
 from vigil.shared.logging import mask_url
 
 # Network sources: probe briefly, so that opening takes well under a second and the probe does not

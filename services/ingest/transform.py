@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vigil.services.ingest.config import CameraConfig
+from vigil.shared.cameras import CameraConfig
 from vigil.shared.schemas import FrameMessage
 
 INTERPOLATIONS = {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,15 +16,14 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     app.command("scorer")(scorer)
     app.command("scorer-reset")(scorer_reset)
     app.add_typer(alerts_app, name="alerts")
-    bench.command("scorer")(bench_scorer)
 
 
 def scorer() -> None:
     """Run the scorer: scores from Kafka -> adaptive thresholds -> alert events in Redis (VIGIL_SCORER_*)."""
-    from vigil.services.scorer.app import run
     from vigil.services.scorer.settings import ScorerSettings
+    from vigil.services.scorer.transport import run
     from vigil.shared.logging import configure_logging
-    from vigil.shared.metrics import start_http
+    from vigil.shared.telemetry import start_http
 
     settings = ScorerSettings()
     configure_logging(settings.log_level, settings.log_json)
@@ -38,8 +36,8 @@ def scorer_reset(
     cameras: Annotated[list[str], typer.Argument(help="Camera ids whose learned normal level to forget")],
 ) -> None:
     """Forget cameras' learned scorer state (run with the scorer stopped); they relearn on the next start."""
-    from vigil.services.scorer.app import reset_cameras
     from vigil.services.scorer.settings import ScorerSettings
+    from vigil.services.scorer.transport import reset_cameras
     from vigil.shared.kafka import KafkaUnavailableError
 
     try:
@@ -117,15 +115,3 @@ def alerts_label(
     typer.echo(f"{alert_id}: {kind}")
 
 
-def bench_scorer(
-    days: Annotated[float, typer.Option(help="Simulated days per camera")] = 7.0,
-    cameras: Annotated[int, typer.Option(help="Simulated cameras (different seeds)")] = 3,
-    throughput_scores: Annotated[int, typer.Option(help="Scores pushed through Kafka+Redis; 0 = skip")] = 40_000,
-    doc: Annotated[Path | None, typer.Option(help="Benchmarks document to update")] = None,
-    ped2: Annotated[bool, typer.Option("--ped2/--no-ped2", help="Frame AUC and event precision/recall on UCSD Ped2")] = True,
-    data: Annotated[Path | None, typer.Option(help="UCSD Ped2 folder (default: $VIGIL_PED2_DIR or ../shared/data/ucsd_ped2)")] = None,
-) -> None:
-    """Simulator comparison (adaptive vs static), throughput through real Kafka and Redis, and UCSD Ped2."""
-    from vigil.services.scorer.bench import run_bench
-
-    typer.echo(run_bench(days=days, cameras=cameras, throughput_scores=throughput_scores, doc=doc, ped2=ped2, data=data))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vigil.services.scorer.state import CameraState
-from vigil.shared import metrics
+from vigil.shared import telemetry as metrics
 from vigil.shared.redis_keys import ALERTS_STREAM, alerts_channel, camera_hash
 
 log = logging.getLogger(__name__)

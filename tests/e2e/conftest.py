@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from e2e_harness import Pipeline
 
-from vigil.services.launcher import LocalStack
+from vigil.tools.launcher import LocalStack
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vigil.services.demo import DEMO_SCORER_ENV
-from vigil.services.launcher import LocalStack, Proc, free_port, start_rtsp_server, vigil_argv
+from vigil.tools.demo import DEMO_SCORER_ENV
+from vigil.tools.launcher import LocalStack, Proc, free_port, start_rtsp_server, vigil_argv
 
 FPS = 10.0
 # Short clips: the scorer learns each camera's normal level for 100 frames (production: 3000).
@@ -67,7 +67,7 @@ class Pipeline:
         e = self.env() | {f"VIGIL_{service.upper()}_METRICS_PORT": str(port)} | env
         proc = Proc(name, vigil_argv(*args), self.workdir / "logs" / f"{name}.log", e).start()
         self.procs[name] = proc
-        from vigil.services.demo import wait_ready
+        from vigil.tools.demo import wait_ready
 
         wait_ready(proc, port, ready_timeout)
         return proc

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from e2e_harness import Pipeline, concat_clips
 
-from vigil.services.launcher import free_port
+from vigil.tools.launcher import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -119,7 +119,7 @@ def write_cameras(path: Path, cameras: list[dict[str, Any]], defaults: dict[str,
 @pytest.fixture
 def ingest_settings(kafka_settings, topic_settings):  # noqa: ANN001, ANN201
     """IngestSettings on this test's own topics (topics already created)."""
-    from vigil.services.ingest.service import IngestSettings
+    from vigil.services.ingest.core import IngestSettings
 
     return IngestSettings(kafka=kafka_settings, topics=topic_settings, ensure_topics=False, realtime=False)
 
@@ -127,7 +127,7 @@ def ingest_settings(kafka_settings, topic_settings):  # noqa: ANN001, ANN201
 @contextlib.contextmanager
 def running_service(settings: Any, cameras: Any) -> Iterator[Any]:
     """An IngestService started in this process and stopped afterwards."""
-    from vigil.services.ingest.service import IngestService
+    from vigil.services.ingest.core import IngestService
 
     service = IngestService(settings, cameras)
     service.start()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import decode_frames, decode_status, reference_frames, running_service, write_cameras
 
-from vigil.services.ingest.config import load_cameras
+from vigil.shared.cameras import load_cameras
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import decode_frames, decode_status, running_service, write_cameras
 from prometheus_client import REGISTRY
 
-from vigil.services.ingest.config import load_cameras
+from vigil.shared.cameras import load_cameras
 
 pytestmark = pytest.mark.integration
 

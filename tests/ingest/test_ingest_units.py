@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from conftest import write_cameras
 
-from vigil.services.ingest.config import ConfigError, expand_secrets, load_cameras, parse_cameras
 from vigil.services.ingest.publisher import DropOldestBuffer, Outgoing, Publisher
 from vigil.services.ingest.sampling import Backoff, FpsSampler, LagTracker
 from vigil.services.ingest.transform import frame_to_model_input, resize, to_model_input
+from vigil.shared.cameras import ConfigError, expand_secrets, load_cameras, parse_cameras
 from vigil.shared.schemas import FrameMessage
 from vigil.shared.settings import TopicSettings
 

@@ -7,8 +7,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
-from vigil.model.metrics import eer, roc_auc, roc_curve
-from vigil.model.scoring import FeatureStats, causal_scores, feature_stats, per_clip_minmax, warmup_length
+from vigil.model.calibration import FeatureStats, causal_scores, feature_stats, per_clip_minmax, warmup_length
+from vigil.model.roc import eer, roc_auc, roc_curve
 
 
 @pytest.mark.parametrize("seed", range(5))

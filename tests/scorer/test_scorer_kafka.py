@@ -8,10 +8,10 @@ import uuid
 from conftest import wait_for
 
 from vigil.services.scorer.alerts import history
-from vigil.services.scorer.simulator import score_messages, scripted
 from vigil.shared.kafka import make_producer
 from vigil.shared.redis_keys import camera_hash
 from vigil.shared.schemas import Alert, DeadLetter
+from vigil.tools.simulator import score_messages, scripted
 
 FAST = {"grace_frames": 100, "fading_factor": 0.03, "k": 3, "n": 5, "m": 5, "min_duration_s": 0.2, "cooldown_s": 1.0, "update_interval_s": 0.5, "session_timeout_s": 6}
 
@@ -88,8 +88,8 @@ def test_kill_and_restart_resumes_thresholds_without_loss_or_duplicates(
 
 
 def test_scorer_reset_makes_a_camera_relearn(scorer_processes, topic_settings, kafka_settings, redis_client) -> None:  # noqa: ANN001
-    from vigil.services.scorer.app import reset_cameras
     from vigil.services.scorer.settings import ScorerSettings
+    from vigil.services.scorer.transport import reset_cameras
 
     cam = f"z-{uuid.uuid4().hex[:8]}"
     msgs = score_messages(cam, scripted(300, []), t0_ns=time.time_ns())
@@ -111,8 +111,8 @@ def test_scorer_reset_makes_a_camera_relearn(scorer_processes, topic_settings, k
 
 
 def test_scorer_reset_before_any_scorer_ran_creates_nothing(kafka_settings) -> None:  # noqa: ANN001
-    from vigil.services.scorer.app import reset_cameras
     from vigil.services.scorer.settings import ScorerSettings
+    from vigil.services.scorer.transport import reset_cameras
     from vigil.shared.kafka import make_admin
 
     topic = reset_cameras(ScorerSettings(app_id=f"never-ran-{uuid.uuid4().hex[:8]}", kafka=kafka_settings), ["cam-x"])

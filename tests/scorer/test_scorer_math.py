@@ -20,9 +20,9 @@ from vigil.services.scorer.scoring import (
     normal_cdf,
 )
 from vigil.services.scorer.settings import ScorerSettings
-from vigil.services.scorer.simulator import score_messages, scripted
 from vigil.services.scorer.state import CameraParams, CameraState
 from vigil.shared.schemas import ScoreMessage
+from vigil.tools.simulator import score_messages, scripted
 
 
 def _ew_reference(values: np.ndarray, a: float) -> tuple[float, float]:

@@ -8,13 +8,13 @@ import time
 import uuid
 
 from vigil.services.scorer.alerts import history
-from vigil.services.scorer.service import Record, ScorerCore
+from vigil.services.scorer.core import Record, ScorerCore
 from vigil.services.scorer.settings import ScorerSettings
-from vigil.services.scorer.simulator import score_messages, scripted
 from vigil.services.scorer.sink import RedisSink, SinkOptions, changes_key
 from vigil.shared.redis_keys import ALERTS_STREAM, alerts_channel, camera_hash
 from vigil.shared.schemas import Alert
 from vigil.shared.settings import RedisSettings
+from vigil.tools.simulator import score_messages, scripted
 
 FAST = {"grace_frames": 100, "fading_factor": 0.03, "k": 3, "n": 5, "m": 5, "min_duration_s": 0.2, "cooldown_s": 1.0, "update_interval_s": 0.5}
 

@@ -14,8 +14,8 @@ import pytest
 from worker_fake_predictor import MOTION, FakePredictor, offline_features
 
 from vigil.services.worker.batching import plan_steps, plan_waves
-from vigil.services.worker.engine import EngineConfig, Record, WorkerEngine
-from vigil.services.worker.models import DEFAULT_KEY, ModelRegistry, fingerprint
+from vigil.services.worker.core import EngineConfig, Record, WorkerEngine
+from vigil.services.worker.registry import DEFAULT_KEY, ModelRegistry, fingerprint
 from vigil.services.worker.state import CameraStateStore, ResetReason
 from vigil.shared.schemas import SCHEMA_VERSION, DeadLetter, ErrorFeatures, FrameMessage, ScoreMessage
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from test_worker_logic import decode_scores, frame_record
 
-from vigil.services.worker.app import build_engine
 from vigil.services.worker.settings import WorkerSettings
+from vigil.services.worker.transport import build_engine
 
 
 @pytest.mark.parametrize("motion", [True, False])

@@ -3,7 +3,7 @@
 All workers share one Faust app id, which is their Kafka consumer group, so the partitions of
 ``vigil.frames`` (and with them the cameras) are split among them. One agent takes batches of up to
 ``max_batch`` records within ``max_wait_s`` (``stream.take_events``), hands them to
-:class:`~vigil.services.worker.engine.WorkerEngine` in a worker thread (so the event loop keeps
+:class:`~vigil.services.worker.core.WorkerEngine` in a worker thread (so the event loop keeps
 heartbeating while the model runs), then produces the scores to the same partition of
 ``vigil.scores`` (co-partitioned) and the dead letters to ``vigil.dlq``, and waits until Kafka has
 them. Only then does Faust acknowledge (and later commit) the batch: delivery is at least once, and
@@ -20,11 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from vigil.services.worker.engine import SERVICE, BatchResult, EngineConfig, Output, Record, WorkerEngine
-from vigil.services.worker.models import ModelRegistry, import_loader
+from vigil.services.worker.core import SERVICE, BatchResult, EngineConfig, Output, Record, WorkerEngine
+from vigil.services.worker.registry import ModelRegistry, import_loader
 from vigil.services.worker.settings import WorkerSettings
 from vigil.services.worker.state import CameraStateStore
-from vigil.shared import metrics
+from vigil.shared import telemetry as metrics
 from vigil.shared.schemas import DeadLetter
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import typer
 
-from vigil.services.launcher import REPO, Proc, free_port, vigil_argv
+from vigil.tools.launcher import Proc, default_ped2_dir, free_port, repo_root, vigil_argv
 
 CLIPS = ["Test001", "Test002", "Test004", "Test007", "Test012", "Test003", "Test005", "Test006"]
 
@@ -60,10 +60,10 @@ def _measure(n: int, seconds: float, ped2: Path, workdir: Path) -> Run:
     import yaml
     from kafka import KafkaConsumer
 
-    from vigil.services.demo import wait_ready
     from vigil.shared.kafka import ensure_topics
     from vigil.shared.schemas import FrameMessage, ScoreMessage
     from vigil.shared.settings import KafkaSettings, RedisSettings
+    from vigil.tools.demo import wait_ready
 
     token = uuid.uuid4().hex[:8]
     topics = {k: f"bench.{k}.{token}" for k in ("frames", "scores", "camera_status", "dlq")}
@@ -182,15 +182,16 @@ def _bottleneck(run: Run) -> str:
 def bench_e2e(
     cameras: str = typer.Option("1,2,4", help="Camera counts to try, comma-separated"),
     seconds: float = typer.Option(30.0, min=5, help="Measured seconds per camera count (after 10 s warm-up)"),
-    data: Path = typer.Option(REPO.parent / "shared" / "data" / "ucsd_ped2", help="UCSD Ped2 folder"),
+    data: Path | None = typer.Option(None, help="UCSD Ped2 folder (default: $VIGIL_PED2_DIR or ../shared/data/ucsd_ped2)"),
     doc: Path | None = typer.Option(None, help="Benchmarks document (default docs/benchmarks.md)"),
 ) -> None:
     """End-to-end latency (capture -> Redis) and sustained cameras of the whole pipeline on this CPU."""
-    from vigil.shared.benchdoc import DEFAULT_DOC, machine_line, write_section
     from vigil.shared.logging import configure_logging
+    from vigil.tools.benchdoc import DEFAULT_DOC, machine_line, write_section
 
     configure_logging("WARNING")
-    workdir = REPO / ".state" / "bench-e2e"
+    data = data or default_ped2_dir()
+    workdir = repo_root() / ".state" / "bench-e2e"
     workdir.mkdir(parents=True, exist_ok=True)
     runs = []
     for n in (int(x) for x in cameras.split(",")):
@@ -210,6 +211,3 @@ def bench_e2e(
     typer.echo(text + f"\n\nwritten to {path}")
 
 
-def register(app: typer.Typer, bench: typer.Typer) -> None:
-    """Add `bench e2e`."""
-    bench.command("e2e")(bench_e2e)

@@ -10,7 +10,8 @@ import re
 import time
 from pathlib import Path
 
-DEFAULT_DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+DEFAULT_DOC = Path("docs/benchmarks.md")
+"""Relative to the working directory: run the benchmarks from the repository (or pass ``--doc``)."""
 _HEADER = "# Vigil benchmarks\n\nWritten by `vigil bench ...` / `make bench`. Each section names the command that produced it.\n"
 
 

@@ -80,8 +80,8 @@ def make_test_files(tmp: Path, seconds: float, ped2_dir: Path | None) -> dict[st
 
 def _pipeline_rate(path: Path, settings: Any, n_frames: int) -> tuple[float, float]:
     """Full ingest (decode, resize, encode, publish) of every frame: frames per CPU second and wall seconds."""
-    from vigil.services.ingest.config import parse_cameras
-    from vigil.services.ingest.service import IngestService
+    from vigil.services.ingest.core import IngestService
+    from vigil.shared.cameras import parse_cameras
 
     cams = parse_cameras({"cameras": [{"id": "bench", "url": str(path), "fps": 120}]}, path.parent)
     service = IngestService(settings, cams)
@@ -97,8 +97,8 @@ def _pipeline_rate(path: Path, settings: Any, n_frames: int) -> tuple[float, flo
 
 def _latency(clip: Path, settings: Any, seconds: float) -> list[float]:
     """Capture -> Kafka ack latencies (s) replaying a clip in real time."""
-    from vigil.services.ingest.config import parse_cameras
-    from vigil.services.ingest.service import IngestService
+    from vigil.services.ingest.core import IngestService
+    from vigil.shared.cameras import parse_cameras
 
     cams = parse_cameras({"cameras": [{"id": "latency", "url": str(clip), "loop": True, "realtime": True}]}, clip.parent)
     service = IngestService(settings, cams)
@@ -173,19 +173,20 @@ def interpolation_table(files: dict[str, Path], repeat: int = 50) -> list[dict[s
 
 def run_bench(seconds: float = 8.0, ped2_dir: Path | None = None, latency_s: float = 10.0, write: bool = True) -> str:
     """Run every measurement, print the markdown and (optionally) write it to docs/benchmarks.md."""
-    import os
 
-    from vigil.services.ingest.service import IngestSettings
-    from vigil.shared.benchdoc import machine_line, write_section
+    from vigil.services.ingest.core import IngestSettings
     from vigil.shared.kafka import delete_topics, ensure_topics
     from vigil.shared.logging import configure_logging
     from vigil.shared.settings import TopicSettings
+    from vigil.tools.benchdoc import machine_line, write_section
 
     configure_logging("WARNING")
     if shutil.which(FFMPEG) is None:
         raise SystemExit("ffmpeg is not installed (sudo apt-get install -y ffmpeg)")
     if ped2_dir is None:
-        guess = Path(os.environ.get("VIGIL_PED2_DIR", Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ucsd_ped2"))
+        from vigil.tools.launcher import default_ped2_dir
+
+        guess = default_ped2_dir()
         ped2_dir = guess if guess.exists() else None
     token = uuid.uuid4().hex[:8]
     topics = TopicSettings(frames=f"bench.ingest.frames.{token}", camera_status=f"bench.ingest.status.{token}",

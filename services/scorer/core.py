@@ -19,7 +19,7 @@ from typing import Any
 from vigil.services.scorer.settings import ScorerSettings
 from vigil.services.scorer.sink import RedisSink
 from vigil.services.scorer.state import CameraState, StepResult
-from vigil.shared import metrics
+from vigil.shared import telemetry as metrics
 from vigil.shared.schemas import DeadLetter, SchemaError, ScoreMessage
 
 log = logging.getLogger(__name__)

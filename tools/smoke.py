@@ -29,18 +29,6 @@ def _frames(cameras: int, per_camera: int, height: int, width: int):  # noqa: AN
             yield FrameMessage.from_pixels(f"smoke-cam-{c}", seq=seq, pts=seq / 10, capture_ns=time.time_ns(), image=img)
 
 
-def topics() -> None:
-    """Create Vigil's topics (frames and scores co-partitioned, camera-status, DLQ) if missing."""
-    from vigil.shared.kafka import ensure_vigil_topics
-    from vigil.shared.logging import configure_logging
-    from vigil.shared.settings import KafkaSettings, TopicSettings
-
-    configure_logging()
-    t = TopicSettings()
-    ensure_vigil_topics(KafkaSettings(), t)
-    typer.echo(f"topics ready: {t.frames}, {t.scores} ({t.partitions} partitions), {t.camera_status}, {t.dlq}")
-
-
 def smoke(
     cameras: int = typer.Option(4, min=1, max=64, help="Number of simulated cameras"),
     frames: int = typer.Option(250, min=1, max=100_000, help="Frames per camera"),
@@ -112,7 +100,3 @@ def _redis_round_trip(settings) -> bool:  # noqa: ANN001
     return bool(back and back[0][0] == entry and got and got["data"] == b"hello")
 
 
-def register(app: typer.Typer, bench: typer.Typer) -> None:
-    """Add `topics` and `smoke` to the root CLI."""
-    app.command("topics")(topics)
-    app.command("smoke")(smoke)

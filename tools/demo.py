@@ -24,7 +24,7 @@ from pathlib import Path
 
 import typer
 
-from vigil.services.launcher import REPO, Proc, free_port, start_rtsp_server, vigil_argv
+from vigil.tools.launcher import Proc, default_ped2_dir, free_port, repo_root, start_rtsp_server, vigil_argv
 
 log = logging.getLogger(__name__)
 
@@ -229,10 +229,10 @@ def summarize(monitor: Monitor, cameras: list[DemoCamera]) -> dict:
 def demo(
     clips: str = typer.Option(DEFAULT_CLIPS, help="Comma-separated Ped2 test clips, one camera each"),
     warm_clips: int = typer.Option(2, min=0, max=8, help="Normal training clips played before each test clip"),
-    data: Path = typer.Option(REPO.parent / "shared" / "data" / "ucsd_ped2", help="UCSD Ped2 folder"),
+    data: Path | None = typer.Option(None, help="UCSD Ped2 folder (default: $VIGIL_PED2_DIR or ../shared/data/ucsd_ped2)"),
     model: Path | None = typer.Option(None, help="Model directory (default: the committed Ped2 model)"),
     timeout: float = typer.Option(300.0, help="Stop after this many seconds"),
-    workdir: Path = typer.Option(REPO / ".state" / "demo", help="Where logs and the summary go"),
+    workdir: Path | None = typer.Option(None, help="Where logs and the summary go (default: .state/demo of the checkout)"),
 ) -> None:
     """Run the whole pipeline on live RTSP cameras playing Ped2 clips, then print a summary."""
     from vigil.shared.kafka import ensure_vigil_topics
@@ -240,6 +240,8 @@ def demo(
     from vigil.shared.settings import KafkaSettings, RedisSettings, TopicSettings
 
     configure_logging("WARNING")
+    data = data or default_ped2_dir()
+    workdir = workdir or repo_root() / ".state" / "demo"
     if not (data / "labels_frame_ped2.json").exists():
         raise typer.BadParameter(f"UCSD Ped2 not found at {data}", param_hint="--data")
     kafka, redis_settings, topics = KafkaSettings(), RedisSettings(), TopicSettings()
@@ -293,8 +295,8 @@ DEMO_SCORER_ENV = {"VIGIL_SCORER_FADING_FACTOR": "0.02", "VIGIL_SCORER_GRACE_FRA
 def _start_services(cameras: list[DemoCamera], urls: dict[str, str], model: Path | None, logs: Path) -> list[Proc]:
     import os
 
-    from vigil.services.scorer.app import reset_cameras
     from vigil.services.scorer.settings import ScorerSettings
+    from vigil.services.scorer.transport import reset_cameras
 
     started = []
     scorer_env = {k: os.environ.get(k, v) for k, v in DEMO_SCORER_ENV.items()}
@@ -350,6 +352,3 @@ def _watch(monitor: Monitor, cameras: list[DemoCamera], procs: list[Proc], timeo
             return
 
 
-def register(app: typer.Typer, bench: typer.Typer) -> None:
-    """Add `demo` to the root CLI."""
-    app.command("demo")(demo)

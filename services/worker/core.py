@@ -4,7 +4,7 @@
 skips frames older than the staleness bound, cuts the rest into batched steps
 (:mod:`vigil.services.worker.batching`), gathers each camera's state into the step, scatters the new
 states back (:mod:`vigil.services.worker.state`) and builds one :class:`ScoreMessage` per stepped
-frame. The Faust app (:mod:`vigil.services.worker.app`) only moves bytes in and out.
+frame. The Faust app (:mod:`vigil.services.worker.transport`) only moves bytes in and out.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vigil.services.worker.batching import plan_steps
-from vigil.services.worker.models import ModelRegistry, ModelSlot
+from vigil.services.worker.registry import ModelRegistry, ModelSlot
 from vigil.services.worker.state import CameraState, CameraStateStore
 from vigil.shared.schemas import DeadLetter, ErrorFeatures, FrameMessage, SchemaError, ScoreMessage
 

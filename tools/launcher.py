@@ -22,10 +22,29 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent
-STACK = REPO / "infra" / "local" / "stack.sh"
-RTSP_SERVER = REPO / "infra" / "local" / "rtsp_server.py"
+STACK = Path("infra/local/stack.sh")
+RTSP_SERVER = Path("infra/local/rtsp_server.py")
 SYSTEM_PYTHON = os.environ.get("VIGIL_SYSTEM_PYTHON", "/usr/bin/python3")
+
+
+def repo_root(start: Path | None = None) -> Path:
+    """The Vigil checkout these tools run in: the working directory or the nearest folder above it
+    that holds the local stack scripts (the tools drive ``infra/local``, which only a checkout has).
+
+    Raises:
+        FileNotFoundError: with what to do, when no checkout is found.
+    """
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / STACK).is_file():
+            return folder
+    raise FileNotFoundError(f"no Vigil checkout ({STACK}) at or above {here}: run this from the repository")
+
+
+def default_ped2_dir() -> Path:
+    """``$VIGIL_PED2_DIR``, else ``../shared/data/ucsd_ped2`` beside the checkout."""
+    env = os.environ.get("VIGIL_PED2_DIR")
+    return Path(env) if env else repo_root().parent / "shared" / "data" / "ucsd_ped2"
 
 
 def free_port() -> int:
@@ -104,7 +123,7 @@ def start_rtsp_server(mounts: dict[str, Path | list[Path]], log_dir: Path, *, lo
 
     Returns the process and name -> URL.
     """
-    argv = [SYSTEM_PYTHON, str(RTSP_SERVER), "--port", str(port or free_port())]
+    argv = [SYSTEM_PYTHON, str(repo_root() / RTSP_SERVER), "--port", str(port or free_port())]
     for name, paths in mounts.items():
         files = paths if isinstance(paths, list) else [paths]
         argv.append(f"--mount={name}={':'.join(str(p) for p in files)}")
@@ -139,7 +158,7 @@ class LocalStack:
             "VIGIL_LOCAL_KAFKA_CONTROLLER_PORT": str(self.controller_port),
             "VIGIL_LOCAL_REDIS_PORT": str(self.redis_port),
         }  # fmt: skip
-        out = subprocess.run([str(STACK), *args], env=env, capture_output=True, text=True, timeout=timeout)
+        out = subprocess.run([str(repo_root() / STACK), *args], env=env, capture_output=True, text=True, timeout=timeout)
         if out.returncode != 0:
             raise RuntimeError(f"stack.sh {' '.join(args)} failed:\n{out.stderr[-3000:]}")
 

@@ -20,8 +20,8 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from vigil.services.ingest.camera import CameraReader
-from vigil.services.ingest.config import CamerasConfig, RejectedCamera
 from vigil.services.ingest.publisher import Publisher
+from vigil.shared.cameras import CamerasConfig, RejectedCamera
 from vigil.shared.logging import mask_url
 from vigil.shared.schemas import CameraStatus, DeadLetter
 from vigil.shared.settings import ServiceSettings
@@ -149,7 +149,7 @@ class IngestService:
             log.info("camera %s: starting (%s)", reader.cam.id, reader.cam.masked_url)
             reader.start()
         if self.settings.metrics_port:
-            from vigil.shared.metrics import start_http
+            from vigil.shared.telemetry import start_http
 
             self._http = start_http(self.settings.metrics_port, ready=lambda: self.publisher.kafka_ok)
 
@@ -199,7 +199,7 @@ class IngestService:
 
 def main(settings: IngestSettings) -> int:
     """Load the cameras, run the service until stopped; returns the exit code."""
-    from vigil.services.ingest.config import ConfigError, load_cameras
+    from vigil.shared.cameras import ConfigError, load_cameras
     from vigil.shared.logging import configure_logging
 
     configure_logging(settings.log_level, settings.log_json)

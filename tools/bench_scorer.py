@@ -18,7 +18,7 @@ import numpy as np
 
 from vigil.services.scorer.events import EventParams
 from vigil.services.scorer.scoring import CameraScorer, ScoringParams, normal_cdf
-from vigil.services.scorer.simulator import (
+from vigil.tools.simulator import (
     DAY_S,
     Detector,
     SimConfig,
@@ -128,10 +128,10 @@ def simulator_table(days: float, cameras: int) -> tuple[str, dict[str, tuple[flo
 
 def throughput(n_scores: int, n_cameras: int = 200) -> dict[str, float]:
     """Push ``n_scores`` scores (``n_cameras`` cameras) through a `vigil scorer` subprocess; scores/s."""
-    from vigil.services.scorer.simulator import score_messages, scripted
     from vigil.shared.kafka import delete_topics, ensure_topics, make_admin, make_producer
     from vigil.shared.redis_keys import camera_hash
     from vigil.shared.settings import KafkaSettings, RedisSettings
+    from vigil.tools.simulator import score_messages, scripted
 
     kafka, redis_client = KafkaSettings(), RedisSettings().client()
     token = uuid.uuid4().hex[:8]
@@ -173,7 +173,7 @@ def throughput(n_scores: int, n_cameras: int = 200) -> dict[str, float]:
 
 PED2_SCORING = {"fading_factor": 0.002, "grace_frames": 1000}
 """Scoring overrides for Ped2: the service's defaults learn over 3000 frames, Ped2 has 2550 training frames."""
-CACHE_DIR = Path(__file__).resolve().parents[2] / ".state" / "bench-scorer"
+CACHE_DIR = Path(".state/bench-scorer")  # relative to the working directory
 
 
 def ped2_features(data: Path | None = None) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray], str, int]:
@@ -223,7 +223,7 @@ def ped2_eval(data: Path | None = None) -> dict[str, object]:
     """Run the cached Ped2 features through one :class:`CameraState` and measure frame AUC and events."""
     from dataclasses import replace
 
-    from vigil.model.metrics import roc_auc
+    from vigil.model.roc import roc_auc
     from vigil.services.scorer.state import CameraParams, CameraState
     from vigil.shared.schemas import ErrorFeatures, ScoreMessage
 
@@ -351,7 +351,7 @@ def _cpu_s(pid: int) -> float:
 def run_bench(days: float, cameras: int, throughput_scores: int, doc: Path | None = None, ped2: bool = True,
               data: Path | None = None) -> str:
     """Run all parts, write the `scorer` section of docs/benchmarks.md, and return the markdown."""
-    from vigil.shared.benchdoc import DEFAULT_DOC, machine_line, write_section
+    from vigil.tools.benchdoc import DEFAULT_DOC, machine_line, write_section
 
     table, summary = simulator_table(days, cameras)
     static_fa, static_det, _ = summary["static, fitted on day 1 (q=0.999)"]

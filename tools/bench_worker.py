@@ -26,7 +26,6 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent.parent
 
 
 @dataclass(frozen=True)
@@ -132,7 +131,7 @@ class _Worker:
         }  # fmt: skip
         self.log_path = tmp / f"worker-b{max_batch}.log"
         with self.log_path.open("wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "vigil.cli", "worker"], cwd=REPO, env=env,
+            self.proc = subprocess.Popen([sys.executable, "-m", "vigil.cli", "worker"], env=env,
                                          stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
 
     def metric(self, name: str) -> float:
@@ -290,7 +289,7 @@ def run_bench(cfg: BenchConfig, write: bool = True) -> str:
             delete_topics(kafka, [topics.frames, topics.scores, topics.camera_status, topics.dlq])
     text = render(results, cfg, model_text, shape)
     if write:
-        from vigil.shared.benchdoc import write_section
+        from vigil.tools.benchdoc import write_section
 
         write_section("worker", text)
     return text
@@ -298,7 +297,7 @@ def run_bench(cfg: BenchConfig, write: bool = True) -> str:
 
 def render(results: list[PhaseResult], cfg: BenchConfig, model_text: str, shape: tuple[int, int, int]) -> str:
     """The markdown section of docs/benchmarks.md."""
-    from vigil.shared.benchdoc import machine_line
+    from vigil.tools.benchdoc import machine_line
 
     p99_ms = cfg.realtime_p99_s * 1000
     lines = [

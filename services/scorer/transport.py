@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from vigil.services.scorer.service import Record, ScorerCore
+from vigil.services.scorer.core import Record, ScorerCore
 from vigil.services.scorer.settings import ScorerSettings
 from vigil.services.scorer.sink import RedisSink, SinkOptions
 from vigil.shared.schemas import DeadLetter

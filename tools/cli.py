@@ -1,0 +1,90 @@
+"""Commands of the development tools: `vigil demo`, `vigil smoke` and every `vigil bench ...`.
+
+They live apart from the runtime packages (``vigil.services``, ``vigil.model``, ``vigil.shared``): a
+deployment never needs them, and nothing in the runtime imports them. Each command imports its tool
+lazily, so ``vigil --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    """Add the demo, the smoke test and the benchmarks to the root CLI and its `bench` group."""
+    from vigil.tools import bench_e2e, demo, smoke
+
+    app.command("demo")(demo.demo)
+    app.command("smoke")(smoke.smoke)
+    bench.command("model")(bench_model)
+    bench.command("ingest")(bench_ingest)
+    bench.command("worker")(bench_worker)
+    bench.command("scorer")(bench_scorer)
+    bench.command("e2e")(bench_e2e.bench_e2e)
+
+
+def bench_ingest(
+    seconds: float = typer.Option(8.0, help="Seconds of video per measured file (1280x720 test file made with ffmpeg)"),
+    ped2_dir: Path | None = typer.Option(None, help="UCSD Ped2 folder (default: $VIGIL_PED2_DIR or ../shared/data/ucsd_ped2)"),
+    latency_s: float = typer.Option(10.0, help="Seconds of real-time replay for the latency measurement"),
+    write: bool = typer.Option(True, "--write/--no-write", help="Write the results into docs/benchmarks.md"),
+) -> None:
+    """Decode + resize + encode + publish throughput vs `ffmpeg -benchmark`, bytes per message, latency."""
+    from vigil.tools.bench_ingest import run_bench
+
+    run_bench(seconds=seconds, ped2_dir=ped2_dir, latency_s=latency_s, write=write)
+
+
+def bench_worker(
+    cameras: str = typer.Option("1,4,16,64", help="Comma-separated simulated camera counts"),
+    fps: float = typer.Option(10.0, help="Frames per second per camera"),
+    seconds: float = typer.Option(10.0, help="Measured seconds per camera count"),
+    max_batch: int = typer.Option(64, help="max_batch of the batched worker (compared with max_batch=1)"),
+    max_wait_s: float = typer.Option(0.02, help="max_wait_s of the workers"),
+    model_dir: Path | None = typer.Option(None, help="Model directory (default: the packaged model)"),
+    write: bool = typer.Option(True, help="Write the result to docs/benchmarks.md"),
+) -> None:
+    """Frames/s and capture->score latency through real Kafka, batched vs max_batch=1."""
+    from vigil.tools.bench_worker import BenchConfig, run_bench
+
+    counts = tuple(int(c) for c in cameras.split(",") if c.strip())
+    cfg = BenchConfig(cameras=counts, fps=fps, seconds=seconds, max_batch=max_batch, max_wait_s=max_wait_s,
+                      model_dir=model_dir)  # fmt: skip
+    typer.echo(run_bench(cfg, write=write))
+
+
+def bench_scorer(
+    days: Annotated[float, typer.Option(help="Simulated days per camera")] = 7.0,
+    cameras: Annotated[int, typer.Option(help="Simulated cameras (different seeds)")] = 3,
+    throughput_scores: Annotated[int, typer.Option(help="Scores pushed through Kafka+Redis; 0 = skip")] = 40_000,
+    doc: Annotated[Path | None, typer.Option(help="Benchmarks document to update")] = None,
+    ped2: Annotated[bool, typer.Option("--ped2/--no-ped2", help="Frame AUC and event precision/recall on UCSD Ped2")] = True,
+    data: Annotated[Path | None, typer.Option(help="UCSD Ped2 folder (default: $VIGIL_PED2_DIR or ../shared/data/ucsd_ped2)")] = None,
+) -> None:
+    """Simulator comparison (adaptive vs static), throughput through real Kafka and Redis, and UCSD Ped2."""
+    from vigil.tools.bench_scorer import run_bench
+
+    typer.echo(run_bench(days=days, cameras=cameras, throughput_scores=throughput_scores, doc=doc, ped2=ped2, data=data))
+
+
+def bench_model(
+    model: Path = typer.Option(None, help="Model directory (default: the committed Ped2 model)."),
+    batches: str = typer.Option("1,2,4,8,16,32,64", help="Batch sizes (cameras) to time."),
+    sizes: str = typer.Option("120x180,64x96", help="Input sizes HxW to time (same architecture)."),
+    seconds: float = typer.Option(3.0, help="Seconds timed per point."),
+    write_docs: bool = typer.Option(True, help="Write the model section of docs/benchmarks.md."),
+    docs: Path = typer.Option(Path("docs/benchmarks.md"), help="Benchmarks file."),
+) -> None:
+    """Frames/s of the streaming step vs batch size and input size, state memory, FLOPs and % of peak."""
+    from vigil.shared.logging import configure_logging
+
+    configure_logging()
+    from vigil.model.streaming import DEFAULT_MODEL_DIR
+    from vigil.tools.bench_model import run_bench
+
+    sizes_hw = [tuple(int(v) for v in s.split("x")) for s in sizes.split(",") if s]
+    text = run_bench(model or DEFAULT_MODEL_DIR, [int(b) for b in batches.split(',') if b.strip()], sizes_hw, seconds, docs if write_docs else None)
+    typer.echo(text)
