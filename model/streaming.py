@@ -40,7 +40,7 @@ CARD_FILE = "model_card.json"
 
 
 @dataclass
-class StepResult:
+class StepOutput:
     """Output of one streaming step for ``B`` cameras.
 
     Attributes:
@@ -165,7 +165,7 @@ class StreamingPredictor:
         """Bytes of one camera's state."""
         return sum(int(np.prod(s)) * 4 for s in self._state_shapes) + int(np.prod(self.input_shape))
 
-    def step(self, frames: np.ndarray, states: list[list[np.ndarray]]) -> StepResult:
+    def step(self, frames: np.ndarray, states: list[list[np.ndarray]]) -> StepOutput:
         """Advance ``B`` cameras by one frame each.
 
         Args:
@@ -180,7 +180,7 @@ class StreamingPredictor:
                    for i in range(0, len(frames), BUCKETS[-1])]
         if len(results) == 1:
             return results[0]
-        return StepResult(
+        return StepOutput(
             predictions=np.concatenate([r.predictions for r in results]),
             features={k: np.concatenate([r.features[k] for r in results]) for k in results[0].features},
             heatmaps=np.concatenate([r.heatmaps for r in results]),
@@ -203,7 +203,7 @@ class StreamingPredictor:
                                  f"previous frame, uint8). Received: {[(tuple(a.shape), str(a.dtype)) for a in state]}")
         return frames
 
-    def _step_bucket(self, frames: np.ndarray, states: list[list[np.ndarray]]) -> StepResult:
+    def _step_bucket(self, frames: np.ndarray, states: list[list[np.ndarray]]) -> StepOutput:
         n = len(frames)
         size = bucket_size(n)
         inputs = [_pad(frames, size)]
@@ -215,7 +215,7 @@ class StreamingPredictor:
         fc = self.config.features
         speed = (motion_max(np.stack([s[-1] for s in states]), frames, fc.patch_size, fc.patch_stride)
                  if self.motion else np.zeros(n, np.float32))
-        return StepResult(
+        return StepOutput(
             predictions=prediction.astype(np.float32, copy=False),
             features={"mse": mse.astype(np.float32), "psnr": psnr.astype(np.float32),
                       "patch_max": patch_max.astype(np.float32), "motion_max": speed},

@@ -8,12 +8,24 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from vigil.shared.schemas import DeadLetter
 from vigil.shared.settings import KafkaSettings, TopicSettings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class KafkaRecord:
+    """One consumed Kafka record, as a service's core takes it (no Kafka client types in the cores)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
 
 
 class KafkaUnavailableError(RuntimeError):

@@ -174,7 +174,7 @@ def interpolation_table(files: dict[str, Path], repeat: int = 50) -> list[dict[s
 def run_bench(seconds: float = 8.0, ped2_dir: Path | None = None, latency_s: float = 10.0, write: bool = True) -> str:
     """Run every measurement, print the markdown and (optionally) write it to docs/benchmarks.md."""
 
-    from vigil.services.ingest.core import IngestSettings
+    from vigil.services.ingest.settings import IngestSettings
     from vigil.shared.kafka import delete_topics, ensure_topics
     from vigil.shared.logging import configure_logging
     from vigil.shared.settings import TopicSettings

@@ -220,16 +220,16 @@ def _spans(label: np.ndarray) -> list[tuple[int, int]]:
 
 
 def ped2_eval(data: Path | None = None) -> dict[str, object]:
-    """Run the cached Ped2 features through one :class:`CameraState` and measure frame AUC and events."""
+    """Run the cached Ped2 features through one :class:`ScorerState` and measure frame AUC and events."""
     from dataclasses import replace
 
     from vigil.model.roc import roc_auc
-    from vigil.services.scorer.state import CameraParams, CameraState
+    from vigil.services.scorer.state import CameraParams, ScorerState
     from vigil.shared.schemas import ErrorFeatures, ScoreMessage
 
     feats, labels, version, n_warmup = ped2_features(data)
     params = CameraParams(scoring=replace(ScoringParams(), **PED2_SCORING))
-    state = CameraState("ped2", params)
+    state = ScorerState("ped2", params)
     seq = 0
     clip_start: dict[str, int] = {}
     alerts: dict[str, dict[str, int]] = {}  # alert_id -> start, end, trigger (open)
@@ -300,7 +300,7 @@ def ped2_section(data: Path | None = None) -> list[str]:
         f"Protocol: the committed model (`model/weights/ped2`, version `{r['model_version']}`) steps the 16 training "
         f"clips then the 12 test clips as **one camera**, causally (a fresh recurrent state per clip, its first "
         f"{r['n_warmup']} frames sent as warm-up). Every frame becomes a `ScoreMessage` (seq increasing across clips, "
-        "10 fps capture times) and goes through one `CameraState` (the service's code) with the default parameters "
+        "10 fps capture times) and goes through one `ScorerState` (the service's code) with the default parameters "
         f"except a learning period that fits the {r['frames_train']} training frames: fading_factor "
         f"{PED2_SCORING['fading_factor']}, grace_frames {PED2_SCORING['grace_frames']} (q={ScoringParams().q}, events "
         f"k={ev.k} of n={ev.n}, m={ev.m}, min {ev.min_duration_s:g} s, cooldown {ev.cooldown_s:g} s). The training "

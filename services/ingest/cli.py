@@ -20,7 +20,8 @@ def ingest(
     metrics_port: int | None = typer.Option(None, help="Serve /metrics and /healthz on this port"),
 ) -> None:
     """Read cameras (RTSP, files, HTTP) and publish frames to Kafka until SIGTERM."""
-    from vigil.services.ingest.core import IngestSettings, main
+    from vigil.services.ingest.core import main
+    from vigil.services.ingest.settings import IngestSettings
     from vigil.shared.cameras import ConfigError, load_cameras
 
     if check:

@@ -12,109 +12,19 @@ import logging
 import signal
 import threading
 import time
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from vigil.services.ingest.camera import CameraReader
 from vigil.services.ingest.publisher import Publisher
+from vigil.services.ingest.settings import IngestSettings
+from vigil.services.ingest.transport import LazyProducer
 from vigil.shared.cameras import CamerasConfig, RejectedCamera
 from vigil.shared.logging import mask_url
 from vigil.shared.schemas import CameraStatus, DeadLetter
-from vigil.shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
-
-
-class IngestSettings(ServiceSettings):
-    """Settings of the ingest service (environment prefix ``VIGIL_INGEST_``)."""
-
-    model_config = SettingsConfigDict(env_prefix="VIGIL_INGEST_", extra="ignore")
-
-    cameras_file: Path = Field(Path("cameras.yaml"), description="The cameras YAML file")
-    realtime: bool = Field(True, description="Read local files at native speed (False = as fast as possible)")
-    strict: bool = Field(False, description="Refuse to start if any camera entry is invalid")
-    ensure_topics: bool = Field(True, description="Create the Vigil topics at start if missing")
-    buffer_frames: int = Field(256, ge=1, le=100_000, description="Frames held while Kafka is slow or down")
-    max_frame_age_s: float = Field(10.0, gt=0, le=3600, description="Frames older than this are not sent")
-    shutdown_timeout_s: float = Field(4.0, gt=0, le=60, description="Time to flush on SIGTERM")
-    # producer, tuned for many small (~22 KB) frames per second that must stay in order per camera
-    acks: Literal["all", "1", "0"] = Field("all", description="'all' is needed by idempotence")
-    idempotence: bool = Field(True, description="No duplicates or reordering when the producer retries")
-    linger_ms: int = Field(10, ge=0, le=1000, description="Wait this long to fill a batch")
-    batch_size: int = Field(256 * 1024, ge=1024, le=16 * 1024 * 1024, description="Bytes per partition batch")
-    compression: Literal["none", "lz4", "gzip", "snappy", "zstd"] = Field("lz4", description="Batch compression")
-    max_inflight_bytes: int = Field(16 * 1024 * 1024, ge=1024 * 1024, description="Bytes given to the producer, not yet acked")
-    max_block_ms: int = Field(1000, ge=0, le=60_000, description="How long send() may block when Kafka is down")
-    delivery_timeout_ms: int = Field(15_000, ge=1000, description="A record not acknowledged by then is dropped")
-    producer_request_timeout_ms: int = Field(10_000, ge=1000, description="One produce request's timeout")
-    bootstrap_timeout_ms: int = Field(3000, ge=100, description="Creating the producer gives up after this (retried)")
-
-    def producer_kwargs(self) -> dict[str, Any]:
-        """kafka-python KafkaProducer arguments for this workload."""
-        return {
-            "acks": self.acks if self.acks == "all" else int(self.acks),
-            "enable_idempotence": self.idempotence and self.acks == "all",
-            "linger_ms": self.linger_ms,
-            "batch_size": self.batch_size,
-            "compression_type": None if self.compression == "none" else self.compression,
-            "max_block_ms": self.max_block_ms,
-            "delivery_timeout_ms": self.delivery_timeout_ms,
-            "request_timeout_ms": self.producer_request_timeout_ms,
-            "max_in_flight_requests_per_connection": 5,
-            "bootstrap_timeout_ms": self.bootstrap_timeout_ms,
-        }
-
-
-class LazyProducer:
-    """Creates the kafka-python producer on first use, so the service starts while Kafka is down."""
-
-    def __init__(self, settings: IngestSettings) -> None:
-        self.settings = settings
-        self._producer: Any = None
-        self._next_try = 0.0
-
-    def _get(self) -> Any:
-        from kafka.errors import KafkaError, KafkaTimeoutError
-
-        from vigil.shared.kafka import make_producer
-
-        if self._producer is None:
-            if time.monotonic() < self._next_try:
-                raise KafkaTimeoutError("Kafka producer not connected yet")
-            try:
-                self._producer = make_producer(self.settings.kafka, **self.settings.producer_kwargs())
-            except KafkaError as exc:
-                self._next_try = time.monotonic() + 2.0
-                raise KafkaTimeoutError(f"cannot create the Kafka producer: {exc}") from exc
-        return self._producer
-
-    def send(self, topic: str, key: bytes | None, value: bytes) -> Any:
-        """KafkaProducer.send, creating the producer when needed."""
-        return self._get().send(topic, key=key, value=value)
-
-    def flush(self, timeout: float | None = None) -> None:
-        """Flush if a producer exists."""
-        if self._producer is not None:
-            self._producer.flush(timeout=timeout)
-
-    def close(self, timeout: float | None = None) -> None:
-        """Close if a producer exists."""
-        if self._producer is not None:
-            self._producer.close(timeout=timeout)
-
-    def reset(self) -> None:
-        """Drop the current producer (closed in the background); the next send builds a new one.
-
-        kafka-python's idempotent producer can wedge after a broker restart expired some of its
-        batches (its sequence numbers no longer match the broker's); a new producer starts clean.
-        """
-        old, self._producer = self._producer, None
-        if old is not None:
-            threading.Thread(target=old.close, kwargs={"timeout": 0}, name="producer-close", daemon=True).start()
 
 
 class IngestService:

@@ -1,7 +1,7 @@
 """The scorer's processing core, independent of Faust: records in, camera states and Redis writes out.
 
 :class:`ScorerCore` takes batches of raw Kafka records (key, value, where they came from), decodes them
-(malformed ones go to the dead-letter topic), steps each camera's :class:`CameraState`, writes alerts
+(malformed ones go to the dead-letter topic), steps each camera's :class:`ScorerState`, writes alerts
 and camera hashes to Redis through :class:`RedisSink`, and then saves the touched states through the
 ``save`` callback (the Faust table in production, a dict in tests). Redis is written *before* the state
 is saved, so a crash in between replays the scores; the dedupe marks in Redis and the order rule drop
@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from vigil.services.scorer.settings import ScorerSettings
 from vigil.services.scorer.sink import RedisSink
-from vigil.services.scorer.state import CameraState, StepResult
+from vigil.services.scorer.state import ScoreOutcome, ScorerState
 from vigil.shared import telemetry as metrics
+from vigil.shared.kafka import KafkaRecord
 from vigil.shared.schemas import DeadLetter, SchemaError, ScoreMessage
 
 log = logging.getLogger(__name__)
@@ -29,17 +29,6 @@ DLQ = metrics.counter("vigil_scorer_dead_letters", "Malformed score messages sen
 OUTBOX = metrics.gauge("vigil_scorer_outbox", "Alert changes waiting for Redis (all cameras)")
 OUTBOX_DROPPED = metrics.gauge("vigil_scorer_outbox_dropped", "Alert changes dropped because an outbox was full (cached cameras)")
 BATCH_SECONDS = metrics.histogram("vigil_scorer_batch_seconds", "Time to handle one batch of scores")
-
-
-@dataclass(frozen=True)
-class Record:
-    """One raw Kafka record."""
-
-    key: bytes | None
-    value: bytes
-    topic: str = ""
-    partition: int = -1
-    offset: int = -1
 
 
 class ScorerCore:
@@ -62,31 +51,31 @@ class ScorerCore:
         self.load = load
         self.save = save
         self.dead_letter = dead_letter
-        self.states: dict[str, CameraState] = {}
+        self.states: dict[str, ScorerState] = {}
 
     def forget(self) -> None:
         """Drop the in-memory cache (partitions were revoked; states are reloaded from the table)."""
         self.states.clear()
 
-    def state(self, camera_id: str) -> CameraState:
+    def state(self, camera_id: str) -> ScorerState:
         """The camera's state: cached, restored from the table, or new."""
         st = self.states.get(camera_id)
         if st is not None:
             return st
         data = self.load(camera_id)
         if data is None:
-            st = CameraState(camera_id, self.settings.camera_params(camera_id))
+            st = ScorerState(camera_id, self.settings.camera_params(camera_id))
             log.info("camera %s: new scorer state (grace %d frames)", camera_id, st.params.scoring.grace_frames)
         else:
-            st = CameraState.loads(data)
+            st = ScorerState.loads(data)
             log.info("camera %s: restored scorer state (last seq %s, threshold %s)", camera_id, st.last_seq, st.scorer.threshold)
         self.states[camera_id] = st
         return st
 
-    async def handle(self, records: Sequence[Record]) -> None:
+    async def handle(self, records: Sequence[KafkaRecord]) -> None:
         """Process one batch: decode, step, write Redis, save states."""
         t0 = time.perf_counter()
-        touched: dict[str, CameraState] = {}
+        touched: dict[str, ScorerState] = {}
         hashes: dict[str, dict[str, Any]] = {}
         for rec in records:
             msg = await self._decode(rec)
@@ -111,7 +100,7 @@ class ScorerCore:
         OUTBOX_DROPPED.set(sum(st.outbox_dropped for st in self.states.values()))
         return ok
 
-    async def _decode(self, rec: Record) -> ScoreMessage | None:
+    async def _decode(self, rec: KafkaRecord) -> ScoreMessage | None:
         try:
             msg = ScoreMessage.decode(rec.value)
             if rec.key is not None and rec.key != msg.camera_id.encode():
@@ -129,7 +118,7 @@ class ScorerCore:
         return msg
 
 
-def _hash_fields(st: CameraState, msg: ScoreMessage, r: StepResult) -> dict[str, Any]:
+def _hash_fields(st: ScorerState, msg: ScoreMessage, r: ScoreOutcome) -> dict[str, Any]:
     open_seq = st.tracker.open_start_seq
     return {
         "status": r.status or "",

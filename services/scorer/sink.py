@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vigil.services.scorer.state import CameraState
+from vigil.services.scorer.state import ScorerState
 from vigil.shared import telemetry as metrics
 from vigil.shared.redis_keys import ALERTS_STREAM, alerts_channel, camera_hash
 
@@ -86,7 +86,7 @@ class RedisSink:
         """True while a failed write's backoff has not elapsed."""
         return self.clock() < self._next_try
 
-    async def write(self, states: Iterable[CameraState], hashes: Mapping[str, Mapping[str, Any]]) -> bool:
+    async def write(self, states: Iterable[ScorerState], hashes: Mapping[str, Mapping[str, Any]]) -> bool:
         """Publish every pending change of ``states`` and set ``hashes``; False when Redis is unavailable."""
         import redis
 
@@ -107,10 +107,10 @@ class RedisSink:
             self._confirm(sent, results)
             return True
 
-    def _build(self, states: Iterable[CameraState], hashes: Mapping[str, Mapping[str, Any]]) -> tuple[Any, list]:
+    def _build(self, states: Iterable[ScorerState], hashes: Mapping[str, Mapping[str, Any]]) -> tuple[Any, list]:
         o = self.options
         pipe = self.client.pipeline(transaction=False)
-        sent: list[tuple[CameraState, int, list[int]]] = []
+        sent: list[tuple[ScorerState, int, list[int]]] = []
         n_cmd = 0
         for st in states:
             if not st.outbox:
@@ -132,7 +132,7 @@ class RedisSink:
             pipe.hset(camera_hash(cam), mapping=dict(fields))
         return pipe, sent
 
-    def _confirm(self, sent: list[tuple[CameraState, int, list[int]]], results: list[Any]) -> None:
+    def _confirm(self, sent: list[tuple[ScorerState, int, list[int]]], results: list[Any]) -> None:
         for st, n, idx in sent:
             for i, p in zip(idx, list(st.outbox)[:n], strict=True):
                 r = results[i]

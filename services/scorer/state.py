@@ -1,6 +1,6 @@
 """One camera's complete scorer state and the per-score step: order rule, scoring, events, outbox.
 
-Everything a camera needs survives a restart by pickling one :class:`CameraState` (river objects
+Everything a camera needs survives a restart by pickling one :class:`ScorerState` (river objects
 included) into the Faust table. Alerts wait in the state's ``outbox`` until Redis confirms them, so
 alerts raised while Redis is down are neither lost on a restart nor published twice (each change has a
 deterministic dedupe field, checked atomically in Redis).
@@ -54,7 +54,7 @@ class PendingAlert:
 
 
 @dataclass(frozen=True)
-class StepResult:
+class ScoreOutcome:
     """What one score did to the camera."""
 
     admission: Admission
@@ -66,7 +66,7 @@ class StepResult:
 
 
 @dataclass
-class CameraState:
+class ScorerState:
     """Scorer, event tracker, sequence bookkeeping and unconfirmed alerts of one camera."""
 
     camera_id: str
@@ -95,18 +95,18 @@ class CameraState:
         self.last_seq, self.last_capture_ns = seq, max(capture_ns, self.last_capture_ns)
         return verdict
 
-    def step(self, msg: ScoreMessage) -> StepResult:
+    def step(self, msg: ScoreMessage) -> ScoreOutcome:
         """Process one score message; new alert changes are also appended to the outbox."""
         admission = self.admit(msg.seq, msg.capture_ns)
         if admission in ("duplicate", "late"):
-            return StepResult(admission)
+            return ScoreOutcome(admission)
         self._follow_model(f"{msg.model_id}:{msg.model_version}")
         x = {"mse": msg.features.mse, "patch_max": msg.features.patch_max, "motion_max": msg.features.motion_max}
         if msg.warmup:
-            return StepResult(admission, "warmup", alerts=self._track(msg, 0.0, False, 1.0))
+            return ScoreOutcome(admission, "warmup", alerts=self._track(msg, 0.0, False, 1.0))
         if not self.scorer.ready:
             self.scorer.update(x)
-            return StepResult(admission, "grace")
+            return ScoreOutcome(admission, "grace")
         score, threshold = self.scorer.score(x), self.scorer.threshold
         assert threshold is not None  # ready implies a threshold
         above = self.scorer.classify(score)
@@ -114,7 +114,7 @@ class CameraState:
         alerts = self._track(msg, score, above, threshold)
         self.scorer.update(x, score, hold=self.tracker.event is not None)
         status: Status = "alert" if self.tracker.open_start_seq is not None else "normal"
-        return StepResult(admission, status, score, z, threshold, alerts)
+        return ScoreOutcome(admission, status, score, z, threshold, alerts)
 
     def _follow_model(self, model: str) -> None:
         """Relearn the normal level when the scores come from another model (its error scale differs)."""
@@ -167,11 +167,11 @@ class CameraState:
         return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
 
     @staticmethod
-    def loads(data: bytes) -> CameraState:
+    def loads(data: bytes) -> ScorerState:
         """Inverse of :meth:`dumps`."""
         state = pickle.loads(data)
-        if not isinstance(state, CameraState):
-            raise TypeError(f"expected a pickled CameraState. Received: {type(state).__name__}")
+        if not isinstance(state, ScorerState):
+            raise TypeError(f"expected a pickled ScorerState. Received: {type(state).__name__}")
         return state
 
 

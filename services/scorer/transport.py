@@ -1,7 +1,7 @@
 """The Faust application of `vigil scorer`: topics, the state table, the agent and the retry timer.
 
 Built by :func:`build_app` (never at import). The table ``<app_id>-camera-state`` maps camera id (bytes)
-to the pickled :class:`~vigil.services.scorer.state.CameraState`; its changelog topic is what restores
+to the pickled :class:`~vigil.services.scorer.state.ScorerState`; its changelog topic is what restores
 thresholds, events and unconfirmed alerts after a restart or a rebalance. The table uses the producer's
 partitioner on the camera id, i.e. the same partition as the camera's scores (co-partitioned).
 """
@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from vigil.services.scorer.core import Record, ScorerCore
+from vigil.services.scorer.core import ScorerCore
 from vigil.services.scorer.settings import ScorerSettings
 from vigil.services.scorer.sink import RedisSink, SinkOptions
+from vigil.shared.kafka import KafkaRecord
 from vigil.shared.schemas import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def build_app(settings: ScorerSettings) -> tuple[Any, ScorerCore]:
     async def score(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
             records = [
-                Record(e.message.key, e.message.value, e.message.topic, e.message.partition, e.message.offset)
+                KafkaRecord(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
                 for e in events
             ]
             await core.handle(records)

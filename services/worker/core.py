@@ -21,24 +21,14 @@ import numpy as np
 
 from vigil.services.worker.batching import plan_steps
 from vigil.services.worker.registry import ModelRegistry, ModelSlot
-from vigil.services.worker.state import CameraState, CameraStateStore
+from vigil.services.worker.state import StreamState, StreamStateStore
+from vigil.shared.kafka import KafkaRecord
 from vigil.shared.schemas import DeadLetter, ErrorFeatures, FrameMessage, SchemaError, ScoreMessage
 
 log = logging.getLogger(__name__)
 
 SERVICE = "worker"
 PSNR_CAP_DB = 100.0  # a perfect prediction has infinite PSNR; JSON and the scorer want a finite number
-
-
-@dataclass(frozen=True)
-class Record:
-    """One consumed Kafka record."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
 
 
 @dataclass(frozen=True)
@@ -80,7 +70,7 @@ class BatchResult:
 
 @dataclass(frozen=True)
 class _Frame:
-    record: Record
+    record: KafkaRecord
     msg: FrameMessage
     pixels: np.ndarray
     model_key: str
@@ -95,14 +85,14 @@ class WorkerEngine:
         config: Processing options.
     """
 
-    def __init__(self, models: ModelRegistry, store: CameraStateStore, config: EngineConfig) -> None:
+    def __init__(self, models: ModelRegistry, store: StreamStateStore, config: EngineConfig) -> None:
         self.models = models
         self.store = store
         self.config = config
         self._lock = threading.Lock()
         self._offsets: dict[tuple[str, int], int] = {}  # (topic, partition) -> last offset processed
 
-    def process(self, records: Sequence[Record], received_ns: int | None = None) -> BatchResult:
+    def process(self, records: Sequence[KafkaRecord], received_ns: int | None = None) -> BatchResult:
         """Process one batch of frame records taken from Kafka, in their order."""
         received_ns = received_ns or time.time_ns()
         result = BatchResult()
@@ -132,7 +122,7 @@ class WorkerEngine:
             self._offsets.clear()
 
     # ---------------------------------------------------------------------------------------------
-    def _skip_replayed(self, records: Sequence[Record], result: BatchResult) -> list[Record]:
+    def _skip_replayed(self, records: Sequence[KafkaRecord], result: BatchResult) -> list[KafkaRecord]:
         """Drop records at or below the last offset this worker processed on a partition it kept.
 
         Kafka replays from the last committed offset after a rebalance, also on partitions that stay;
@@ -152,7 +142,7 @@ class WorkerEngine:
         return fresh
 
     # ---------------------------------------------------------------------------------------------
-    def _decode_all(self, records: Sequence[Record], slots: dict[str, ModelSlot], result: BatchResult) -> list[_Frame]:
+    def _decode_all(self, records: Sequence[KafkaRecord], slots: dict[str, ModelSlot], result: BatchResult) -> list[_Frame]:
         frames = [f for rec in records if (f := self._decode(rec, slots, result)) is not None]
         return self._fresh(frames, result)
 
@@ -175,7 +165,7 @@ class WorkerEngine:
                 fresh.append(f)
         return fresh
 
-    def _decode(self, rec: Record, slots: dict[str, ModelSlot], result: BatchResult) -> _Frame | None:
+    def _decode(self, rec: KafkaRecord, slots: dict[str, ModelSlot], result: BatchResult) -> _Frame | None:
         camera_id = None
         try:
             msg = FrameMessage.decode(rec.value)
@@ -193,7 +183,7 @@ class WorkerEngine:
         return _Frame(rec, msg, pixels, key)
 
     @staticmethod
-    def _dead_letter(rec: Record, error: str | Exception, camera_id: str | None, result: BatchResult) -> None:
+    def _dead_letter(rec: KafkaRecord, error: str | Exception, camera_id: str | None, result: BatchResult) -> None:
         letter = DeadLetter.for_record(
             source_topic=rec.topic, partition=rec.partition, offset=rec.offset, service=SERVICE,
             error=error, original=rec.value, camera_id=camera_id,
@@ -206,7 +196,7 @@ class WorkerEngine:
         frames = self._fresh(frames, result)
         if not frames:
             return
-        states: list[CameraState] = []
+        states: list[StreamState] = []
         for f in frames:
             st, _ = self.store.prepare(
                 f.msg.camera_id, partition=f.record.partition, seq=f.msg.seq, session=f.msg.session,

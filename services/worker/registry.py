@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 DEFAULT_KEY = "default"
 
 
-class StepResultLike(Protocol):
-    """What ``Predictor.step`` returns (see ``vigil.model.streaming.StepResult``)."""
+class StepOutputLike(Protocol):
+    """What ``Predictor.step`` returns (see ``vigil.model.streaming.StepOutput``)."""
 
     predictions: np.ndarray
     features: dict[str, np.ndarray]
@@ -47,7 +47,7 @@ class Predictor(Protocol):
         """One camera's zero state, without batch dimension."""
         ...
 
-    def step(self, frames: np.ndarray, states: list[list[np.ndarray]]) -> StepResultLike:
+    def step(self, frames: np.ndarray, states: list[list[np.ndarray]]) -> StepOutputLike:
         """One step over ``frames`` (B, H, W, C) uint8 with one state per frame."""
         ...
 

@@ -10,7 +10,7 @@ A camera's state is reset (zero state, next frames marked ``warmup``) when:
 
 Example:
     >>> import numpy as np
-    >>> store = CameraStateStore(warmup_frames=2, max_seq_gap=1)
+    >>> store = StreamStateStore(warmup_frames=2, max_seq_gap=1)
     >>> st, why = store.prepare("cam-1", partition=0, seq=5, session=0, model_token=1,
     ...                         initial_state=lambda: [np.zeros(2)])
     >>> why, st.warmup_left
@@ -45,7 +45,7 @@ class ResetReason(StrEnum):
 
 
 @dataclass
-class CameraState:
+class StreamState:
     """The recurrent state of one camera and where it stands in the camera's frame sequence."""
 
     camera_id: str
@@ -59,12 +59,12 @@ class CameraState:
 
 
 def reset_reason(
-    state: CameraState | None, *, seq: int, session: int, model_token: int, max_seq_gap: int
+    state: StreamState | None, *, seq: int, session: int, model_token: int, max_seq_gap: int
 ) -> ResetReason | None:
     """Return why ``state`` must be reset before stepping frame ``seq``, or None to continue it.
 
     Example:
-        >>> st = CameraState("c", 0, session=0, model_token=1, states=[], warmup_left=0, last_seq=10)
+        >>> st = StreamState("c", 0, session=0, model_token=1, states=[], warmup_left=0, last_seq=10)
         >>> [reset_reason(st, seq=s, session=0, model_token=1, max_seq_gap=2) for s in (11, 13, 14, 10)]
         [None, None, <ResetReason.GAP: 'gap'>, <ResetReason.REWIND: 'rewind'>]
     """
@@ -83,7 +83,7 @@ def reset_reason(
     return None
 
 
-class CameraStateStore:
+class StreamStateStore:
     """The states of the cameras this worker owns, with the reset rules of the module docstring.
 
     Args:
@@ -98,7 +98,7 @@ class CameraStateStore:
             )
         self.warmup_frames = warmup_frames
         self.max_seq_gap = max_seq_gap
-        self._cameras: dict[str, CameraState] = {}
+        self._cameras: dict[str, StreamState] = {}
         self.resets: dict[ResetReason, int] = dict.fromkeys(ResetReason, 0)
 
     def __len__(self) -> int:
@@ -107,7 +107,7 @@ class CameraStateStore:
     def __contains__(self, camera_id: object) -> bool:
         return camera_id in self._cameras
 
-    def get(self, camera_id: str) -> CameraState | None:
+    def get(self, camera_id: str) -> StreamState | None:
         """The camera's state, or None when the worker holds none."""
         return self._cameras.get(camera_id)
 
@@ -118,7 +118,7 @@ class CameraStateStore:
     def prepare(
         self, camera_id: str, *, partition: int, seq: int, session: int, model_token: int,
         initial_state: Callable[[], list[np.ndarray]],
-    ) -> tuple[CameraState, ResetReason | None]:  # fmt: skip
+    ) -> tuple[StreamState, ResetReason | None]:  # fmt: skip
         """Return the state to step frame ``seq`` with, reset first if a rule says so."""
         state = self._cameras.get(camera_id)
         reason = reset_reason(state, seq=seq, session=session, model_token=model_token,
@@ -131,13 +131,13 @@ class CameraStateStore:
         else:
             log.debug("camera %s: new state at seq %s", camera_id, seq)
         self.resets[reason] += 1
-        state = CameraState(camera_id, partition, session=session, model_token=model_token,
+        state = StreamState(camera_id, partition, session=session, model_token=model_token,
                             states=initial_state(), warmup_left=self.warmup_frames)  # fmt: skip
         self._cameras[camera_id] = state
         return state, reason
 
     @staticmethod
-    def advance(state: CameraState, *, seq: int, new_state: list[np.ndarray]) -> bool:
+    def advance(state: StreamState, *, seq: int, new_state: list[np.ndarray]) -> bool:
         """Store the state after stepping frame ``seq``; return whether that frame was a warmup frame."""
         warmup = state.warmup_left > 0
         if warmup:

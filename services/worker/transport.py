@@ -20,11 +20,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from vigil.services.worker.core import SERVICE, BatchResult, EngineConfig, Output, Record, WorkerEngine
+from vigil.services.worker.core import SERVICE, BatchResult, EngineConfig, Output, WorkerEngine
 from vigil.services.worker.registry import ModelRegistry, import_loader
 from vigil.services.worker.settings import WorkerSettings
-from vigil.services.worker.state import CameraStateStore
+from vigil.services.worker.state import StreamStateStore
 from vigil.shared import telemetry as metrics
+from vigil.shared.kafka import KafkaRecord
 from vigil.shared.schemas import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ class WorkerService:
         async for events in stream.take_events(s.max_batch, within=s.max_wait_s):
             await self.handle([_record(e.message) for e in events])
 
-    async def handle(self, records: Sequence[Record]) -> None:
+    async def handle(self, records: Sequence[KafkaRecord]) -> None:
         """Process one batch and publish its outputs; never raises (the loop must go on)."""
         t0 = time.perf_counter()
         mine = [r for r in records if self.owned is None or r.partition in self.owned]
@@ -206,11 +207,11 @@ class WorkerService:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _record(message: Any) -> Record:
-    return Record(message.topic, message.partition, message.offset, message.key, message.value)
+def _record(message: Any) -> KafkaRecord:
+    return KafkaRecord(message.topic, message.partition, message.offset, message.key, message.value)
 
 
-def _failed_batch(records: Sequence[Record], exc: Exception) -> BatchResult:
+def _failed_batch(records: Sequence[KafkaRecord], exc: Exception) -> BatchResult:
     result = BatchResult()
     for rec in records:
         letter = DeadLetter.for_record(source_topic=rec.topic, partition=rec.partition, offset=rec.offset,
@@ -231,7 +232,7 @@ def build_engine(settings: WorkerSettings) -> WorkerEngine:
         return predictor
 
     registry = ModelRegistry(loader, settings.model_path(), settings.camera_models)
-    store = CameraStateStore(settings.warmup_frames, settings.max_seq_gap)
+    store = StreamStateStore(settings.warmup_frames, settings.max_seq_gap)
     return WorkerEngine(registry, store, EngineConfig(staleness_s=settings.staleness_s, heatmap=settings.heatmap))
 
 

@@ -119,7 +119,7 @@ def write_cameras(path: Path, cameras: list[dict[str, Any]], defaults: dict[str,
 @pytest.fixture
 def ingest_settings(kafka_settings, topic_settings):  # noqa: ANN001, ANN201
     """IngestSettings on this test's own topics (topics already created)."""
-    from vigil.services.ingest.core import IngestSettings
+    from vigil.services.ingest.settings import IngestSettings
 
     return IngestSettings(kafka=kafka_settings, topics=topic_settings, ensure_topics=False, realtime=False)
 

@@ -20,7 +20,7 @@ from vigil.services.scorer.scoring import (
     normal_cdf,
 )
 from vigil.services.scorer.settings import ScorerSettings
-from vigil.services.scorer.state import CameraParams, CameraState
+from vigil.services.scorer.state import CameraParams, ScorerState
 from vigil.shared.schemas import ScoreMessage
 from vigil.tools.simulator import score_messages, scripted
 
@@ -174,11 +174,11 @@ def test_camera_state_roundtrip_continues_identically() -> None:
     sim = scripted(500, [(300, 340)])
     msgs = [ScoreMessage.decode(b) for b in score_messages("cam-p", sim, heatmap=True)]
     params = CameraParams(ScoringParams(grace_frames=100, fading_factor=0.03), EventParams(k=3, n=5, m=5, min_duration_s=0.2))
-    a = CameraState("cam-p", params)
+    a = ScorerState("cam-p", params)
     for m in msgs[:320]:
         a.step(m)
     assert a.outbox  # the open is pending (no Redis here)
-    b = CameraState.loads(a.dumps())
+    b = ScorerState.loads(a.dumps())
     assert [p.alert.alert_id for p in b.outbox] == [p.alert.alert_id for p in a.outbox]
     for m in msgs[320:]:
         ra, rb = a.step(m), b.step(m)
@@ -190,7 +190,7 @@ def test_a_new_model_relearns_the_normal_level() -> None:
     sim = scripted(400, [])
     msgs = [ScoreMessage.decode(b) for b in score_messages("cam-m", sim)]
     params = CameraParams(ScoringParams(grace_frames=100, fading_factor=0.03), EventParams())
-    st = CameraState("cam-m", params)
+    st = ScorerState("cam-m", params)
     for m in msgs[:200]:
         st.step(m)
     assert st.scorer.ready and st.model == "sim:1"
@@ -202,9 +202,9 @@ def test_a_new_model_relearns_the_normal_level() -> None:
     for m in msgs[202:301]:
         st.step(m.model_copy(update={"model_version": "2"}))
     assert st.scorer.ready  # 100 grace frames later it scores again
-    old = CameraState.loads(st.dumps())
+    old = ScorerState.loads(st.dumps())
     del old.__dict__["model"]  # a state pickled before this field existed
-    assert CameraState.loads(old.dumps()).model is None
+    assert ScorerState.loads(old.dumps()).model is None
 
 
 # ---------------------------------------------------------------------------------------------- events
@@ -247,7 +247,7 @@ def test_max_length_reannounces_and_updates_are_throttled() -> None:
 
 # ------------------------------------------------------------------------------------- state / order
 def test_order_rule_duplicates_late_and_restart() -> None:
-    st = CameraState("cam-o")
+    st = ScorerState("cam-o")
     assert st.admit(5, 500) == "ok"
     assert st.admit(5, 500) == "duplicate"
     assert st.admit(3, 300) == "late"
@@ -259,7 +259,7 @@ def test_order_rule_duplicates_late_and_restart() -> None:
 def test_state_alerts_once_after_grace_and_ignores_warmup() -> None:
     sim = scripted(600, [(50, 80), (400, 449)])
     msgs = [ScoreMessage.decode(b) for b in score_messages("cam-s", sim, heatmap=True, warmup_frames=20)]
-    st = CameraState("cam-s", ScorerSettings(grace_frames=100, fading_factor=0.03).camera_params("cam-s"))
+    st = ScorerState("cam-s", ScorerSettings(grace_frames=100, fading_factor=0.03).camera_params("cam-s"))
     results = [st.step(m) for m in msgs]
     assert {r.status for r in results[:20]} == {"warmup"} and results[20].status == "grace"
     changes = [p.alert for r in results for p in r.alerts]

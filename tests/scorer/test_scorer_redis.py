@@ -8,9 +8,10 @@ import time
 import uuid
 
 from vigil.services.scorer.alerts import history
-from vigil.services.scorer.core import Record, ScorerCore
+from vigil.services.scorer.core import ScorerCore
 from vigil.services.scorer.settings import ScorerSettings
 from vigil.services.scorer.sink import RedisSink, SinkOptions, changes_key
+from vigil.shared.kafka import KafkaRecord
 from vigil.shared.redis_keys import ALERTS_STREAM, alerts_channel, camera_hash
 from vigil.shared.schemas import Alert
 from vigil.shared.settings import RedisSettings
@@ -30,15 +31,15 @@ def _core(redis_settings: RedisSettings, table: dict[str, bytes], **kw: object) 
     return ScorerCore(settings, sink, table.get, table.__setitem__, dead), letters
 
 
-def _records(cam: str, sim, **kw: object) -> list[Record]:  # noqa: ANN001
-    return [Record(cam.encode(), v, "scores", 0, i) for i, v in enumerate(score_messages(cam, sim, **kw))]
+def _records(cam: str, sim, **kw: object) -> list[KafkaRecord]:  # noqa: ANN001
+    return [KafkaRecord("scores", 0, i, cam.encode(), v) for i, v in enumerate(score_messages(cam, sim, **kw))]
 
 
 def _entries(client, cam: str, since_ms: int) -> list[Alert]:  # noqa: ANN001
     return history(client, since_ms, cam, limit=100_000)
 
 
-async def _feed(core: ScorerCore, records: list[Record], batch: int = 100) -> None:
+async def _feed(core: ScorerCore, records: list[KafkaRecord], batch: int = 100) -> None:
     for i in range(0, len(records), batch):
         await core.handle(records[i : i + batch])
 
@@ -52,7 +53,7 @@ def test_alerts_exact_outputs_and_idempotent_replay(redis_settings, redis_client
     core, letters = _core(redis_settings, table)
     sim = scripted(700, [(400, 459)])
     records = _records(cam, sim, heatmap=True, t0_ns=10**18) + _records(quiet, scripted(700, [], seed=3))
-    records.insert(5, Record(b"bad", b"VG\x02garbage", "scores", 1, 99))
+    records.insert(5, KafkaRecord("scores", 1, 99, b"bad", b"VG\x02garbage"))
     asyncio.run(_feed(core, records))
 
     alerts = _entries(redis_client, cam, since)

@@ -14,9 +14,10 @@ import pytest
 from worker_fake_predictor import MOTION, FakePredictor, offline_features
 
 from vigil.services.worker.batching import plan_steps, plan_waves
-from vigil.services.worker.core import EngineConfig, Record, WorkerEngine
+from vigil.services.worker.core import EngineConfig, WorkerEngine
 from vigil.services.worker.registry import DEFAULT_KEY, ModelRegistry, fingerprint
-from vigil.services.worker.state import CameraStateStore, ResetReason
+from vigil.services.worker.state import ResetReason, StreamStateStore
+from vigil.shared.kafka import KafkaRecord
 from vigil.shared.schemas import SCHEMA_VERSION, DeadLetter, ErrorFeatures, FrameMessage, ScoreMessage
 
 H, W = 8, 12
@@ -35,10 +36,10 @@ _offsets = itertools.count()
 
 
 def frame_record(cam: str, seq: int, img: np.ndarray, *, partition: int = 0, offset: int | None = None,
-                 session: int = 0, capture_ns: int | None = None) -> Record:  # fmt: skip
+                 session: int = 0, capture_ns: int | None = None) -> KafkaRecord:  # fmt: skip
     msg = FrameMessage.from_pixels(cam, seq=seq, pts=seq / 10, capture_ns=capture_ns or time.time_ns(),
                                    image=img, session=session)  # fmt: skip
-    return Record("frames", partition, next(_offsets) if offset is None else offset, cam.encode(), msg.encode())
+    return KafkaRecord("frames", partition, next(_offsets) if offset is None else offset, cam.encode(), msg.encode())
 
 
 def make_engine(tmp_path: Path, *, warmup: int = 2, gap: int = 2, staleness: float = 0.0,
@@ -46,7 +47,7 @@ def make_engine(tmp_path: Path, *, warmup: int = 2, gap: int = 2, staleness: flo
                 step_delay_s: float = 0.0) -> WorkerEngine:  # fmt: skip
     default = FakePredictor.write(tmp_path / "default", height=H, width=W, version="1", step_delay_s=step_delay_s)
     registry = ModelRegistry(FakePredictor.load, default, overrides)
-    return WorkerEngine(registry, CameraStateStore(warmup, gap), EngineConfig(staleness_s=staleness, max_step=max_step))
+    return WorkerEngine(registry, StreamStateStore(warmup, gap), EngineConfig(staleness_s=staleness, max_step=max_step))
 
 
 def decode_scores(result) -> list[ScoreMessage]:  # noqa: ANN001
@@ -94,7 +95,7 @@ def test_steps_split_by_model_and_size() -> None:
 # state store
 # ------------------------------------------------------------------------------------------------
 def test_reset_rules_and_warmup_count() -> None:
-    store = CameraStateStore(warmup_frames=2, max_seq_gap=1)
+    store = StreamStateStore(warmup_frames=2, max_seq_gap=1)
     init = lambda: [np.zeros(1)]  # noqa: E731
 
     def feed(seq: int, session: int = 0, token: int = 1) -> tuple[ResetReason | None, bool]:
@@ -185,7 +186,7 @@ def test_frames_turning_stale_while_earlier_waves_run_are_skipped(tmp_path: Path
     assert result.stale == {"cam": 2}
 
 
-def poison_records() -> dict[str, Record]:
+def poison_records() -> dict[str, KafkaRecord]:
     good = FrameMessage.from_pixels("cam-p", seq=0, pts=0, capture_ns=1, image=clip(0, 1)[0]).encode()
     wrong_version = bytearray(good)
     wrong_version[3] = SCHEMA_VERSION + 1
@@ -199,7 +200,7 @@ def poison_records() -> dict[str, Record]:
         "wrong_size": wrong_size.encode(),
         "score_on_frames": score.encode(),
     }
-    return {name: Record("frames", 1, i, b"cam-p", v) for i, (name, v) in enumerate(values.items())}
+    return {name: KafkaRecord("frames", 1, i, b"cam-p", v) for i, (name, v) in enumerate(values.items())}
 
 
 def test_poison_records_become_dead_letters_with_reason(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ POOL = 4
 
 @dataclass
 class FakeStepResult:
-    """Same fields as vigil.model.streaming.StepResult."""
+    """Same fields as vigil.model.streaming.StepOutput."""
 
     predictions: np.ndarray
     features: dict[str, np.ndarray]
