@@ -27,6 +27,11 @@ class KafkaRecord:
     key: bytes | None
     value: bytes
 
+    @classmethod
+    def from_message(cls, message: Any) -> KafkaRecord:
+        """From a consumed Faust / aiokafka / kafka-python message (``topic``, ``partition``, ``offset``, ...)."""
+        return cls(message.topic, message.partition, message.offset, message.key, message.value)
+
 
 class KafkaUnavailableError(RuntimeError):
     """Kafka could not be reached; the text says where and how to start it."""

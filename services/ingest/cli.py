@@ -20,9 +20,10 @@ def ingest(
     metrics_port: int | None = typer.Option(None, help="Serve /metrics and /healthz on this port"),
 ) -> None:
     """Read cameras (RTSP, files, HTTP) and publish frames to Kafka until SIGTERM."""
-    from vigil.services.ingest.core import main
     from vigil.services.ingest.settings import IngestSettings
+    from vigil.services.ingest.transport import build_service
     from vigil.shared.cameras import ConfigError, load_cameras
+    from vigil.shared.runner import run_service
 
     if check:
         try:
@@ -38,6 +39,7 @@ def ingest(
     overrides: dict[str, object] = {"cameras_file": cameras, "realtime": realtime, "strict": strict}
     if metrics_port is not None:
         overrides["metrics_port"] = metrics_port
-    raise typer.Exit(main(IngestSettings(**overrides)))
+    settings = IngestSettings(**overrides)
+    raise typer.Exit(run_service(settings, build_service, topics="try" if settings.ensure_topics else "skip"))
 
 

@@ -1,4 +1,4 @@
-"""The ingest service: settings, the producer, one reader thread per camera, and ``main``.
+"""The core of the ingest service: one reader thread per camera and the bounded publisher.
 
 Process model: one process reads many cameras, one thread each, with one shared Kafka producer.
 PyAV (FFmpeg), swscale and OpenCV release the GIL while they work, so the threads spread over the
@@ -9,7 +9,6 @@ one process per camera group (several cameras files), e.g. one ingest pod per gr
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from typing import Any
@@ -19,7 +18,6 @@ import yaml
 from vigil.services.ingest.camera import CameraReader
 from vigil.services.ingest.publisher import Publisher
 from vigil.services.ingest.settings import IngestSettings
-from vigil.services.ingest.transport import LazyProducer
 from vigil.shared.cameras import CamerasConfig, RejectedCamera
 from vigil.shared.logging import mask_url
 from vigil.shared.schemas import CameraStatus, DeadLetter
@@ -28,48 +26,56 @@ log = logging.getLogger(__name__)
 
 
 class IngestService:
-    """Cameras -> Kafka. ``start()``, then ``stop()`` (or ``run()`` until SIGTERM).
+    """Cameras -> Kafka: one reader thread per camera and one bounded publisher.
+
+    Driven by :func:`vigil.shared.runner.run_service` (``start``, ``wait``, ``stop``) or directly by tests
+    and benchmarks (``start``, then ``stop``).
 
     Args:
-        settings: service settings (Kafka, topics, producer, buffer).
+        settings: service settings (topics, buffer, shutdown time).
         cameras: validated cameras; rejected entries are reported as offline + dead letter.
-        producer: a producer to use instead of building one (tests).
+        producer: the Kafka producer (``send`` / ``flush`` / ``close`` / ``reset``); the lazily connecting
+            kafka-python one of :mod:`vigil.services.ingest.transport` when None.
     """
 
     def __init__(self, settings: IngestSettings, cameras: CamerasConfig, producer: Any = None) -> None:
         self.settings = settings
         self.cameras = cameras
         self.stop_event = threading.Event()
+        if producer is None:
+            from vigil.services.ingest.transport import LazyProducer
+
+            producer = LazyProducer(settings)
         self.publisher = Publisher(
-            producer if producer is not None else LazyProducer(settings), settings.topics,
-            buffer_frames=settings.buffer_frames, max_frame_age_s=settings.max_frame_age_s,
-            max_inflight_bytes=settings.max_inflight_bytes,
+            producer, settings.topics, buffer_frames=settings.buffer_frames,
+            max_frame_age_s=settings.max_frame_age_s, max_inflight_bytes=settings.max_inflight_bytes,
         )  # fmt: skip
         self.readers = [CameraReader(cam, self.publisher, self.stop_event, settings.realtime) for cam in cameras.cameras]
-        self._http: Any = None
 
     def start(self) -> None:
-        """Create topics (if asked), start the publisher and every camera, report rejected cameras."""
-        if self.settings.ensure_topics:
-            self._ensure_topics()
+        """Start the publisher and every camera, and report the rejected cameras."""
         self.publisher.start()
         for rejected in self.cameras.errors:
             self._report_rejected(rejected)
         for reader in self.readers:
             log.info("camera %s: starting (%s)", reader.cam.id, reader.cam.masked_url)
             reader.start()
-        if self.settings.metrics_port:
-            from vigil.shared.telemetry import start_http
 
-            self._http = start_http(self.settings.metrics_port, ready=lambda: self.publisher.kafka_ok)
+    def ready(self) -> bool:
+        """Ready while sends to Kafka succeed."""
+        return self.publisher.kafka_ok
 
-    def _ensure_topics(self) -> None:
-        from vigil.shared.kafka import KafkaUnavailableError, ensure_vigil_topics
+    def wait(self) -> int:
+        """Block until a stop is requested or every camera has ended; returns 0."""
+        while not self.stop_event.wait(0.5):
+            if self.readers and not any(r.thread.is_alive() for r in self.readers):
+                log.info("every camera has ended")
+                break
+        return 0
 
-        try:
-            ensure_vigil_topics(self.settings.kafka, self.settings.topics)
-        except KafkaUnavailableError as exc:
-            log.warning("could not check the topics (%s); publishing will wait for Kafka", exc)
+    def request_stop(self) -> None:
+        """Ask the cameras and :meth:`wait` to stop (safe in a signal handler)."""
+        self.stop_event.set()
 
     def _report_rejected(self, rejected: RejectedCamera) -> None:
         log.error("camera %s: rejected: %s", rejected.who, rejected.message)
@@ -91,35 +97,4 @@ class IngestService:
         for reader in self.readers:
             reader.thread.join(max(0.0, min(1.0, deadline - time.monotonic() - 1.0)))
         self.publisher.stop(max(0.5, deadline - time.monotonic()))
-        if self._http is not None:
-            self._http.shutdown()
         log.info("ingest stopped")
-
-    def run(self) -> None:
-        """Start, wait for SIGTERM / SIGINT (or every camera to end), then stop."""
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda _s, _f: self.stop_event.set())
-        self.start()
-        while not self.stop_event.wait(0.5):
-            if self.readers and not any(r.thread.is_alive() for r in self.readers):
-                log.info("every camera has ended")
-                break
-        self.stop()
-
-
-def main(settings: IngestSettings) -> int:
-    """Load the cameras, run the service until stopped; returns the exit code."""
-    from vigil.shared.cameras import ConfigError, load_cameras
-    from vigil.shared.logging import configure_logging
-
-    configure_logging(settings.log_level, settings.log_json)
-    try:
-        cameras = load_cameras(settings.cameras_file)
-    except ConfigError as exc:
-        log.error("%s", exc)
-        return 2
-    if cameras.errors and (settings.strict or not cameras.cameras):
-        log.error("invalid cameras file %s:\n%s", settings.cameras_file, cameras.error_text())
-        return 2
-    IngestService(settings, cameras).run()
-    return 0

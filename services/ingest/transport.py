@@ -1,4 +1,5 @@
-"""The Kafka side of ingest: a kafka-python producer that is created on first use and replaced when wedged.
+"""The Kafka side of ingest: a kafka-python producer that is created on first use and replaced when wedged,
+and :func:`build_service`, which wires it to the core for the runner.
 
 The pure core (:mod:`vigil.services.ingest.core`, :mod:`~vigil.services.ingest.publisher`) only calls
 ``send`` / ``flush`` / ``close`` / ``reset``; tests hand it a producer of their own.
@@ -8,9 +9,12 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vigil.services.ingest.settings import IngestSettings
+
+if TYPE_CHECKING:
+    from vigil.services.ingest.core import IngestService
 
 
 class LazyProducer:
@@ -59,3 +63,22 @@ class LazyProducer:
         old, self._producer = self._producer, None
         if old is not None:
             threading.Thread(target=old.close, kwargs={"timeout": 0}, name="producer-close", daemon=True).start()
+
+
+def build_service(settings: IngestSettings) -> IngestService:
+    """Load and validate the cameras file and wire the service to Kafka (for :func:`~vigil.shared.runner.run_service`).
+
+    Raises:
+        StartupError: the file cannot be used, or it has invalid cameras and ``strict`` is set (or none is valid).
+    """
+    from vigil.services.ingest.core import IngestService
+    from vigil.shared.cameras import ConfigError, load_cameras
+    from vigil.shared.runner import StartupError
+
+    try:
+        cameras = load_cameras(settings.cameras_file)
+    except ConfigError as exc:
+        raise StartupError(str(exc)) from None
+    if cameras.errors and (settings.strict or not cameras.cameras):
+        raise StartupError(f"invalid cameras file {settings.cameras_file}:\n{cameras.error_text()}")
+    return IngestService(settings, cameras, LazyProducer(settings))

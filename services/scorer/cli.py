@@ -21,15 +21,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 def scorer() -> None:
     """Run the scorer: scores from Kafka -> adaptive thresholds -> alert events in Redis (VIGIL_SCORER_*)."""
     from vigil.services.scorer.settings import ScorerSettings
-    from vigil.services.scorer.transport import run
-    from vigil.shared.logging import configure_logging
-    from vigil.shared.telemetry import start_http
+    from vigil.services.scorer.transport import build_service
+    from vigil.shared.runner import run_service
 
-    settings = ScorerSettings()
-    configure_logging(settings.log_level, settings.log_json)
-    if settings.metrics_port:
-        start_http(settings.metrics_port)
-    run(settings)
+    raise typer.Exit(run_service(ScorerSettings(), build_service, topics="skip"))
 
 
 def scorer_reset(

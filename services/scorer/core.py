@@ -15,20 +15,15 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from vigil.services.scorer import metrics
 from vigil.services.scorer.settings import ScorerSettings
 from vigil.services.scorer.sink import RedisSink
 from vigil.services.scorer.state import ScoreOutcome, ScorerState
-from vigil.shared import telemetry as metrics
 from vigil.shared.kafka import KafkaRecord
 from vigil.shared.schemas import DeadLetter, SchemaError, ScoreMessage
 
 log = logging.getLogger(__name__)
 
-SCORES = metrics.counter("vigil_scorer_scores", "Score messages by outcome", ["result"])
-DLQ = metrics.counter("vigil_scorer_dead_letters", "Malformed score messages sent to the DLQ")
-OUTBOX = metrics.gauge("vigil_scorer_outbox", "Alert changes waiting for Redis (all cameras)")
-OUTBOX_DROPPED = metrics.gauge("vigil_scorer_outbox_dropped", "Alert changes dropped because an outbox was full (cached cameras)")
-BATCH_SECONDS = metrics.histogram("vigil_scorer_batch_seconds", "Time to handle one batch of scores")
 
 
 class ScorerCore:
@@ -83,21 +78,21 @@ class ScorerCore:
                 continue
             st = self.state(msg.camera_id)
             result = st.step(msg)
-            SCORES.labels(result.admission).inc()
+            metrics.SCORES.labels(result.admission).inc()
             touched[msg.camera_id] = st
             if result.status is not None:
                 hashes[msg.camera_id] = _hash_fields(st, msg, result)
         await self.flush(hashes)
         for cam, st in touched.items():
             self.save(cam, st.dumps())
-        BATCH_SECONDS.observe(time.perf_counter() - t0)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - t0)
 
     async def flush(self, hashes: dict[str, dict[str, Any]] | None = None) -> bool:
         """Write pending alerts of every cached camera (and ``hashes``) to Redis; False if Redis is down."""
         pending = [st for st in self.states.values() if st.outbox]
         ok = await self.sink.write(pending, hashes or {})
-        OUTBOX.set(sum(len(st.outbox) for st in self.states.values()))
-        OUTBOX_DROPPED.set(sum(st.outbox_dropped for st in self.states.values()))
+        metrics.OUTBOX.set(sum(len(st.outbox) for st in self.states.values()))
+        metrics.OUTBOX_DROPPED.set(sum(st.outbox_dropped for st in self.states.values()))
         return ok
 
     async def _decode(self, rec: KafkaRecord) -> ScoreMessage | None:
@@ -106,7 +101,7 @@ class ScorerCore:
             if rec.key is not None and rec.key != msg.camera_id.encode():
                 raise SchemaError(f"record key {rec.key[:64]!r} does not match camera_id {msg.camera_id!r}")
         except SchemaError as exc:
-            DLQ.inc()
+            metrics.DLQ.inc()
             cam = rec.key.decode("utf-8", "replace")[:256] if rec.key else None
             letter = DeadLetter.for_record(
                 source_topic=rec.topic, partition=rec.partition, offset=rec.offset, service="scorer",

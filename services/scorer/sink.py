@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vigil.services.scorer import metrics
 from vigil.services.scorer.state import ScorerState
-from vigil.shared import telemetry as metrics
 from vigil.shared.redis_keys import ALERTS_STREAM, alerts_channel, camera_hash
 
 log = logging.getLogger(__name__)
@@ -41,10 +41,6 @@ redis.call('PUBLISH', KEYS[3], ARGV[7])
 return id
 """
 
-PUBLISHED = metrics.counter("vigil_scorer_alerts_published", "Alert changes written to Redis", ["event"])
-DEDUPED = metrics.counter("vigil_scorer_alerts_deduplicated", "Alert changes Redis already had (replays)")
-REDIS_FAILURES = metrics.counter("vigil_scorer_redis_failures", "Failed Redis write attempts")
-REDIS_UP = metrics.gauge("vigil_scorer_redis_up", "1 when the last Redis write succeeded")
 
 
 def changes_key(alert_id: str) -> str:
@@ -139,21 +135,21 @@ class RedisSink:
                 if isinstance(r, Exception):
                     log.error("camera %s: Redis rejected alert change %s %s: %s", st.camera_id, p.alert.alert_id, p.dedupe, r)
                 elif r is None:
-                    DEDUPED.inc()
+                    metrics.DEDUPED.inc()
                 else:
-                    PUBLISHED.labels(p.alert.event).inc()
+                    metrics.PUBLISHED.labels(p.alert.event).inc()
             st.confirm(n)
         if not self.healthy:
             log.info("Redis is reachable again; pending alerts published")
         self.healthy, self._delay = True, 0.0
-        REDIS_UP.set(1)
+        metrics.REDIS_UP.set(1)
 
     def _failed(self, exc: BaseException) -> None:
         o = self.options
         self._delay = min(o.retry_max_s, max(o.retry_min_s, self._delay * 2))
         self._next_try = self.clock() + self._delay
-        REDIS_FAILURES.inc()
-        REDIS_UP.set(0)
+        metrics.REDIS_FAILURES.inc()
+        metrics.REDIS_UP.set(0)
         level = logging.WARNING if self.healthy else logging.DEBUG
         log.log(level, "Redis write failed (%s: %s); retrying in %.1fs, alerts kept", type(exc).__name__, exc, self._delay)
         self.healthy = False

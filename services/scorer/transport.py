@@ -1,6 +1,6 @@
-"""The Faust application of `vigil scorer`: topics, the state table, the agent and the retry timer.
+"""The Faust side of `vigil scorer`: topics, the state table, the agent and the retry timer.
 
-Built by :func:`build_app` (never at import). The table ``<app_id>-camera-state`` maps camera id (bytes)
+Built by :func:`build_service` (never at import). The table ``<app_id>-camera-state`` maps camera id (bytes)
 to the pickled :class:`~vigil.services.scorer.state.ScorerState`; its changelog topic is what restores
 thresholds, events and unconfirmed alerts after a restart or a rebalance. The table uses the producer's
 partitioner on the camera id, i.e. the same partition as the camera's scores (co-partitioned).
@@ -15,6 +15,7 @@ from vigil.services.scorer.core import ScorerCore
 from vigil.services.scorer.settings import ScorerSettings
 from vigil.services.scorer.sink import RedisSink, SinkOptions
 from vigil.shared.kafka import KafkaRecord
+from vigil.shared.runner import FaustService
 from vigil.shared.schemas import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -61,73 +62,70 @@ def reset_cameras(settings: ScorerSettings, camera_ids: list[str]) -> str:
     return topic
 
 
-def build_app(settings: ScorerSettings) -> tuple[Any, ScorerCore]:
-    """Build the Faust app and the processing core it drives."""
+class ScorerService(FaustService):
+    """The scorer's Faust app: the score agent, the per-camera state table, the Redis retry timer.
+
+    Args:
+        settings: Scorer settings.
+    """
+
+    def __init__(self, settings: ScorerSettings) -> None:
+        self.settings = settings
+        self.log_level = settings.log_level
+        self.app = _faust_app(settings)
+        topic = {"key_type": bytes, "value_type": bytes, "value_serializer": "raw"}
+        self._scores = self.app.topic(settings.topics.scores, **topic)
+        self._dlq = self.app.topic(settings.topics.dlq, **topic)
+        self._table = self.app.Table(
+            state_table_name(settings), default=None, partitions=settings.topics.partitions,
+            key_type=bytes, value_type=bytes, use_partitioner=True,
+        )  # fmt: skip
+        sink = RedisSink(settings.redis.async_client(), SinkOptions(
+            settings.stream_maxlen, settings.dedupe_ttl_s, settings.snapshot_ttl_s, settings.retry_min_s,
+            settings.retry_max_s,
+        ))  # fmt: skip
+        self.core = ScorerCore(settings, sink, self._load, self._save, self._dead_letter)
+        self.app.agent(self._scores, name=f"{settings.app_id}.score")(self._agent)
+        self.app.timer(interval=max(settings.retry_min_s, 0.5))(self._retry_pending)
+        self.app.on_partitions_revoked.connect(self._on_revoked)
+
+    def _load(self, camera_id: str) -> bytes | None:
+        return self._table.get(camera_id.encode())
+
+    def _save(self, camera_id: str, data: bytes) -> None:
+        self._table[camera_id.encode()] = data
+
+    async def _dead_letter(self, letter: DeadLetter, key: bytes | None) -> None:
+        await self._dlq.send(key=key, value=letter.encode())
+
+    async def _agent(self, stream: Any) -> None:
+        s = self.settings
+        async for events in stream.take_events(s.batch_size, within=s.batch_within_s):
+            await self.core.handle([KafkaRecord.from_message(e.message) for e in events])
+
+    async def _retry_pending(self) -> None:
+        if any(st.outbox for st in self.core.states.values()):
+            await self.core.flush()
+
+    async def _on_revoked(self, app: Any, revoked: Any, **kwargs: Any) -> None:
+        self.core.forget()
+
+
+def _faust_app(settings: ScorerSettings) -> Any:
+    """The faust.App of the scorer (memory store: the table lives in its changelog topic)."""
     import faust
 
-    app = faust.App(
-        settings.app_id,
-        broker=settings.kafka.faust_broker(),
-        broker_credentials=settings.kafka.faust_credentials(),
-        value_serializer="raw",
-        key_serializer="raw",
-        store="memory://",
-        datadir=str(settings.datadir),
-        web_enabled=False,
-        topic_partitions=settings.topics.partitions,
-        topic_replication_factor=settings.topics.replication_factor,
-        consumer_auto_offset_reset="earliest",
-        broker_commit_every=1000,
-        broker_commit_interval=1.0,
-        producer_acks=-1,
+    return faust.App(
+        settings.app_id, broker=settings.kafka.faust_broker(), broker_credentials=settings.kafka.faust_credentials(),
+        value_serializer="raw", key_serializer="raw", store="memory://", datadir=str(settings.datadir),
+        web_enabled=False, topic_partitions=settings.topics.partitions,
+        topic_replication_factor=settings.topics.replication_factor, consumer_auto_offset_reset="earliest",
+        broker_commit_every=1000, broker_commit_interval=1.0, producer_acks=-1,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
-    )
-    scores = app.topic(settings.topics.scores, key_type=bytes, value_type=bytes, value_serializer="raw")
-    dlq = app.topic(settings.topics.dlq, key_type=bytes, value_type=bytes, value_serializer="raw")
-    table = app.Table(
-        state_table_name(settings), default=None, partitions=settings.topics.partitions,
-        key_type=bytes, value_type=bytes, use_partitioner=True,
     )  # fmt: skip
 
-    async def dead_letter(letter: DeadLetter, key: bytes | None) -> None:
-        await dlq.send(key=key, value=letter.encode())
 
-    def save(camera_id: str, data: bytes) -> None:
-        table[camera_id.encode()] = data
-
-    sink = RedisSink(
-        settings.redis.async_client(),
-        SinkOptions(settings.stream_maxlen, settings.dedupe_ttl_s, settings.snapshot_ttl_s,
-                    settings.retry_min_s, settings.retry_max_s),
-    )  # fmt: skip
-    core = ScorerCore(settings, sink, lambda cam: table.get(cam.encode()), save, dead_letter)
-
-    @app.agent(scores, name=f"{settings.app_id}.score")
-    async def score(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-            records = [
-                KafkaRecord(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
-                for e in events
-            ]
-            await core.handle(records)
-
-    @app.timer(interval=max(settings.retry_min_s, 0.5))
-    async def retry_pending() -> None:
-        if any(st.outbox for st in core.states.values()):
-            await core.flush()
-
-    @app.on_partitions_revoked.connect
-    async def on_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
-        core.forget()
-
-    return app, core
-
-
-def run(settings: ScorerSettings) -> None:
-    """Run the scorer until SIGTERM / Ctrl-C (Faust's worker flushes and commits on the way out)."""
-    import faust
-
-    app, _ = build_app(settings)
-    worker = faust.Worker(app, loglevel=settings.log_level, override_logging=False)
-    worker.execute_from_commandline()
+def build_service(settings: ScorerSettings) -> ScorerService:
+    """The scorer wired to Kafka and Redis (for :func:`~vigil.shared.runner.run_service`)."""
+    return ScorerService(settings)

@@ -23,9 +23,11 @@ def worker(
     Every setting comes from VIGIL_WORKER_* (see docs/worker.md); options here override them.
     """
     from vigil.services.worker.settings import WorkerSettings
-    from vigil.services.worker.transport import main
+    from vigil.services.worker.transport import build_service
+    from vigil.shared.runner import run_service
 
     overrides = {"model_dir": model_dir, "max_batch": max_batch, "max_wait_s": max_wait_s, "metrics_port": metrics_port}
-    main(WorkerSettings(**{k: v for k, v in overrides.items() if v is not None}))
+    settings = WorkerSettings(**{k: v for k, v in overrides.items() if v is not None})
+    raise typer.Exit(run_service(settings, build_service, topics="require"))
 
 

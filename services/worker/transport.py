@@ -20,40 +20,21 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from vigil.services.worker import metrics
 from vigil.services.worker.core import SERVICE, BatchResult, EngineConfig, Output, WorkerEngine
 from vigil.services.worker.registry import ModelRegistry, import_loader
 from vigil.services.worker.settings import WorkerSettings
 from vigil.services.worker.state import StreamStateStore
-from vigil.shared import telemetry as metrics
 from vigil.shared.kafka import KafkaRecord
+from vigil.shared.runner import FaustService
 from vigil.shared.schemas import DeadLetter
 
 log = logging.getLogger(__name__)
 
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 SUMMARY_EVERY_S = 10.0  # also the consumer-lag refresh interval
 
 
-class WorkerMetrics:
-    """Prometheus metrics of the worker (created once per process)."""
-
-    def __init__(self) -> None:
-        self.batch_size = metrics.histogram("vigil_worker_batch_size", "Records per batch taken from Kafka",
-                                            buckets=BATCH_BUCKETS)  # fmt: skip
-        self.step_size = metrics.histogram("vigil_worker_step_size", "Frames per batched model step",
-                                           buckets=BATCH_BUCKETS)  # fmt: skip
-        self.step_seconds = metrics.histogram("vigil_worker_step_seconds", "Wall time of one batched model step")
-        self.batch_seconds = metrics.histogram("vigil_worker_batch_seconds", "Wall time of one batch, produce included")
-        self.frames = metrics.counter("vigil_worker_frames", "Frame records by outcome", ["outcome"])
-        self.resets = metrics.counter("vigil_worker_state_resets", "Camera state resets by reason", ["reason"])
-        self.lag = metrics.gauge("vigil_worker_consumer_lag", "Frames not yet consumed, per partition", ["partition"])
-        self.cameras = metrics.gauge("vigil_worker_cameras_owned", "Cameras with a state on this worker")
-        self.partitions = metrics.gauge("vigil_worker_partitions_owned", "Frames partitions assigned to this worker")
-        self.fps = metrics.gauge("vigil_worker_frames_per_second", "Frames scored per second (last summary window)")
-        self.model_swaps = metrics.counter("vigil_worker_model_swaps", "Models hot-swapped", ["model"])
-
-
-class WorkerService:
+class WorkerService(FaustService):
     """Owns the engine and the Faust app; ``build()`` wires the agent, timers and rebalance hooks.
 
     Args:
@@ -64,13 +45,12 @@ class WorkerService:
     def __init__(self, settings: WorkerSettings, engine: WorkerEngine | None = None) -> None:
         self.settings = settings
         self.engine = engine or build_engine(settings)
-        self.metrics = WorkerMetrics()
         self.owned: set[int] | None = None  # frames partitions assigned; None before the first assignment
-        self.ready = False
+        self._assigned = False
+        self.log_level = settings.log_level
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigil-step")
         self._resets_seen: dict[str, int] = {}
         self._scored_since = (0, time.monotonic())
-        self.app: Any = None
         self._topics: dict[str, Any] = {}
 
     # ---------------------------------------------------------------------------------------------
@@ -103,15 +83,15 @@ class WorkerService:
         s = self.settings
         log.info("worker agent started: max_batch=%d max_wait_s=%.3f", s.max_batch, s.max_wait_s)
         async for events in stream.take_events(s.max_batch, within=s.max_wait_s):
-            await self.handle([_record(e.message) for e in events])
+            await self.handle([KafkaRecord.from_message(e.message) for e in events])
 
     async def handle(self, records: Sequence[KafkaRecord]) -> None:
         """Process one batch and publish its outputs; never raises (the loop must go on)."""
         t0 = time.perf_counter()
         mine = [r for r in records if self.owned is None or r.partition in self.owned]
         if len(mine) < len(records):
-            self.metrics.frames.labels("revoked").inc(len(records) - len(mine))
-        self.metrics.batch_size.observe(len(mine))
+            metrics.FRAMES.labels("revoked").inc(len(records) - len(mine))
+        metrics.BATCH_SIZE.observe(len(mine))
         received_ns = time.time_ns()
         loop = asyncio.get_running_loop()
         try:
@@ -134,21 +114,20 @@ class WorkerService:
         return await self._topics[topic].send(key=out.key, value=out.value, partition=out.partition, force=True)
 
     def _observe(self, result: BatchResult, seconds: float) -> None:
-        m = self.metrics
-        m.batch_seconds.observe(seconds)
+        metrics.BATCH_SECONDS.observe(seconds)
         for size, sec in zip(result.step_sizes, result.step_seconds, strict=True):
-            m.step_size.observe(size)
-            m.step_seconds.observe(sec)
-        m.frames.labels("scored").inc(len(result.scores))
-        m.frames.labels("stale").inc(sum(result.stale.values()))
-        m.frames.labels("dead_letter").inc(len(result.dead_letters))
-        m.frames.labels("replayed").inc(result.replayed)
+            metrics.STEP_SIZE.observe(size)
+            metrics.STEP_SECONDS.observe(sec)
+        metrics.FRAMES.labels("scored").inc(len(result.scores))
+        metrics.FRAMES.labels("stale").inc(sum(result.stale.values()))
+        metrics.FRAMES.labels("dead_letter").inc(len(result.dead_letters))
+        metrics.FRAMES.labels("replayed").inc(result.replayed)
         for cam, n in result.stale.items():
             log.info("camera %s: %d stale frames skipped (older than %.1fs)", cam, n, self.settings.staleness_s)
         for reason, total in self.engine.store.resets.items():
-            m.resets.labels(str(reason)).inc(total - self._resets_seen.get(str(reason), 0))
+            metrics.RESETS.labels(str(reason)).inc(total - self._resets_seen.get(str(reason), 0))
             self._resets_seen[str(reason)] = total
-        m.cameras.set(len(self.engine.store))
+        metrics.CAMERAS.set(len(self.engine.store))
         self._scored_since = (self._scored_since[0] + len(result.scores), self._scored_since[1])
 
     # ---------------------------------------------------------------------------------------------
@@ -159,9 +138,9 @@ class WorkerService:
         changed = (before - mine) | (mine - before)
         dropped = await asyncio.get_running_loop().run_in_executor(self._pool, self.engine.drop_partitions, changed)
         self.owned = mine
-        self.ready = True
-        self.metrics.partitions.set(len(mine))
-        self.metrics.cameras.set(len(self.engine.store))
+        self._assigned = True
+        metrics.PARTITIONS.set(len(mine))
+        metrics.CAMERAS.set(len(self.engine.store))
         log.info("partitions assigned: %s (new %s, gone %s); %d camera states dropped",
                  sorted(mine), sorted(mine - before), sorted(before - mine), len(dropped))  # fmt: skip
 
@@ -172,14 +151,14 @@ class WorkerService:
     async def _watch_models(self) -> None:
         swapped = await asyncio.get_running_loop().run_in_executor(None, self.engine.models.poll)
         for key in swapped:
-            self.metrics.model_swaps.labels(key).inc()
+            metrics.MODEL_SWAPS.labels(key).inc()
 
     async def _summary(self) -> None:
         n, since = self._scored_since
         now = time.monotonic()
         fps = n / max(now - since, 1e-9)
         self._scored_since = (0, now)
-        self.metrics.fps.set(fps)
+        metrics.FPS.set(fps)
         lag = await self._lag()
         log.info("%.1f frames/s scored, %d cameras, partitions %s, lag %s",
                  fps, len(self.engine.store), sorted(self.owned or ()), lag)  # fmt: skip
@@ -199,16 +178,16 @@ class WorkerService:
             if end is None or position is None:
                 continue
             lag[tp.partition] = max(0, end - position)
-            self.metrics.lag.labels(str(tp.partition)).set(lag[tp.partition])
+            metrics.LAG.labels(str(tp.partition)).set(lag[tp.partition])
         return dict(sorted(lag.items()))
 
-    def close(self) -> None:
-        """Stop the step thread."""
+    def ready(self) -> bool:
+        """Ready once Kafka has assigned this worker its partitions."""
+        return self._assigned
+
+    def stop(self) -> None:
+        """Stop the step thread (after Faust has produced and committed the last batch)."""
         self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _record(message: Any) -> KafkaRecord:
-    return KafkaRecord(message.topic, message.partition, message.offset, message.key, message.value)
 
 
 def _failed_batch(records: Sequence[KafkaRecord], exc: Exception) -> BatchResult:
@@ -236,22 +215,9 @@ def build_engine(settings: WorkerSettings) -> WorkerEngine:
     return WorkerEngine(registry, store, EngineConfig(staleness_s=settings.staleness_s, heatmap=settings.heatmap))
 
 
-def main(settings: WorkerSettings | None = None) -> None:
-    """Run one worker until SIGTERM/SIGINT (Faust stops the consumer, flushes and commits)."""
-    import faust
-
-    from vigil.shared.kafka import ensure_vigil_topics
-    from vigil.shared.logging import configure_logging
-
-    settings = settings or WorkerSettings()
-    configure_logging(settings.log_level, settings.log_json)
-    ensure_vigil_topics(settings.kafka, settings.topics)
+def build_service(settings: WorkerSettings) -> WorkerService:
+    """Load the models and wire the engine to its Faust app (for :func:`~vigil.shared.runner.run_service`)."""
     settings.datadir.mkdir(parents=True, exist_ok=True)
     service = WorkerService(settings)
-    app = service.build()
-    if settings.metrics_port:
-        metrics.start_http(settings.metrics_port, ready=lambda: service.ready)
-    try:
-        faust.Worker(app, loglevel=settings.log_level, override_logging=False, quiet=True).execute_from_commandline()
-    finally:
-        service.close()
+    service.build()
+    return service
