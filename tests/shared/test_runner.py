@@ -6,6 +6,8 @@ import os
 import signal
 import threading
 
+import pytest
+
 from vigil.shared.runner import StartupError, run_service
 from vigil.shared.settings import ServiceSettings
 
@@ -61,8 +63,6 @@ def test_a_startup_error_is_exit_code_2_with_the_reason_logged(capfd) -> None:  
 def test_the_service_is_stopped_even_when_it_fails() -> None:
     service = Recorder()
     service.wait = lambda: 1 / 0  # type: ignore[method-assign]
-    try:
+    with pytest.raises(ZeroDivisionError):
         run_service(ServiceSettings(), lambda _s: service, topics="skip", install_signals=False)
-    except ZeroDivisionError:
-        pass
     assert service.calls[-1] == "stop"
