@@ -56,81 +56,120 @@ def _pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
 
 
-def _measure(n: int, seconds: float, ped2: Path, workdir: Path) -> Run:
-    import yaml
-    from kafka import KafkaConsumer
+WARM_S = 10.0
 
-    from vigil.shared.kafka import ensure_topics
-    from vigil.shared.schemas import FrameMessage, ScoreMessage
-    from vigil.shared.settings import KafkaSettings, RedisSettings
-    from vigil.tools.demo import wait_ready
 
-    token = uuid.uuid4().hex[:8]
-    topics = {k: f"bench.{k}.{token}" for k in ("frames", "scores", "camera_status", "dlq")}
-    kafka, redis_settings = KafkaSettings(), RedisSettings()
-    ensure_topics(kafka, {t: 4 for t in topics.values()})
-    env = dict(os.environ) | {f"VIGIL_TOPICS_{k.upper()}": v for k, v in topics.items()} | {
-        "VIGIL_TOPICS_PARTITIONS": "4", "VIGIL_WORKER_APP_ID": f"bench-worker-{token}",
-        "VIGIL_SCORER_APP_ID": f"bench-scorer-{token}", "VIGIL_SCORER_DATADIR": str(workdir / f"scorer-{token}"),
-        "VIGIL_WORKER_OFFSET_RESET": "earliest",
-    }  # fmt: skip
-    cams = {f"bench-{token}-{i}": ped2 / "test" / f"{CLIPS[i % len(CLIPS)]}.mkv" for i in range(n)}
-    cfg = workdir / f"cameras-{token}.yaml"
-    cfg.write_text(yaml.safe_dump({"defaults": {"fps": 10, "width": 180, "height": 120, "loop": True},
-                                   "cameras": [{"id": c, "url": str(p)} for c, p in cams.items()]}))  # fmt: skip
-    procs: list[Proc] = []
-    run = Run(n, seconds)
-    frames_at: dict[tuple[str, int], tuple[int, int]] = {}
-    stop = threading.Event()
+class _Follower:
+    """Reads the frames and scores topics from their start in background threads, keeping what the
+    latencies need: each frame's capture and broker times, and every score."""
 
-    def follow(topic: str, handle) -> None:  # noqa: ANN001
-        consumer = KafkaConsumer(topic, group_id=None, auto_offset_reset="earliest", **kafka.kafka_python_kwargs())
-        while not stop.is_set():
+    def __init__(self, kafka, topics: dict[str, str]) -> None:  # noqa: ANN001
+        self.kafka = kafka
+        self.frames_at: dict[tuple[str, int], tuple[int, int]] = {}
+        self.scores: list = []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._follow, args=(topics["frames"], self._on_frame), daemon=True),
+                        threading.Thread(target=self._follow, args=(topics["scores"], self._on_score), daemon=True)]
+
+    def _follow(self, topic: str, handle) -> None:  # noqa: ANN001
+        from kafka import KafkaConsumer
+
+        consumer = KafkaConsumer(topic, group_id=None, auto_offset_reset="earliest", **self.kafka.kafka_python_kwargs())
+        while not self.stop.is_set():
             for batch in consumer.poll(timeout_ms=300).values():
                 for r in batch:
                     handle(r)
         consumer.close()
 
-    def on_frame(r) -> None:  # noqa: ANN001
-        m = FrameMessage.decode(r.value)
-        frames_at[(m.camera_id, m.seq)] = (m.capture_ns, r.timestamp * 1_000_000)
+    def _on_frame(self, r) -> None:  # noqa: ANN001
+        from vigil.shared.schemas import FrameMessage
 
-    scores: list[ScoreMessage] = []
-    threads = [threading.Thread(target=follow, args=(topics["frames"], on_frame), daemon=True),
-               threading.Thread(target=follow, args=(topics["scores"], lambda r: scores.append(ScoreMessage.decode(r.value))),
-                                daemon=True)]  # fmt: skip
+        m = FrameMessage.decode(r.value)
+        self.frames_at[(m.camera_id, m.seq)] = (m.capture_ns, r.timestamp * 1_000_000)
+
+    def _on_score(self, r) -> None:  # noqa: ANN001
+        from vigil.shared.schemas import ScoreMessage
+
+        self.scores.append(ScoreMessage.decode(r.value))
+
+    def start(self) -> None:
+        """Start both readers."""
+        for t in self.threads:
+            t.start()
+
+    def close(self) -> None:
+        """Stop both readers."""
+        self.stop.set()
+        for t in self.threads:
+            t.join(5)
+
+    def fill(self, run: Run, window: tuple[int, int]) -> None:
+        """Frames offered and scored in ``window`` (capture ns), and their ingest and worker latencies."""
+        offered = [k for k, (cap, _) in self.frames_at.items() if window[0] <= cap < window[1]]
+        done = {(s.camera_id, s.seq): s for s in self.scores}
+        run.offered, run.scored = len(offered), sum(1 for k in offered if k in done)
+        for k in offered:
+            if k in done:
+                cap, in_kafka = self.frames_at[k]
+                run.ingest_ms.append((in_kafka - cap) / 1e6)
+                run.worker_ms.append((done[k].processed_ns - in_kafka) / 1e6)
+
+
+def _bench_env(token: str, topics: dict[str, str], workdir: Path) -> dict[str, str]:
+    """The environment of this run's services: its own topics, consumer groups and scorer state."""
+    return dict(os.environ) | {f"VIGIL_TOPICS_{k.upper()}": v for k, v in topics.items()} | {
+        "VIGIL_TOPICS_PARTITIONS": "4", "VIGIL_WORKER_APP_ID": f"bench-worker-{token}",
+        "VIGIL_SCORER_APP_ID": f"bench-scorer-{token}", "VIGIL_SCORER_DATADIR": str(workdir / f"scorer-{token}"),
+        "VIGIL_WORKER_OFFSET_RESET": "earliest",
+    }  # fmt: skip
+
+
+def _write_cameras(path: Path, cams: dict[str, Path]) -> Path:
+    """A cameras file that replays ``cams`` (camera id -> clip) looped at 10 fps."""
+    import yaml
+
+    path.write_text(yaml.safe_dump({"defaults": {"fps": 10, "width": 180, "height": 120, "loop": True},
+                                    "cameras": [{"id": c, "url": str(p)} for c, p in cams.items()]}))  # fmt: skip
+    return path
+
+
+def _start(name: str, argv: list[str], log: Path, env: dict[str, str], procs: list[Proc], timeout: float) -> None:
+    """Start `vigil <name>` with metrics on a free port and wait until it is ready."""
+    from vigil.tools.demo import wait_ready
+
+    port = free_port()
+    procs.append(Proc(name, argv, log, env | {f"VIGIL_{name.upper()}_METRICS_PORT": str(port)}).start())
+    wait_ready(procs[-1], port, timeout)
+
+
+def _measure(n: int, seconds: float, ped2: Path, workdir: Path) -> Run:
+    from vigil.shared.kafka import ensure_topics
+    from vigil.shared.settings import KafkaSettings, RedisSettings
+
+    token = uuid.uuid4().hex[:8]
+    topics = {k: f"bench.{k}.{token}" for k in ("frames", "scores", "camera_status", "dlq")}
+    kafka = KafkaSettings()
+    ensure_topics(kafka, {t: 4 for t in topics.values()})
+    env = _bench_env(token, topics, workdir)
+    cams = {f"bench-{token}-{i}": ped2 / "test" / f"{CLIPS[i % len(CLIPS)]}.mkv" for i in range(n)}
+    cfg = _write_cameras(workdir / f"cameras-{token}.yaml", cams)
+    procs: list[Proc] = []
+    run, follower = Run(n, seconds), _Follower(kafka, topics)
     try:
         for name in ("scorer", "worker"):
-            port = free_port()
-            procs.append(Proc(name, vigil_argv(name), workdir / "logs" / f"{name}-{n}.log",
-                              env | {f"VIGIL_{name.upper()}_METRICS_PORT": str(port)}).start())  # fmt: skip
-            wait_ready(procs[-1], port, 180)
-        for t in threads:
-            t.start()
-        port = free_port()
-        procs.append(Proc("ingest", vigil_argv("ingest", "--cameras", str(cfg), "--realtime"),
-                          workdir / "logs" / f"ingest-{n}.log", env | {"VIGIL_INGEST_METRICS_PORT": str(port)}).start())  # fmt: skip
-        wait_ready(procs[-1], port, 60)
+            _start(name, vigil_argv(name), workdir / "logs" / f"{name}-{n}.log", env, procs, 180)
+        follower.start()
+        _start("ingest", vigil_argv("ingest", "--cameras", str(cfg), "--realtime"), workdir / "logs" / f"ingest-{n}.log",
+               env, procs, 60)  # fmt: skip
         t0 = time.time_ns()
-        warm_s = 10.0
-        time.sleep(warm_s + seconds)
+        time.sleep(WARM_S + seconds)
         t_end = time.time_ns()
-        _sample_redis(redis_settings, cams, run, scores, t0 + int(warm_s * 1e9))
+        _sample_redis(RedisSettings(), cams, run, follower.scores, t0 + int(WARM_S * 1e9))
     finally:
         for p in reversed(procs):
             p.stop()
-        stop.set()
-        for t in threads:
-            t.join(5)
-    window = (t0 + int(warm_s * 1e9), t_end - int(2e9))
-    offered = [k for k, (cap, _) in frames_at.items() if window[0] <= cap < window[1]]
-    done = {(s.camera_id, s.seq): s for s in scores}
-    run.offered, run.scored = len(offered), sum(1 for k in offered if k in done)
-    for k in offered:
-        if k in done:
-            cap, in_kafka = frames_at[k]
-            run.ingest_ms.append((in_kafka - cap) / 1e6)
-            run.worker_ms.append((done[k].processed_ns - in_kafka) / 1e6)
+        follower.close()
+    follower.fill(run, (t0 + int(WARM_S * 1e9), t_end - int(2e9)))
     return run
 
 

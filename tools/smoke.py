@@ -35,14 +35,23 @@ def smoke(
     timeout: float = typer.Option(60.0, help="Seconds to wait for all frames to come back"),
 ) -> None:
     """Publish frames for N cameras through Kafka, read them back, and round-trip an alert through Redis."""
+    from vigil.shared.logging import configure_logging
+
+    configure_logging()
+    ok = _kafka_round_trip(cameras, frames, timeout)
+    redis_ok = _check_redis()
+    if not (ok and redis_ok):
+        raise typer.Exit(1)
+
+
+def _kafka_round_trip(cameras: int, frames: int, timeout: float) -> bool:
+    """Publish ``frames`` frames per camera to a new topic and read them back in order."""
     from kafka import KafkaConsumer
 
     from vigil.shared.kafka import ensure_topics, make_producer
-    from vigil.shared.logging import configure_logging
     from vigil.shared.schemas import FrameMessage
-    from vigil.shared.settings import KafkaSettings, RedisSettings
+    from vigil.shared.settings import KafkaSettings
 
-    configure_logging()
     kafka = KafkaSettings()
     topic = f"vigil.smoke.{uuid.uuid4().hex[:8]}"
     ensure_topics(kafka, {topic: 4})
@@ -54,7 +63,6 @@ def smoke(
         total += 1
     producer.flush()
     typer.echo(f"published {total} frames for {cameras} cameras to {topic} in {time.perf_counter() - t0:.2f}s")
-
     consumer = KafkaConsumer(topic, group_id=f"smoke-{uuid.uuid4().hex[:8]}", auto_offset_reset="earliest",
                              consumer_timeout_ms=int(timeout * 1000), **kafka.kafka_python_kwargs())  # fmt: skip
     seen: dict[str, list[int]] = defaultdict(list)
@@ -67,7 +75,14 @@ def smoke(
     ok = len(seen) == cameras and all(v == list(range(frames)) for v in seen.values())
     typer.echo(f"read back {sum(map(len, seen.values()))}/{total} frames; per-camera order and completeness: "
                f"{'OK' if ok else 'FAILED'}")  # fmt: skip
+    return ok
+
+
+def _check_redis() -> bool:
+    """The Redis round trip, with what to do when Redis refuses or is down."""
     import redis
+
+    from vigil.shared.settings import RedisSettings
 
     settings = RedisSettings()
     try:
@@ -81,8 +96,7 @@ def smoke(
     except redis.ConnectionError as exc:
         raise typer.BadParameter(f"Redis at {settings.url} is not reachable ({exc}); start it with: make up") from exc
     typer.echo(f"redis stream + pub/sub round trip with AUTH: {'OK' if redis_ok else 'FAILED'}")
-    if not (ok and redis_ok):
-        raise typer.Exit(1)
+    return redis_ok
 
 
 def _redis_round_trip(settings) -> bool:  # noqa: ANN001
