@@ -8,10 +8,10 @@ Two ways, labelled as such everywhere:
   of normal frames. The score is the feature standardised with the training statistics
   (``(x - median) / std``, sign flipped for PSNR), optionally averaged over the last ``smooth``
   frames (a trailing, causal window).
-* **fused** (the headline's base): the sum of the log-standardised PredNet ``patch_max`` and the
-  optical-flow ``motion_max`` (each ``(log(x + eps) - median) / std`` with the statistics of the log
-  on normal held-out training clips): a frame scores high when it is badly predicted, unusually
-  fast, or both. Equal weights, fixed a priori.
+* **fused** (the headline's base): the sum of the log-standardised patch features (:data:`FUSED`:
+  PredNet's ``patch_max`` and the optical-flow ``motion_max``, each ``(log(x + eps) - median) / std``
+  with the statistics of the log on normal held-out training clips): a frame scores high when it is
+  badly predicted, unusually fast, or both. Equal weights, fixed a priori.
 * **per-clip min-max**: the usual literature protocol, which rescales each clip's scores to [0, 1]
   with the clip's own minimum and maximum after warm-up (uses future frames; for comparison only);
   warm-up frames get the clip's median.
@@ -23,9 +23,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-ANOMALY_SIGN = {"mse": 1.0, "psnr": -1.0, "patch_max": 1.0, "motion_max": 1.0, "fused": 1.0}
-FUSED = ("patch_max", "motion_max")
-"""Features whose log z-scores are summed into ``fused``."""
+from vigil.model.features import FrameFeatures
+
+FUSED_FEATURE = "fused"
+"""Name of the fused score (beside the :class:`FrameFeatures` names in statistics and scores)."""
+FUSED = FrameFeatures.names(scope="patch")
+"""Features whose log z-scores are summed into ``fused``: the patch features (``patch_max``, ``motion_max``)."""
+ANOMALY_SIGN = {**{f: FrameFeatures.info(f).anomaly_sign for f in FrameFeatures.names()}, FUSED_FEATURE: 1.0}
+"""+1 where a higher value is more anomalous, -1 where a lower one is (PSNR), by score name."""
 LOG_EPS = 1e-6
 
 
@@ -80,13 +85,14 @@ def feature_stats(values: list[np.ndarray], n_warmup: int) -> FeatureStats:
                         float(np.percentile(pooled, 99)), float(np.median(logs)), float(max(np.std(logs), 1e-12)))
 
 
-def fused_values(features: dict[str, np.ndarray], stats: dict[str, FeatureStats]) -> np.ndarray:
+def fused_values(features: FrameFeatures, stats: dict[str, FeatureStats]) -> np.ndarray:
     """The fused feature of one stream: the sum over :data:`FUSED` of log z-scores.
 
     Example:
         >>> s = FeatureStats(median=1.0, std=1.0, p99=2.0, log_median=0.0, log_std=1.0)
-        >>> v = fused_values({"patch_max": np.array([1.0, np.e]), "motion_max": np.array([1.0, 1.0])},
-        ...                  {"patch_max": s, "motion_max": s})
+        >>> z = np.zeros(2)
+        >>> v = fused_values(FrameFeatures(mse=z, psnr=z, patch_max=np.array([1.0, np.e]), motion_max=np.ones(2)),
+        ...                  {f: s for f in FUSED})
         >>> np.round(v, 3).tolist()
         [0.0, 1.0]
     """
@@ -94,7 +100,7 @@ def fused_values(features: dict[str, np.ndarray], stats: dict[str, FeatureStats]
     if missing:
         raise ValueError(f"The calibration lacks log statistics of {missing}; recalibrate the model with "
                          "`vigil calibrate --model DIR`.")
-    return sum((_log(features[f]) - stats[f].log_median) / stats[f].log_std for f in FUSED)
+    return sum((_log(getattr(features, f)) - stats[f].log_median) / stats[f].log_std for f in FUSED)
 
 
 def _log(values: np.ndarray) -> np.ndarray:

@@ -41,7 +41,7 @@ def train_cmd(
     work_dir: Path = typer.Option(DEFAULT_OUT / "work", help="Checkpoints, resume backup and history."),
     height: int = typer.Option(120, help="Model input height."),
     width: int = typer.Option(180, help="Model input width."),
-    channels: int = typer.Option(1, help="1 gray, 3 RGB."),
+    channels: int = typer.Option(1, help="1 gray, 3 BGR (colour order of ingest's frames)."),
     stack_sizes: str = typer.Option("1,12,24", help="A/Ahat channels per layer (first = channels)."),
     r_stack_sizes: str = typer.Option("4,12,24", help="R channels per layer."),
     nt: int = typer.Option(10, help="Frames per training sequence."),

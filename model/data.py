@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vigil.model.preprocess import to_model_input
+from vigil.model.preprocess import InputSpec, to_model_input
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +32,16 @@ class Clip:
 
 
 def read_video(path: str | os.PathLike, height: int, width: int, channels: int) -> np.ndarray:
-    """Decode all frames of a video with PyAV and convert them with :func:`to_model_input`.
+    """Decode all frames of a video with PyAV and convert each with :func:`to_model_input`, as ingest does.
 
     Returns:
-        ``(T, height, width, channels)`` uint8.
+        ``(T, height, width, channels)`` uint8, gray or BGR (area resize).
     """
     import av
 
-    fmt = "gray" if channels == 1 else "rgb24"
+    spec = InputSpec(height, width, channels)
     with av.open(str(path)) as container:
-        frames = [to_model_input(f.to_ndarray(format=fmt), height, width, channels)
-                  for f in container.decode(video=0)]
+        frames = [to_model_input(f, spec) for f in container.decode(video=0)]
     if not frames:
         raise ValueError(f"No video frames decoded. Received: path={path}")
     return np.stack(frames)
@@ -95,9 +94,9 @@ def motion_crop_origins(frames: np.ndarray, crop: tuple[int, int], rng: np.rando
     what the model must learn to predict.
 
     Example:
-        >>> seq = np.zeros((3, 8, 8, 1), np.uint8); seq[1:, 6:, 6:] = 255
-        >>> motion_crop_origins(seq, (2, 2), np.random.default_rng(0), motion_share=1.0)
-        (6, 6)
+        >>> seq = np.zeros((3, 8, 8, 1), np.uint8); seq[1:, 7, 7] = 255  # only window (1, 1) moves
+        >>> motion_crop_origins(seq, (7, 7), np.random.default_rng(0), motion_share=1.0)
+        (1, 1)
     """
     h, w = crop
     big_h, big_w = frames.shape[1:3]

@@ -27,16 +27,23 @@ from typing import Any
 
 import numpy as np
 
-from vigil.model.calibration import FeatureStats, causal_scores, fused_values, per_clip_minmax
-from vigil.model.features import FEATURE_NAMES
+from vigil.model.calibration import (
+    FUSED,
+    FUSED_FEATURE,
+    FeatureStats,
+    causal_scores,
+    fused_values,
+    per_clip_minmax,
+)
+from vigil.model.features import FEATURE_NAMES, FrameFeatures
 from vigil.model.roc import eer, roc_auc, roc_curve
 
 log = logging.getLogger(__name__)
 
-HEADLINE_FEATURE = "fused"
-PREDNET_FEATURE = "patch_max"
-"""The PredNet-only score, reported beside the headline."""
-SCORED = (*FEATURE_NAMES, "fused")
+HEADLINE_FEATURE = FUSED_FEATURE
+(PREDNET_FEATURE,) = FrameFeatures.names(source="prednet", scope="patch")
+"""The PredNet-only score (``patch_max``), reported beside the headline."""
+SCORED = (*FEATURE_NAMES, FUSED_FEATURE)
 HEADLINE_SMOOTH = 5
 
 
@@ -53,16 +60,16 @@ def calibration(card: dict[str, Any]) -> tuple[int, dict[str, FeatureStats]]:
     return int(cal["n_warmup"]), stats
 
 
-def clip_scores(features: dict[str, np.ndarray], n_warmup: int,
+def clip_scores(features: FrameFeatures, n_warmup: int,
                 stats: dict[str, FeatureStats]) -> dict[str, dict[str, np.ndarray]]:
     """All score variants of one clip: ``{"causal": {name: scores}, "per_clip_minmax": {...}}``."""
-    features = {**features, "fused": fused_values(features, stats)}
+    values = {**features.as_dict(), FUSED_FEATURE: fused_values(features, stats)}
     causal, minmax = {}, {}
     for f in SCORED:
-        causal[f] = causal_scores(features[f], f, stats[f], n_warmup)
-        causal[f"{f}_smooth{HEADLINE_SMOOTH}"] = causal_scores(features[f], f, stats[f], n_warmup,
+        causal[f] = causal_scores(values[f], f, stats[f], n_warmup)
+        causal[f"{f}_smooth{HEADLINE_SMOOTH}"] = causal_scores(values[f], f, stats[f], n_warmup,
                                                                HEADLINE_SMOOTH)
-        minmax[f] = per_clip_minmax(features[f], f, n_warmup)
+        minmax[f] = per_clip_minmax(values[f], f, n_warmup)
     return {"causal": causal, "per_clip_minmax": minmax}
 
 
@@ -145,9 +152,8 @@ def evaluate(model_dir: str | os.PathLike, data: str | os.PathLike | None, out: 
 
         key = metrics["headline"]["feature"]
         plot_clip_scores(out / "clip_scores.png", labels, {n: scores[n]["causal"][key] for n in names}, key)
-        plot_roc(out / "roc.png", labels, scores,
-                 [key, f"{PREDNET_FEATURE}_smooth{HEADLINE_SMOOTH}", f"motion_max_smooth{HEADLINE_SMOOTH}"], roc_curve,
-                 minmax_key=HEADLINE_FEATURE)
+        plot_roc(out / "roc.png", labels, scores, [key, *(f"{f}_smooth{HEADLINE_SMOOTH}" for f in FUSED)],
+                 roc_curve, minmax_key=HEADLINE_FEATURE)
         plot_localisation(out / "localisation.png", labels, frames, {n: outputs[n].heatmaps for n in names},
                           masks, n_warmup)
     log.info("evaluation done in %.1f s: %s", metrics["runtime_s"], metrics["headline"])
@@ -207,7 +213,7 @@ def _write_scores_csv(path: Path, labels: dict[str, np.ndarray], outputs: dict[s
         for name, lab in labels.items():
             for t in range(len(lab)):
                 writer.writerow([name, t, int(lab[t]),
-                                 *(f"{outputs[name].features[f][t]:.6g}" for f in FEATURE_NAMES),
+                                 *(f"{v:.6g}" for v in outputs[name].features.frame(t).values()),
                                  *(f"{scores[name]['causal'][k][t]:.4f}" for k in keys)])
 
 
@@ -228,8 +234,8 @@ def score_video(video: str | os.PathLike, model_dir: str | os.PathLike, out: str
     feats = run_clips(predictor, {video.stem: frames})[video.stem].features
     key = f"{HEADLINE_FEATURE}_smooth{HEADLINE_SMOOTH}"
     score = clip_scores(feats, n_warmup, stats)["causal"][key]
-    rows = [{"frame": t, "warmup": t < n_warmup, **{f: float(feats[f][t]) for f in FEATURE_NAMES},
-             "score": float(score[t])} for t in range(len(frames))]
+    rows = [{"frame": t, "warmup": t < n_warmup, **feats.frame(t), "score": float(score[t])}
+            for t in range(len(frames))]
     with (out / "scores.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vigil.model.features import FEATURE_NAMES
+from vigil.model.features import FrameFeatures
 from vigil.model.streaming import StreamingPredictor
 
 log = logging.getLogger(__name__)
@@ -18,11 +18,11 @@ class ClipOutput:
     """Per-frame outputs of one clip, each stream started from a zero state.
 
     Attributes:
-        features: ``{"mse"|"psnr"|"patch_max": (T,) float32}``.
+        features: The clip's error features, each ``(T,)`` float32.
         heatmaps: ``(T, h, w)`` float32.
     """
 
-    features: dict[str, np.ndarray]
+    features: FrameFeatures
     heatmaps: np.ndarray
 
 
@@ -51,7 +51,7 @@ def _run_group(predictor: StreamingPredictor, clips: dict[str, np.ndarray], prog
 
     names = list(clips)
     length = max(len(v) for v in clips.values())
-    feats = {n: {f: np.zeros(len(clips[n]), np.float32) for f in FEATURE_NAMES} for n in names}
+    feats: dict[str, list[FrameFeatures]] = {n: [] for n in names}
     heat = {n: np.zeros((len(clips[n]), *predictor.heatmap_shape), np.float32) for n in names}
     states = {n: predictor.initial_state() for n in names}
     for t in tqdm(range(length), desc="step", unit="frame", disable=not progress, leave=False):
@@ -60,6 +60,5 @@ def _run_group(predictor: StreamingPredictor, clips: dict[str, np.ndarray], prog
         for k, n in enumerate(active):
             states[n] = result.new_states[k]
             heat[n][t] = result.heatmaps[k]
-            for f in FEATURE_NAMES:
-                feats[n][f][t] = result.features[f][k]
-    return {n: ClipOutput(feats[n], heat[n]) for n in names}
+            feats[n].append(result.features[k:k + 1])
+    return {n: ClipOutput(FrameFeatures.concat(feats[n]), heat[n]) for n in names}

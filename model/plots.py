@@ -67,7 +67,8 @@ def plot_roc(path: Path, labels: dict[str, np.ndarray], scores: dict[str, dict[s
 def plot_localisation(path: Path, labels: dict[str, np.ndarray], frames: dict[str, np.ndarray],
                       heatmaps: dict[str, np.ndarray], masks: dict[str, np.ndarray], n_warmup: int,
                       examples: int = 6) -> None:
-    """Anomalous frames with the error heat map, the ground-truth mask outline and the top patch."""
+    """Anomalous frames (``frames``: ``(T, H, W, C)`` gray or BGR) with the error heat map, the
+    ground-truth mask outline and the top patch."""
     import cv2
 
     plt = _pyplot()
@@ -81,11 +82,11 @@ def plot_localisation(path: Path, labels: dict[str, np.ndarray], frames: dict[st
         return
     fig, axes = plt.subplots(1, len(picks), figsize=(3.2 * len(picks), 2.6), squeeze=False)
     for ax, (name, t) in zip(axes.flat, picks, strict=True):
-        frame = frames[name][t, :, :, 0]
-        h, w = frame.shape
+        frame = frames[name][t]
+        h, w = frame.shape[:2]
         heat = cv2.resize(heatmaps[name][t], (w, h), interpolation=cv2.INTER_NEAREST)
         mask = cv2.resize(masks[name][t], (w, h), interpolation=cv2.INTER_NEAREST)
-        ax.imshow(frame, cmap="gray")
+        ax.imshow(frame[:, :, 0] if frame.shape[2] == 1 else frame[:, :, ::-1], cmap="gray")  # BGR -> RGB
         ax.imshow(heat, cmap="inferno", alpha=0.45)
         ax.contour(mask, levels=[0.5], colors="lime", linewidths=0.8)
         hm = heatmaps[name][t]

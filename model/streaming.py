@@ -9,8 +9,8 @@ Example:
     >>> state = predictor.initial_state()
     >>> frame = np.zeros((1, *predictor.input_shape), np.uint8)
     >>> result = predictor.step(frame, [state])
-    >>> result.predictions.shape, sorted(result.features)
-    ((1, 16, 24, 1), ['motion_max', 'mse', 'patch_max', 'psnr'])
+    >>> result.predictions.shape, len(result.features), result.features.names()
+    ((1, 16, 24, 1), 1, ('mse', 'psnr', 'patch_max', 'motion_max'))
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from vigil.model.config import PredNetConfig
+from vigil.model.features import ErrorTensors, FrameFeatures, error_features, squared_error_map
 from vigil.model.motion import motion_max
 
 log = logging.getLogger(__name__)
@@ -46,15 +47,15 @@ class StepOutput:
     Attributes:
         predictions: ``(B, H, W, C)`` float32 in [0, 1]: the prediction of this frame made from the
             state before it.
-        features: ``"mse"``, ``"psnr"``, ``"patch_max"`` (PredNet error) and ``"motion_max"``
-            (optical-flow speed, :mod:`vigil.model.motion`), each ``(B,)`` float32.
+        features: The ``B`` frames' error features (``mse``, ``psnr``, ``patch_max`` from PredNet,
+            ``motion_max`` from :mod:`vigil.model.motion`), each ``(B,)`` float32.
         heatmaps: ``(B, h, w)`` float32 squared-error heat map (1/8 of the frame each side).
         new_states: ``B`` per-camera states (lists of arrays without batch dimension: the PredNet
             cell's states, then the frame itself, which the next step's motion feature needs).
     """
 
     predictions: np.ndarray
-    features: dict[str, np.ndarray]
+    features: FrameFeatures
     heatmaps: np.ndarray
     new_states: list[list[np.ndarray]]
 
@@ -78,11 +79,9 @@ def weights_version(path: str | os.PathLike) -> str:
 
 
 def build_step_model(config: PredNetConfig, cell: Any) -> Any:
-    """A Keras model ``[frames uint8, *states] -> [prediction, mse, psnr, patch_max, heatmap, *new_states]``."""
+    """A Keras model ``[frames uint8, *states] -> [prediction, *ErrorTensors, *new_states]``."""
     import keras
     from keras import ops
-
-    from vigil.model.features import error_features, squared_error_map
 
     class _Step(keras.layers.Layer):
         """Scale the uint8 frames, step the cell and compute the error features."""
@@ -94,8 +93,8 @@ def build_step_model(config: PredNetConfig, cell: Any) -> Any:
         def call(self, frames: Any, states: list[Any]) -> list[Any]:
             x = ops.cast(frames, "float32") * (config.pixel_max / 255.0)
             prediction, new_states = self.cell(x, states)
-            feats = error_features(squared_error_map(prediction, x), config.features, config.pixel_max)
-            return [prediction, feats["mse"], feats["psnr"], feats["patch_max"], feats["heatmap"], *new_states]
+            errors = error_features(squared_error_map(prediction, x), config.features, config.pixel_max)
+            return [prediction, *errors, *new_states]
 
     frames = keras.Input(config.input_shape, dtype="uint8", name="frames")
     states = [keras.Input(shape, name=f"state_{i}") for i, shape in enumerate(cell.state_shapes())]
@@ -182,7 +181,7 @@ class StreamingPredictor:
             return results[0]
         return StepOutput(
             predictions=np.concatenate([r.predictions for r in results]),
-            features={k: np.concatenate([r.features[k] for r in results]) for k in results[0].features},
+            features=FrameFeatures.concat([r.features for r in results]),
             heatmaps=np.concatenate([r.heatmaps for r in results]),
             new_states=[s for r in results for s in r.new_states],
         )
@@ -210,16 +209,16 @@ class StreamingPredictor:
         inputs += [_pad(np.stack([s[k] for s in states]).astype(np.float32, copy=False), size)
                    for k in range(len(self._state_shapes))]
         outputs = [np.asarray(o)[:n] for o in self._model.predict_on_batch(inputs)]
-        prediction, mse, psnr, patch_max, heatmap = outputs[:5]
-        new = outputs[5:]
+        errors = ErrorTensors(*outputs[1:1 + len(ErrorTensors._fields)])
+        new = outputs[1 + len(ErrorTensors._fields):]
         fc = self.config.features
         speed = (motion_max(np.stack([s[-1] for s in states]), frames, fc.patch_size, fc.patch_stride)
                  if self.motion else np.zeros(n, np.float32))
         return StepOutput(
-            predictions=prediction.astype(np.float32, copy=False),
-            features={"mse": mse.astype(np.float32), "psnr": psnr.astype(np.float32),
-                      "patch_max": patch_max.astype(np.float32), "motion_max": speed},
-            heatmaps=heatmap.astype(np.float32, copy=False),
+            predictions=outputs[0].astype(np.float32, copy=False),
+            features=FrameFeatures(mse=errors.mse.astype(np.float32), psnr=errors.psnr.astype(np.float32),
+                                   patch_max=errors.patch_max.astype(np.float32), motion_max=speed),
+            heatmaps=errors.heatmap.astype(np.float32, copy=False),
             new_states=[[*(arr[i] for arr in new), frames[i].copy()] for i in range(n)],
         )
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from vigil.model.calibration import feature_stats, fused_values, warmup_length
+from vigil.model.calibration import FUSED_FEATURE, feature_stats, fused_values, warmup_length
 from vigil.model.config import PredNetConfig
 from vigil.model.data import (
     Clip,
@@ -178,10 +178,10 @@ def calibrate(out: Path, clips: list[Clip]) -> dict[str, Any]:
 
     predictor = StreamingPredictor.load(out)
     outputs = run_clips(predictor, {c.name: c.frames for c in clips})
-    mse = [o.features["mse"] for o in outputs.values()]
+    mse = [o.features.mse for o in outputs.values()]
     n_warmup = warmup_length(mse)
-    stats = {f: feature_stats([o.features[f] for o in outputs.values()], n_warmup) for f in FEATURE_NAMES}
-    stats["fused"] = feature_stats([fused_values(o.features, stats) for o in outputs.values()], n_warmup)
+    stats = {f: feature_stats([getattr(o.features, f) for o in outputs.values()], n_warmup) for f in FEATURE_NAMES}
+    stats[FUSED_FEATURE] = feature_stats([fused_values(o.features, stats) for o in outputs.values()], n_warmup)
     stats = {f: v.to_dict() for f, v in stats.items()}
     curve = np.median(np.stack([m[:20] for m in mse]), axis=0)
     return {"n_warmup": n_warmup, "feature_stats": stats, "clips": [c.name for c in clips],

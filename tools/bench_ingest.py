@@ -149,7 +149,7 @@ def interpolation_table(files: dict[str, Path], repeat: int = 50) -> list[dict[s
     import av
     import cv2
 
-    from vigil.services.ingest.transform import INTERPOLATIONS, resize
+    from vigil.model.preprocess import INTERPOLATIONS, resize
 
     rows = []
     for label, path in files.items():

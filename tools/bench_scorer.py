@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vigil.model.features import FEATURE_NAMES, FrameFeatures
 from vigil.services.scorer.events import EventParams
 from vigil.services.scorer.scoring import CameraScorer, ScoringParams, normal_cdf
 from vigil.tools.simulator import (
@@ -176,15 +177,14 @@ PED2_SCORING = {"fading_factor": 0.002, "grace_frames": 1000}
 CACHE_DIR = Path(".state/bench-scorer")  # relative to the working directory
 
 
-def ped2_features(data: Path | None = None) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray], str, int]:
+def ped2_features(data: Path | None = None) -> tuple[dict[str, FrameFeatures], dict[str, np.ndarray], str, int]:
     """Causal per-frame features of every Ped2 clip (train then test), cached by model version.
 
     Returns:
-        ``({clip: {"mse"|"psnr"|"patch_max"|"motion_max": (T,)}}, {test clip: labels}, model version, n_warmup)``;
+        ``({clip: FrameFeatures of (T,) arrays}, {test clip: labels}, model version, n_warmup)``;
         clips in camera order (Train001..Train016, Test001..Test012).
     """
     from vigil.model.data import list_videos, load_ped2_labels, ped2_dir, read_video
-    from vigil.model.features import FEATURE_NAMES
     from vigil.model.inference import run_clips
     from vigil.model.streaming import StreamingPredictor
 
@@ -195,11 +195,11 @@ def ped2_features(data: Path | None = None) -> tuple[dict[str, dict[str, np.ndar
     predictor = StreamingPredictor.load()
     n_warmup = int(predictor.card.get("calibration", {}).get("n_warmup", 3))
     cache = CACHE_DIR / f"ped2-{predictor.model_id}-{predictor.model_version}.npz"
-    feats: dict[str, dict[str, np.ndarray]] = {}
+    feats: dict[str, FrameFeatures] = {}
     if cache.is_file():
         with np.load(cache) as z:
             if all(f"{n}/{f}" in z.files for n in names for f in FEATURE_NAMES):
-                feats = {n: {f: z[f"{n}/{f}"] for f in FEATURE_NAMES} for n in names}
+                feats = {n: FrameFeatures.from_mapping({f: z[f"{n}/{f}"] for f in FEATURE_NAMES}) for n in names}
     if not feats:
         h, w, c = predictor.input_shape
         t0 = time.perf_counter()
@@ -208,8 +208,8 @@ def ped2_features(data: Path | None = None) -> tuple[dict[str, dict[str, np.ndar
         feats = {n: out[n].features for n in names}
         log.info("ped2: model inference over %d clips in %.0f s", len(names), time.perf_counter() - t0)
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(cache, **{f"{n}/{f}": v for n, d in feats.items() for f, v in d.items()})
-    labels = {n: labels[n][: len(feats[n]["mse"])] for n in labels}
+        np.savez_compressed(cache, **{f"{n}/{f}": v for n, d in feats.items() for f, v in d.as_dict().items()})
+    labels = {n: labels[n][: len(feats[n])] for n in labels}
     return feats, labels, predictor.model_version, n_warmup
 
 
@@ -236,13 +236,12 @@ def ped2_eval(data: Path | None = None) -> dict[str, object]:
     test_scores, test_patch, test_labels = [], [], []
     for name, f in feats.items():
         clip_start[name] = seq
-        for i in range(len(f["mse"])):
+        for i in range(len(f)):
             warm = i < n_warmup
             msg = ScoreMessage(
                 camera_id="ped2", seq=seq, capture_ns=seq * 100_000_000, processed_ns=seq * 100_000_000,
                 model_id="prednet-ped2", model_version=version, warmup=warm, latency_ms=0.0,
-                features=ErrorFeatures(mse=float(f["mse"][i]), psnr=float(f["psnr"][i]), patch_max=float(f["patch_max"][i]),
-                                       motion_max=float(f["motion_max"][i])),
+                features=ErrorFeatures(**f.frame(i)),
             )  # fmt: skip
             r = state.step(msg)
             for p in r.alerts:
@@ -254,7 +253,7 @@ def ped2_eval(data: Path | None = None) -> dict[str, object]:
             state.confirm(len(state.outbox))
             if name in labels:
                 test_scores.append(r.score)
-                test_patch.append(0.0 if warm else float(f["patch_max"][i]))
+                test_patch.append(0.0 if warm else float(f.patch_max[i]))
                 test_labels.append(int(labels[name][i]))
             seq += 1
     for a in alerts.values():

@@ -1,5 +1,8 @@
 """One camera's reader: connect, decode, sample, resize, encode, hand over; reconnect on failure.
 
+Decoded frames become the model input with :func:`vigil.model.preprocess.to_model_input`, the same
+conversion training uses, and are encoded as the camera's :class:`FrameMessage` encoding.
+
 Each camera runs in its own thread (PyAV decoding, swscale and OpenCV release the GIL, so threads of
 one process use several cores). A camera only ever talks to its :class:`FrameSink`, which never
 blocks, so a slow or broken camera cannot hold up another one.
@@ -20,10 +23,10 @@ from typing import Any, Protocol
 
 import av
 
+from vigil.model.preprocess import InputSpec, to_model_input
 from vigil.services.ingest import metrics
 from vigil.services.ingest.sampling import Backoff, FpsSampler, LagTracker
 from vigil.services.ingest.source import SOURCE_ERRORS, NoVideoError, describe_error, open_source
-from vigil.services.ingest.transform import build_message, frame_to_model_input
 from vigil.shared.cameras import CameraConfig
 from vigil.shared.schemas import CameraStatus, DeadLetter, FrameMessage, SchemaError
 
@@ -82,6 +85,7 @@ class CameraReader:
         self.realtime = realtime if cam.realtime is None else cam.realtime
         r = cam.reconnect
         self.backoff = Backoff(r.initial_s, r.max_s, r.multiplier, r.jitter)
+        self.input_spec = InputSpec(cam.height, cam.width, cam.channels, cam.interpolation)
         # Numbering starts at this runner's start time in ms, so a camera's sequence numbers and sessions keep
         # increasing across ingest restarts: downstream state resets cleanly and alert ids
         # ("<camera>:<start seq>") never repeat. Within a run both are gap-free counters.
@@ -280,9 +284,12 @@ class _Session:
 
     def _publish(self, frame: Any, pts: float, capture_ns: int) -> None:
         cam, r = self.cam, self.r
-        image = frame_to_model_input(frame, cam)
+        image = to_model_input(frame, r.input_spec)
         try:
-            msg = build_message(image, cam, seq=r.seq, pts=pts, capture_ns=capture_ns, session=r.session)
+            msg = FrameMessage.from_pixels(
+                cam.id, seq=r.seq, pts=pts, capture_ns=capture_ns, image=image, encoding=cam.encoding,
+                jpeg_quality=cam.jpeg_quality, session=r.session,
+            )  # fmt: skip
         except (ValueError, SchemaError) as exc:
             metrics.FRAMES_DROPPED.labels(cam.id, "encode").inc()
             r.sink.publish_dead_letter(DeadLetter.for_record(

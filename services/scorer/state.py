@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 
 from vigil.services.scorer.events import Change, EventParams, EventTracker, Frame
-from vigil.services.scorer.scoring import CameraScorer, ScoringParams
+from vigil.services.scorer.scoring import FEATURES, CameraScorer, ScoringParams
 from vigil.shared.redis_keys import snapshot_key
 from vigil.shared.schemas import Alert, ScoreMessage
 
@@ -101,7 +101,7 @@ class ScorerState:
         if admission in ("duplicate", "late"):
             return ScoreOutcome(admission)
         self._follow_model(f"{msg.model_id}:{msg.model_version}")
-        x = {"mse": msg.features.mse, "patch_max": msg.features.patch_max, "motion_max": msg.features.motion_max}
+        x = {f: getattr(msg.features, f) for f in FEATURES}
         if msg.warmup:
             return ScoreOutcome(admission, "warmup", alerts=self._track(msg, 0.0, False, 1.0))
         if not self.scorer.ready:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vigil.services.worker.batching import plan_steps
-from vigil.services.worker.registry import ModelRegistry, ModelSlot
+from vigil.services.worker.registry import ModelRegistry, ModelSlot, StepOutputLike
 from vigil.services.worker.state import StreamState, StreamStateStore
 from vigil.shared.kafka import KafkaRecord
 from vigil.shared.schemas import DeadLetter, ErrorFeatures, FrameMessage, SchemaError, ScoreMessage
@@ -214,22 +214,22 @@ class WorkerEngine:
             score = self._score(slot, f, out, i, warmup, received_ns, gaps[i])
             result.scores.append(Output(f.msg.camera_id.encode(), score.encode(), f.record.partition))
 
-    def _score(self, slot: ModelSlot, f: _Frame, out: object, i: int, warmup: bool, received_ns: int,
+    def _score(self, slot: ModelSlot, f: _Frame, out: StepOutputLike, i: int, warmup: bool, received_ns: int,
                gap: int) -> ScoreMessage:
         """The score message of frame ``i`` of a step; ``gap`` = frames since the camera's previous
         frame (0 after a reset: there is no previous frame, so no motion reading)."""
-        feats = out.features  # type: ignore[attr-defined]
-        motion = float(feats["motion_max"][i]) / gap if "motion_max" in feats and gap > 0 else 0.0
-        psnr = float(feats["psnr"][i])
+        feats = out.features
+        motion = float(feats.motion_max[i]) / gap if gap > 0 else 0.0
+        psnr = float(feats.psnr[i])
         features = ErrorFeatures(
-            mse=max(0.0, float(feats["mse"][i])),
+            mse=max(0.0, float(feats.mse[i])),
             psnr=psnr if math.isfinite(psnr) else PSNR_CAP_DB,
-            patch_max=max(0.0, float(feats["patch_max"][i])),
+            patch_max=max(0.0, float(feats.patch_max[i])),
             motion_max=max(0.0, motion),  # px per frame: flow across skipped frames is spread over them
         )
         payload, scale, hh, hw = b"", 0.0, 0, 0
         if self.config.heatmap:
-            hm = np.asarray(out.heatmaps[i], dtype=np.float32)  # type: ignore[attr-defined]
+            hm = np.asarray(out.heatmaps[i], dtype=np.float32)
             payload, scale = ScoreMessage.quantize_heatmap(hm)
             hh, hw = hm.shape
         now = time.time_ns()

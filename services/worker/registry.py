@@ -17,9 +17,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from vigil.model.features import FrameFeatures
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +30,11 @@ DEFAULT_KEY = "default"
 
 
 class StepOutputLike(Protocol):
-    """What ``Predictor.step`` returns (see ``vigil.model.streaming.StepOutput``)."""
+    """What ``Predictor.step`` returns (see ``vigil.model.streaming.StepOutput``): ``features`` holds
+    one ``(B,)`` float32 array per feature, ``heatmaps`` is ``(B, h, w)``."""
 
     predictions: np.ndarray
-    features: dict[str, np.ndarray]
+    features: FrameFeatures
     heatmaps: np.ndarray
     new_states: list[list[np.ndarray]]
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from vigil.model.features import FrameFeatures
 from vigil.model.prednet import build_sequence_model, get_cell, load_cell_weights
 from vigil.model.streaming import StreamingPredictor
 
@@ -25,7 +26,7 @@ def compute(folder: Path) -> dict[str, np.ndarray]:
         result = predictor.step(video[t:t + 1], [state])
         state = result.new_states[0]
         preds.append(result.predictions[0])
-        feats.append([result.features[k][0] for k in ("mse", "psnr", "patch_max")])
+        feats.append([getattr(result.features, k)[0] for k in FrameFeatures.names(source="prednet")])
     seq = build_sequence_model(predictor.config, "error", nt=len(video))
     load_cell_weights(get_cell(seq), folder / "prednet.weights.npz")
     errors = np.asarray(seq(video[None].astype("float32") / 255.0))[0]

@@ -16,7 +16,6 @@ from vigil.model.prednet import (
     load_cell_weights,
     save_cell_weights,
 )
-from vigil.model.preprocess import to_model_input
 from vigil.model.streaming import StreamingPredictor
 
 
@@ -66,12 +65,3 @@ def test_cell_weights_and_model_dir_round_trip(tmp_path, config):
     assert predictor.input_shape == (16, 24, 1) and len(predictor.model_version) == 12
     with pytest.raises(ValueError, match="mismatch|arrays"):
         load_cell_weights(build_cell(tiny_config(r_stack_sizes=(3, 4, 8))), tmp_path / "prednet.weights.npz")
-
-
-def test_to_model_input_gray_and_rgb():
-    rgb = np.full((240, 360, 3), 100, np.uint8)
-    assert to_model_input(rgb, 120, 180, 1).shape == (120, 180, 1)
-    assert to_model_input(rgb[:, :, 0], 120, 180, 3).shape == (120, 180, 3)
-    assert int(to_model_input(rgb, 120, 180, 1).max()) == 100
-    with pytest.raises(ValueError, match="uint8"):
-        to_model_input(rgb.astype(np.float32), 120, 180, 1)

@@ -52,7 +52,7 @@ def test_the_state_carries_the_previous_frame():
     r1 = p.step(prev[None], [state])
     assert np.array_equal(r1.new_states[0][-1], prev)
     r2 = p.step(frame[None], r1.new_states)
-    assert 1.5 < r2.features["motion_max"][0] < 4.5
+    assert 1.5 < r2.features.motion_max[0] < 4.5
     assert p.state_nbytes() == sum(a.nbytes for a in state)
     with pytest.raises(ValueError, match="previous frame"):
         p.step(frame[None], [state[:-1]])
@@ -64,4 +64,4 @@ def test_motion_can_be_switched_off():
     p.motion = False
     prev, frame = _textured(), np.roll(_textured(), 3, axis=1)
     out = p.step(frame[None], p.step(prev[None], [p.initial_state()]).new_states)
-    assert out.features["motion_max"].tolist() == [0.0]
+    assert out.features.motion_max.tolist() == [0.0]

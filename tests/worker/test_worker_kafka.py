@@ -21,6 +21,7 @@ from worker_harness import (
     wait_for,
 )
 
+from vigil.model.features import FrameFeatures
 from vigil.shared.kafka import make_producer
 from vigil.shared.schemas import DeadLetter, FrameMessage, ScoreMessage
 
@@ -73,9 +74,9 @@ def test_six_ped2_cameras_one_score_per_frame_equal_to_offline(
         assert len(partitions[cam]) == 1, f"{cam}: scores on one partition"
         assert [s.warmup for s in mine] == [True] * warmup + [False] * (n_frames - warmup)
         assert {(s.model_id, s.model_version) for s in mine} == {(predictor.model_id, predictor.model_version)}
-        for feat in ("mse", "psnr", "patch_max"):
+        for feat in FrameFeatures.names(source="prednet"):
             got = np.array([getattr(s.features, feat) for s in mine])
-            np.testing.assert_allclose(got, reference[cam].features[feat], rtol=2e-3, atol=1e-5, err_msg=f"{cam} {feat}")
+            np.testing.assert_allclose(got, getattr(reference[cam].features, feat), rtol=2e-3, atol=1e-5, err_msg=f"{cam} {feat}")
         heat = mine[-1].heatmap()
         assert heat is not None and heat.shape == predictor.heatmap_shape
         np.testing.assert_allclose(heat, reference[cam].heatmaps[-1], atol=mine[-1].heatmap_scale / 255 + 1e-5)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vigil.model.features import FrameFeatures
+
 POOL = 4
 
 
@@ -24,7 +26,7 @@ class FakeStepResult:
     """Same fields as vigil.model.streaming.StepOutput."""
 
     predictions: np.ndarray
-    features: dict[str, np.ndarray]
+    features: FrameFeatures
     heatmaps: np.ndarray
     new_states: list[list[np.ndarray]]
 
@@ -76,18 +78,22 @@ class FakePredictor:
         b, h, w, _ = err.shape
         heat = err.mean(axis=3)[:, : h // POOL * POOL, : w // POOL * POOL]
         heat = heat.reshape(b, h // POOL, POOL, w // POOL, POOL).mean(axis=(2, 4))
-        feats = {"mse": mse, "psnr": 10 * np.log10(1.0 / np.maximum(mse, 1e-10)), "patch_max": heat.reshape(b, -1).max(1),
-                 "motion_max": np.full(b, MOTION, np.float32)}
+        feats = FrameFeatures(mse=mse, psnr=10 * np.log10(1.0 / np.maximum(mse, 1e-10)),
+                              patch_max=heat.reshape(b, -1).max(1), motion_max=np.full(b, MOTION, np.float32))
         return FakeStepResult(pred, feats, heat, [[x[i]] for i in range(b)])
 
 
 def offline_features(predictor: FakePredictor | object, frames: np.ndarray) -> dict[str, np.ndarray]:
-    """Step one camera's frames one at a time (B=1) from zero state: the offline reference."""
+    """Step one camera's frames one at a time (B=1) from zero state: the offline reference.
+
+    Returns:
+        ``{name: (T,) array}`` of the PredNet features (the ones a score message carries unchanged).
+    """
     state = predictor.initial_state()
-    out: dict[str, list[float]] = {"mse": [], "psnr": [], "patch_max": []}
+    steps: list[FrameFeatures] = []
     for frame in frames:
         res = predictor.step(frame[None], [state])
         state = res.new_states[0]
-        for k in out:
-            out[k].append(float(res.features[k][0]))
-    return {k: np.array(v) for k, v in out.items()}
+        steps.append(res.features)
+    feats = FrameFeatures.concat(steps)
+    return {k: getattr(feats, k).astype(np.float64) for k in FrameFeatures.names(source="prednet")}
