@@ -1,8 +1,12 @@
-"""The cameras file: validated YAML, global defaults merged into each camera, secrets from the environment.
+"""The cameras file: everything about each camera, validated; global defaults merged in; secrets from the environment.
+
+One file for the whole site. Each service reads it through the same model, taking the part it needs:
+ingest the source and sampling, the worker each camera's ``model``, the scorer each camera's ``scorer``
+overrides (a later issue adds ``zones``). The environment keeps site-wide settings and secrets only.
 
 Example ``cameras.yaml``::
 
-    defaults:                 # merged into every camera (a camera's own keys win)
+    defaults:                 # source and sampling, merged into every camera (a camera's own keys win)
       fps: 10
       width: 180
       height: 120
@@ -11,6 +15,10 @@ Example ``cameras.yaml``::
     cameras:
       - id: lobby
         url: rtsp://${LOBBY_USER}:${LOBBY_PASSWORD}@10.0.0.5:554/stream1
+        model: models/lobby   # this camera's fine-tuned model (worker), relative to this file
+        scorer:               # this camera's scorer parameters over the site's (VIGIL_SCORER_*)
+          grace_frames: 6000
+          k: 3
       - id: replay
         url: ./clips/Test001.mkv  # relative to this file
         loop: true
@@ -18,27 +26,40 @@ Example ``cameras.yaml``::
 
 ``${NAME}`` is replaced by the environment variable ``NAME``, or, when that is unset, by the content of
 the file named in ``NAME_FILE`` (Docker / Kubernetes secrets). Credentials therefore never sit in the
-YAML, and every message that quotes a URL masks them.
+YAML, and every message that quotes a URL masks them. Only ingest opens the sources: the worker and the
+scorer read the file with ``sources=False`` (:func:`load_cameras`), which neither fills in secrets nor
+checks that file sources exist, so they need neither the camera secrets nor the clips.
 
 Errors in the file's structure (YAML syntax, unknown top-level keys, bad defaults) are fatal. Errors in one
-camera entry (unknown keys, bad URL, duplicate id, impossible fps or size, unset secret) reject that camera
-only, with a clear message, so that the others keep running.
+camera entry (unknown keys, bad URL, duplicate id, impossible fps or size, unset secret, a bad model or
+scorer value) reject that camera only, with a clear message, so that the others keep running.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from vigil.shared.logging import mask_url
 from vigil.shared.schemas import MAX_PAYLOAD_BYTES, CameraId
+from vigil.shared.scorer_params import EventParams, ScoringParams
 
 NETWORK_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp"})
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -98,16 +119,44 @@ class CameraOptions(BaseModel):
         return self
 
 
+def _optional_fields(*params: type) -> type[BaseModel]:
+    """A pydantic model with every field of the given dataclasses, optional (None = not set), same bounds."""
+    fields: dict[str, Any] = {}
+    for cls in params:
+        hints = get_type_hints(cls, include_extras=True)
+        for f in dataclasses.fields(cls):
+            hint = hints[f.name]
+            base, *meta = get_args(hint) if get_origin(hint) is Annotated else (hint,)
+            fields[f.name] = (Annotated[(base | None, *meta)] if meta else base | None, None)
+    return create_model(f"_{'_'.join(c.__name__ for c in params)}Fields", **fields)
+
+
+class ScorerOverrides(_optional_fields(ScoringParams, EventParams)):
+    """One camera's scorer parameters over the site's: any field of the scorer's ``ScoringParams`` and
+    ``EventParams`` (same names and bounds, all optional), e.g. ``{grace_frames: 6000, k: 3}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+SOURCES = "sources"
+"""Validation-context key: False = do not check the source (placeholders unfilled, files elsewhere)."""
+
+
 class CameraConfig(CameraOptions):
-    """One camera: its id, source URL (secrets already filled in) and effective options."""
+    """One camera: its id, source URL (secrets filled in when read with sources), options, model and scorer."""
 
     id: CameraId
     url: str = Field(min_length=1, max_length=4096, description="rtsp://, http(s)://, file path, ...")
     enabled: bool = Field(True, description="False = skip this camera")
+    model: Path | None = Field(None, description="This camera's model directory (relative to the cameras file); "
+                               "None = the worker's default model")  # fmt: skip
+    scorer: ScorerOverrides | None = Field(None, description="This camera's scorer parameters over the site's")
 
     @field_validator("url")
     @classmethod
-    def _check_url(cls, url: str) -> str:
+    def _check_url(cls, url: str, info: ValidationInfo) -> str:
+        if not (info.context or {}).get(SOURCES, True):
+            return url  # read without sources (worker, scorer): placeholders are not filled in, files may be elsewhere
         return check_url(url)
 
     @property
@@ -207,12 +256,14 @@ class CamerasConfig:
 _TOP_KEYS = {"defaults", "cameras"}
 
 
-def load_cameras(path: Path, env: dict[str, str] | None = None) -> CamerasConfig:
+def load_cameras(path: Path, env: dict[str, str] | None = None, *, sources: bool = True) -> CamerasConfig:
     """Read and validate a cameras YAML file.
 
     Args:
-        path: the YAML file; relative file paths inside it are relative to its folder.
+        path: the YAML file; relative file paths inside it (``url``, ``model``) are relative to its folder.
         env: variables for ``${NAME}`` placeholders (default: the process environment).
+        sources: fill in the ``${NAME}`` placeholders and check each source (ingest). False reads the rest
+            without them (worker, scorer): no secret is needed and file sources need not exist.
 
     Returns:
         The valid cameras and the per-camera errors.
@@ -226,10 +277,12 @@ def load_cameras(path: Path, env: dict[str, str] | None = None) -> CamerasConfig
         raise ConfigError(f"cannot read cameras file {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"cameras file {path} is not valid YAML: {exc}") from None
-    return parse_cameras(raw, base_dir=path.parent, env=env, source=str(path))
+    return parse_cameras(raw, base_dir=path.parent, env=env, source=str(path), sources=sources)
 
 
-def parse_cameras(raw: Any, base_dir: Path, env: dict[str, str] | None = None, source: str = "<cameras>") -> CamerasConfig:
+def parse_cameras(
+    raw: Any, base_dir: Path, env: dict[str, str] | None = None, source: str = "<cameras>", *, sources: bool = True
+) -> CamerasConfig:
     """Validate an already parsed cameras document (see :func:`load_cameras`)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping with 'defaults' and 'cameras', got {type(raw).__name__}")
@@ -256,7 +309,7 @@ def parse_cameras(raw: Any, base_dir: Path, env: dict[str, str] | None = None, s
             continue
         seen.setdefault(who, index)
         try:
-            cam = _parse_camera(entry, defaults, base_dir, env)
+            cam = _parse_camera(entry, defaults, base_dir, env, sources)
         except ValueError as exc:
             out.errors.append(RejectedCamera(who, mask_url(str(exc)), entry))
             continue
@@ -265,16 +318,21 @@ def parse_cameras(raw: Any, base_dir: Path, env: dict[str, str] | None = None, s
     return out
 
 
-def _parse_camera(entry: Any, defaults: dict[str, Any], base_dir: Path, env: dict[str, str] | None) -> CameraConfig:
+def _parse_camera(
+    entry: Any, defaults: dict[str, Any], base_dir: Path, env: dict[str, str] | None, sources: bool
+) -> CameraConfig:
     if not isinstance(entry, dict):
         raise ValueError(f"each camera must be a mapping, got {type(entry).__name__}")
     merged = merge_defaults(defaults, entry)
+    fill = expand_secrets if sources else (lambda text, _env: text)
     if isinstance(merged.get("url"), str):
-        merged["url"] = _resolve_path(expand_secrets(merged["url"], env), base_dir)
+        merged["url"] = _resolve_path(fill(merged["url"], env), base_dir)
     if isinstance(merged.get("options"), dict):
-        merged["options"] = {k: expand_secrets(str(v), env) for k, v in merged["options"].items()}
+        merged["options"] = {k: fill(str(v), env) for k, v in merged["options"].items()}
+    if isinstance(merged.get("model"), str):
+        merged["model"] = _resolve_path(merged["model"], base_dir)
     try:
-        return CameraConfig.model_validate(merged)
+        return CameraConfig.model_validate(merged, context={SOURCES: sources})
     except ValidationError as exc:
         raise ValueError(_explain(exc)) from None
 

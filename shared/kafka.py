@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vigil.shared.schemas import DeadLetter
-from vigil.shared.settings import KafkaSettings, TopicSettings
+from vigil.shared.settings import KafkaSettings, ProducerSettings, TopicSettings
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +46,21 @@ def unavailable_message(settings: KafkaSettings, exc: BaseException | None = Non
     )
 
 
-def make_producer(settings: KafkaSettings, **overrides: Any) -> Any:
-    """A kafka-python KafkaProducer with durable defaults (acks=all, idempotent, lz4, small linger)."""
+def make_producer(
+    settings: KafkaSettings, producer_settings: ProducerSettings | None = None, **overrides: Any
+) -> Any:
+    """A kafka-python KafkaProducer: connection from ``settings``, behaviour from ``producer_settings``.
+
+    Args:
+        settings: How to reach Kafka.
+        producer_settings: Acks, idempotence, batching, compression, timeouts; default
+            ``ProducerSettings()``, the one definition of the producer defaults (acks=all, idempotent, lz4,
+            small linger).
+        **overrides: kafka-python ``KafkaProducer`` arguments that win over both (e.g. ``linger_ms=2``).
+    """
     from kafka import KafkaProducer
 
-    kw: dict[str, Any] = {
-        "acks": "all",
-        "enable_idempotence": True,
-        "linger_ms": 5,
-        "batch_size": 256 * 1024,
-        "compression_type": "lz4",
-        "max_request_size": 1024 * 1024,
-        "retries": 2**31 - 1,
-        "max_in_flight_requests_per_connection": 5,
-    }
+    kw = (producer_settings or ProducerSettings()).kafka_python_kwargs()
     return KafkaProducer(**(settings.kafka_python_kwargs() | kw | overrides))
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from vigil.model.features import FEATURE_NAMES, FrameFeatures
-from vigil.services.scorer.events import EventParams
 from vigil.services.scorer.scoring import CameraScorer, ScoringParams, normal_cdf
+from vigil.shared.scorer_params import EventParams
 from vigil.tools.simulator import (
     DAY_S,
     Detector,
@@ -148,8 +148,8 @@ def throughput(n_scores: int, n_cameras: int = 200) -> dict[str, float]:
     producer.flush()
     env = dict(os.environ) | {
         "VIGIL_TOPICS_SCORES": scores_topic, "VIGIL_TOPICS_DLQ": dlq, "VIGIL_TOPICS_PARTITIONS": "12",
-        "VIGIL_SCORER_APP_ID": app_id, "VIGIL_SCORER_GRACE_FRAMES": str(min(100, per_cam // 3)),
-        "VIGIL_SCORER_FADING_FACTOR": "0.05", "VIGIL_SCORER_DATADIR": f"/tmp/{app_id}", "VIGIL_LOG_LEVEL": "WARNING",
+        "VIGIL_SCORER_APP_ID": app_id, "VIGIL_SCORER_SCORING__GRACE_FRAMES": str(min(100, per_cam // 3)),
+        "VIGIL_SCORER_SCORING__FADING_FACTOR": "0.05", "VIGIL_SCORER_DATADIR": f"/tmp/{app_id}", "VIGIL_LOG_LEVEL": "WARNING",
     }  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-c", "from vigil.cli import main; main()", "scorer"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip

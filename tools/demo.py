@@ -255,9 +255,10 @@ def demo(
         rtsp, urls = start_rtsp_server({c.camera_id: c.playlist for c in cameras}, logs)
         procs.append(rtsp)
         typer.echo(f"RTSP cameras: {', '.join(urls.values())}   (logs in {logs})")
-        procs += _start_services(cameras, urls, model, logs)
+        cameras_file = _write_cameras_file(cameras, urls, logs)
+        procs += _start_services(cameras, cameras_file, model, logs)
         monitor.start()
-        procs.append(_start_ingest(cameras, urls, logs))
+        procs.append(_start_ingest(cameras_file, logs))
         _watch(monitor, cameras, procs, timeout)
     except KeyboardInterrupt:
         typer.echo("\ninterrupted: stopping")
@@ -288,24 +289,38 @@ def _check_servers(kafka, redis_settings) -> None:  # noqa: ANN001
 
 # A new camera's normal error level is learned online before it may alert: 3000 frames (5 min) in
 # production. Demo cameras play about 25 s of normal footage first, so the demo learns faster.
-DEMO_SCORER_ENV = {"VIGIL_SCORER_FADING_FACTOR": "0.02", "VIGIL_SCORER_GRACE_FRAMES": "200",
-                   "VIGIL_SCORER_COOLDOWN_S": "2", "VIGIL_SCORER_UPDATE_INTERVAL_S": "0.5"}  # fmt: skip
+DEMO_SCORER_ENV = {"VIGIL_SCORER_SCORING__FADING_FACTOR": "0.02", "VIGIL_SCORER_SCORING__GRACE_FRAMES": "200",
+                   "VIGIL_SCORER_EVENTS__COOLDOWN_S": "2", "VIGIL_SCORER_EVENTS__UPDATE_INTERVAL_S": "0.5"}  # fmt: skip
 
 
-def _start_services(cameras: list[DemoCamera], urls: dict[str, str], model: Path | None, logs: Path) -> list[Proc]:
+def _write_cameras_file(cameras: list[DemoCamera], urls: dict[str, str], folder: Path) -> Path:
+    """The demo's cameras file, which every service reads (``VIGIL_CAMERAS_FILE``)."""
+    import yaml
+
+    cfg = {"defaults": {"fps": FPS, "width": 180, "height": 120, "channels": 1},
+           "cameras": [{"id": c.camera_id, "url": urls[c.camera_id]} for c in cameras]}  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "cameras.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _start_services(cameras: list[DemoCamera], cameras_file: Path, model: Path | None, logs: Path) -> list[Proc]:
     import os
 
     from vigil.services.scorer.settings import ScorerSettings
     from vigil.services.scorer.transport import reset_cameras
+    from vigil.shared.scorer_params import ScoringParams
 
     started = []
     scorer_env = {k: os.environ.get(k, v) for k, v in DEMO_SCORER_ENV.items()}
     reset_cameras(ScorerSettings(), [c.camera_id for c in cameras])  # every run starts fresh, as the summary assumes
-    typer.echo(f"the scorer learns each camera's normal level for its first {scorer_env['VIGIL_SCORER_GRACE_FRAMES']} "
-               "frames (production: 3000)")
+    grace = scorer_env["VIGIL_SCORER_SCORING__GRACE_FRAMES"]
+    typer.echo(f"the scorer learns each camera's normal level for its first {grace} "
+               f"frames (production: {ScoringParams().grace_frames})")  # fmt: skip
     for name in ("scorer", "worker"):
         port = free_port()
-        env = dict(os.environ) | {f"VIGIL_{name.upper()}_METRICS_PORT": str(port)}
+        env = dict(os.environ) | {f"VIGIL_{name.upper()}_METRICS_PORT": str(port), "VIGIL_CAMERAS_FILE": str(cameras_file)}
         if name == "scorer":
             env |= scorer_env
         if name == "worker" and model is not None:
@@ -317,18 +332,12 @@ def _start_services(cameras: list[DemoCamera], urls: dict[str, str], model: Path
     return started
 
 
-def _start_ingest(cameras: list[DemoCamera], urls: dict[str, str], logs: Path) -> Proc:
+def _start_ingest(cameras_file: Path, logs: Path) -> Proc:
     import os
 
-    import yaml
-
-    cfg = {"defaults": {"fps": FPS, "width": 180, "height": 120, "channels": 1},
-           "cameras": [{"id": c.camera_id, "url": urls[c.camera_id]} for c in cameras]}  # fmt: skip
-    path = logs / "cameras.yaml"
-    path.write_text(yaml.safe_dump(cfg))
     port = free_port()
-    env = dict(os.environ) | {"VIGIL_INGEST_METRICS_PORT": str(port)}
-    proc = Proc("ingest", vigil_argv("ingest", "--cameras", str(path)), logs / "ingest.log", env).start()
+    env = dict(os.environ) | {"VIGIL_INGEST_METRICS_PORT": str(port), "VIGIL_CAMERAS_FILE": str(cameras_file)}
+    proc = Proc("ingest", vigil_argv("ingest", "--cameras", str(cameras_file)), logs / "ingest.log", env).start()
     wait_ready(proc, port, timeout=60)
     return proc
 

@@ -13,7 +13,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
 
 def ingest(
-    cameras: Path = typer.Option(..., "--cameras", "-c", help="Cameras YAML file", exists=False),
+    cameras: Path | None = typer.Option(None, "--cameras", "-c", help="Cameras YAML file (default: VIGIL_CAMERAS_FILE, else ./cameras.yaml)"),
     realtime: bool = typer.Option(True, "--realtime/--fast", help="Read local files at native speed or as fast as possible"),
     strict: bool = typer.Option(False, "--strict", help="Refuse to start if any camera entry is invalid"),
     check: bool = typer.Option(False, "--check", help="Only validate the cameras file and exit"),
@@ -27,7 +27,7 @@ def ingest(
 
     if check:
         try:
-            result = load_cameras(cameras)
+            result = load_cameras(cameras or IngestSettings().cameras_file)
         except ConfigError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(2) from None
@@ -36,7 +36,9 @@ def ingest(
         for rejected in result.errors:
             typer.echo(f"ERROR  {rejected.who}: {rejected.message}", err=True)
         raise typer.Exit(2 if result.errors else 0)
-    overrides: dict[str, object] = {"cameras_file": cameras, "realtime": realtime, "strict": strict}
+    overrides: dict[str, object] = {"realtime": realtime, "strict": strict}
+    if cameras is not None:
+        overrides["cameras"] = {"file": cameras}
     if metrics_port is not None:
         overrides["metrics_port"] = metrics_port
     settings = IngestSettings(**overrides)

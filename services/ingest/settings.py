@@ -1,51 +1,50 @@
-"""Settings of the ingest service (environment prefix ``VIGIL_INGEST_``)."""
+"""Settings of the ingest service (environment prefix ``VIGIL_INGEST_``).
+
+The cameras come from the site's cameras file (``VIGIL_CAMERAS_FILE``, or ``vigil ingest --cameras``);
+the Kafka producer is the shared :class:`~vigil.shared.settings.ProducerSettings`, nested as
+``VIGIL_INGEST_PRODUCER__<FIELD>``. Deprecated for one release (each warns): ``VIGIL_INGEST_CAMERAS_FILE``
+and the flat producer names ``VIGIL_INGEST_LINGER_MS`` ... (see :data:`DEPRECATED_NAMES`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from vigil.shared.settings import ServiceSettings
+from vigil.shared.settings import Moved, ProducerSettings, ServiceSettings, apply_renamed, moved_into
+
+DEFAULT_CAMERAS_FILE = Path("cameras.yaml")
+_PRODUCER_FIELDS = ("acks", "idempotence", "linger_ms", "batch_size", "compression", "max_block_ms",
+                    "delivery_timeout_ms", "bootstrap_timeout_ms")  # fmt: skip
+DEPRECATED_NAMES = {"cameras_file": Moved(("cameras", "file"), "VIGIL_CAMERAS_FILE")} | moved_into(
+    "VIGIL_INGEST_", "producer", {name: name for name in _PRODUCER_FIELDS} | {"producer_request_timeout_ms": "request_timeout_ms"}
+)
+"""Names of the previous release (``VIGIL_INGEST_LINGER_MS``, ``cameras_file=``) -> their new place."""
 
 
 class IngestSettings(ServiceSettings):
     """Settings of the ingest service (environment prefix ``VIGIL_INGEST_``)."""
 
-    model_config = SettingsConfigDict(env_prefix="VIGIL_INGEST_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="VIGIL_INGEST_", extra="ignore", env_nested_delimiter="__")
 
-    cameras_file: Path = Field(Path("cameras.yaml"), description="The cameras YAML file")
     realtime: bool = Field(True, description="Read local files at native speed (False = as fast as possible)")
     strict: bool = Field(False, description="Refuse to start if any camera entry is invalid")
     ensure_topics: bool = Field(True, description="Create the Vigil topics at start if missing")
     buffer_frames: int = Field(256, ge=1, le=100_000, description="Frames held while Kafka is slow or down")
     max_frame_age_s: float = Field(10.0, gt=0, le=3600, description="Frames older than this are not sent")
     shutdown_timeout_s: float = Field(4.0, gt=0, le=60, description="Time to flush on SIGTERM")
-    # producer, tuned for many small (~22 KB) frames per second that must stay in order per camera
-    acks: Literal["all", "1", "0"] = Field("all", description="'all' is needed by idempotence")
-    idempotence: bool = Field(True, description="No duplicates or reordering when the producer retries")
-    linger_ms: int = Field(10, ge=0, le=1000, description="Wait this long to fill a batch")
-    batch_size: int = Field(256 * 1024, ge=1024, le=16 * 1024 * 1024, description="Bytes per partition batch")
-    compression: Literal["none", "lz4", "gzip", "snappy", "zstd"] = Field("lz4", description="Batch compression")
     max_inflight_bytes: int = Field(16 * 1024 * 1024, ge=1024 * 1024, description="Bytes given to the producer, not yet acked")
-    max_block_ms: int = Field(1000, ge=0, le=60_000, description="How long send() may block when Kafka is down")
-    delivery_timeout_ms: int = Field(15_000, ge=1000, description="A record not acknowledged by then is dropped")
-    producer_request_timeout_ms: int = Field(10_000, ge=1000, description="One produce request's timeout")
-    bootstrap_timeout_ms: int = Field(3000, ge=100, description="Creating the producer gives up after this (retried)")
+    producer: ProducerSettings = Field(default_factory=ProducerSettings, description="The Kafka producer")
 
-    def producer_kwargs(self) -> dict[str, Any]:
-        """kafka-python KafkaProducer arguments for this workload."""
-        return {
-            "acks": self.acks if self.acks == "all" else int(self.acks),
-            "enable_idempotence": self.idempotence and self.acks == "all",
-            "linger_ms": self.linger_ms,
-            "batch_size": self.batch_size,
-            "compression_type": None if self.compression == "none" else self.compression,
-            "max_block_ms": self.max_block_ms,
-            "delivery_timeout_ms": self.delivery_timeout_ms,
-            "request_timeout_ms": self.producer_request_timeout_ms,
-            "max_in_flight_requests_per_connection": 5,
-            "bootstrap_timeout_ms": self.bootstrap_timeout_ms,
-        }
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated_flat_names(cls, data: Any) -> Any:
+        return apply_renamed(cls, data, DEPRECATED_NAMES)
+
+    @property
+    def cameras_file(self) -> Path:
+        """The cameras file: ``cameras.file`` (VIGIL_CAMERAS_FILE or --cameras), else ./cameras.yaml."""
+        return self.cameras.file or DEFAULT_CAMERAS_FILE

@@ -34,7 +34,7 @@ class LazyProducer:
             if time.monotonic() < self._next_try:
                 raise KafkaTimeoutError("Kafka producer not connected yet")
             try:
-                self._producer = make_producer(self.settings.kafka, **self.settings.producer_kwargs())
+                self._producer = make_producer(self.settings.kafka, self.settings.producer)
             except KafkaError as exc:
                 self._next_try = time.monotonic() + 2.0
                 raise KafkaTimeoutError(f"cannot create the Kafka producer: {exc}") from exc

@@ -26,29 +26,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
+from vigil.shared.scorer_params import EventParams
+
 NS = 1_000_000_000
 ChangeKind = Literal["open", "update", "close"]
-
-
-@dataclass(frozen=True)
-class EventParams:
-    """Event rules (k, n, m in frames; durations in seconds of capture time)."""
-
-    k: int = 5
-    n: int = 10
-    m: int = 20
-    min_duration_s: float = 0.5
-    cooldown_s: float = 10.0
-    max_length_s: float = 600.0
-    update_interval_s: float = 2.0
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.k <= self.n:
-            raise ValueError(f"need 1 <= k <= n. Received: k={self.k}, n={self.n}")
-        if self.m < 1:
-            raise ValueError(f"m must be >= 1. Received: m={self.m}")
-        if self.max_length_s <= self.min_duration_s:
-            raise ValueError(f"max_length_s must exceed min_duration_s. Received: {self.max_length_s}")
 
 
 @dataclass(frozen=True)

@@ -33,19 +33,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from river import anomaly, base, stats
 
-FEATURES = ("mse", "patch_max", "motion_max")
-"""Features combined into the score: PredNet's frame and patch errors and the optical-flow speed
-(``motion_max``; a good predictor also predicts a fast, smooth object well, so speed is its own cue).
-PSNR is -10*log10(mse): the same information as log mse. A state learned before a feature existed
-keeps scoring with the features it has."""
-OPTIONAL = ("motion_max",)
-"""Features a worker may not measure (switched off, or a worker that predates it): a value <= 0 means
-"not measured" and is neither learned nor scored; the feature joins the score only once it has been
-learned from ``grace_period`` frames of its own, so turning it on later cannot flood a camera with alerts."""
+from vigil.shared.schemas import ErrorFeatures
+from vigil.shared.scorer_params import ScoringParams
+
+UNSCORED = ("psnr",)
+"""Fields of the score message's :class:`ErrorFeatures` left out of the score: PSNR is -10*log10(mse),
+the same information as log mse."""
+FEATURES = tuple(name for name in ErrorFeatures.model_fields if name not in UNSCORED)
+"""Features combined into the score, the other :class:`ErrorFeatures` fields: PredNet's frame and patch
+errors (``mse``, ``patch_max``) and the optical-flow speed (``motion_max``; a good predictor also predicts
+a fast, smooth object well, so speed is its own cue). A state learned before a feature existed keeps
+scoring with the features it has."""
+OPTIONAL = tuple(name for name, info in ErrorFeatures.model_fields.items() if not info.is_required())
+"""Features a worker may not measure (the :class:`ErrorFeatures` fields with a default: switched off, or a
+worker that predates it): a value <= 0 means "not measured" and is neither learned nor scored; the feature
+joins the score only once it has been learned from ``grace_period`` frames of its own, so turning it on
+later cannot flood a camera with alerts."""
 
 
 def normal_cdf(z: float) -> float:
@@ -56,43 +62,6 @@ def normal_cdf(z: float) -> float:
         (0.5, 0.99865)
     """
     return 0.5 * math.erfc(-z / math.sqrt(2.0))
-
-
-@dataclass(frozen=True)
-class ScoringParams:
-    """Parameters of one camera's scorer (frame counts assume ~10 fps).
-
-    Attributes:
-        fading_factor: Weight of a new frame in the EW mean/variance (1/fading_factor frames ~ memory).
-        grace_frames: Frames learned before the camera scores at all (normaliser warm-up); at least
-            2 / fading_factor (river's EW statistics start from their first value).
-        q: Quantile of past scores used as the threshold.
-        min_threshold: Floor of the threshold (in score units), whatever the quantile says.
-        min_std: Floor of the log-error standard deviation (relative noise below this is not trusted).
-        protect: Do not learn the normal level from frames classified anomalous.
-        max_protected_frames: After this many protected frames in a row, learn again (a lasting change
-            of scene, e.g. a moved camera, becomes the new normal instead of an alert forever).
-    """
-
-    fading_factor: float = 0.001
-    grace_frames: int = 3000
-    q: float = 0.998
-    min_threshold: float = 0.99
-    min_std: float = 0.03
-    protect: bool = True
-    max_protected_frames: int = 18_000
-
-    def __post_init__(self) -> None:
-        if not 0 < self.fading_factor <= 1:
-            raise ValueError(f"fading_factor must be in (0, 1]. Received: fading_factor={self.fading_factor}")
-        if not 0 < self.q < 1:
-            raise ValueError(f"q must be in (0, 1). Received: q={self.q}")
-        if self.grace_frames * self.fading_factor < 2:
-            raise ValueError(
-                "grace_frames must be >= 2 / fading_factor, so that the EW statistics have forgotten their first "
-                f"frame before the camera can alert. Received: grace_frames={self.grace_frames}, "
-                f"fading_factor={self.fading_factor}"
-            )
 
 
 class LevelNormaliser(base.AnomalyDetector):

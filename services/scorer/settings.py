@@ -1,28 +1,47 @@
-"""Scorer settings (environment prefix ``VIGIL_SCORER_``), with per-camera overrides.
+"""Scorer settings (environment prefix ``VIGIL_SCORER_``), with per-camera overrides from the cameras file.
+
+The scoring and event parameters are the scorer's own :class:`ScoringParams` and :class:`EventParams`
+(their defaults, bounds and descriptions are defined there, once), nested here as
+``VIGIL_SCORER_SCORING__<FIELD>`` and ``VIGIL_SCORER_EVENTS__<FIELD>``. A camera changes any of them with
+``scorer:`` in the cameras file (``VIGIL_CAMERAS_FILE``, see :mod:`vigil.shared.cameras`).
+
+Deprecated for one release (each warns): the flat names ``VIGIL_SCORER_GRACE_FRAMES``, ``VIGIL_SCORER_K``
+... (see :data:`DEPRECATED_NAMES`) and ``VIGIL_SCORER_CAMERA_OVERRIDES`` (JSON camera -> {field: value});
+the cameras file wins over it for a camera that both set.
 
 Example:
-    >>> s = ScorerSettings(grace_frames=100, fading_factor=0.05, camera_overrides={"cam-7": {"grace_frames": 50, "k": 3}})
+    >>> import pathlib, tempfile
+    >>> cameras = pathlib.Path(tempfile.mkdtemp()) / "cameras.yaml"
+    >>> _ = cameras.write_text("cameras:\\n  - {id: cam-7, url: rtsp://cam-7/live, scorer: {grace_frames: 50, k: 3}}\\n")
+    >>> s = ScorerSettings(scoring=ScoringParams(grace_frames=100, fading_factor=0.05), cameras={"file": cameras})
     >>> s.camera_params("cam-7").scoring.grace_frames, s.camera_params("cam-7").events.k
     (50, 3)
-    >>> s.camera_params("cam-1").scoring.grace_frames
-    100
+    >>> s.camera_params("cam-1").scoring.grace_frames, s.camera_params("cam-1").events.k
+    (100, 5)
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from vigil.services.scorer.events import EventParams
-from vigil.services.scorer.scoring import ScoringParams
 from vigil.services.scorer.state import CameraParams
-from vigil.shared.settings import ServiceSettings
+from vigil.shared.cameras import ScorerOverrides
+from vigil.shared.scorer_params import EventParams, ScoringParams
+from vigil.shared.settings import ServiceSettings, apply_renamed, merge_per_camera, moved_into
 
-_SCORING = ("fading_factor", "grace_frames", "q", "min_threshold", "min_std", "protect", "max_protected_frames")
-_EVENTS = ("k", "n", "m", "min_duration_s", "cooldown_s", "max_length_s", "update_interval_s")
+log = logging.getLogger(__name__)
+P = TypeVar("P", ScoringParams, EventParams)
+
+DEPRECATED_NAMES = moved_into("VIGIL_SCORER_", "scoring", {f.name: f.name for f in fields(ScoringParams)}) | moved_into(
+    "VIGIL_SCORER_", "events", {f.name: f.name for f in fields(EventParams)}
+)
+"""Flat names of the previous release (``VIGIL_SCORER_GRACE_FRAMES``, ``grace_frames=``) -> their nested place."""
 
 
 class ScorerSettings(ServiceSettings):
@@ -32,24 +51,12 @@ class ScorerSettings(ServiceSettings):
 
     app_id: str = Field("vigil-scorer", min_length=1, max_length=100, description="Faust app id = consumer group")
     datadir: Path = Field(Path(".state/scorer"), description="Faust data directory")
-    # scoring (see scoring.ScoringParams)
-    fading_factor: float = Field(0.001, gt=0, le=1, description="EW weight of a new frame in the normal level")
-    grace_frames: int = Field(3000, ge=2, le=1_000_000, description="Frames learned before a new camera can alert (>= 2/fading_factor)")
-    q: float = Field(0.998, gt=0.5, lt=1, description="Quantile of past scores used as the threshold")
-    min_threshold: float = Field(0.99, ge=0, le=1, description="Floor of the threshold (score units)")
-    min_std: float = Field(0.03, gt=0, le=5, description="Floor of the std of the log error")
-    protect: bool = Field(True, description="Do not learn the normal level from anomalous frames")
-    max_protected_frames: int = Field(18_000, ge=1, description="Learn again after this many protected frames in a row")
-    # events (see events.EventParams)
-    k: int = Field(5, ge=1, le=1000, description="Open after k of the last n frames are above")
-    n: int = Field(10, ge=1, le=1000, description="Window of the k-of-n rule")
-    m: int = Field(20, ge=1, le=10_000, description="Close after m frames in a row below")
-    min_duration_s: float = Field(0.5, ge=0, le=3600, description="Events shorter than this are not announced")
-    cooldown_s: float = Field(10.0, ge=0, le=86_400, description="No new event this soon after a close")
-    max_length_s: float = Field(600.0, gt=0, le=86_400, description="Longer events are closed and re-announced")
-    update_interval_s: float = Field(2.0, ge=0, le=3600, description="At most one peak update per interval")
-    camera_overrides: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="camera_id -> {field: value} for any scoring/event field (JSON in the env)"
+    scoring: ScoringParams = Field(default_factory=ScoringParams, description="Scoring parameters of every camera")
+    events: EventParams = Field(default_factory=EventParams, description="Event rules of every camera")
+    camera_overrides: dict[str, ScorerOverrides] = Field(
+        default_factory=dict,
+        description="Per-camera overrides: the cameras file's `scorer:` entries over VIGIL_SCORER_CAMERA_OVERRIDES "
+        "(deprecated JSON camera -> {field: value})",
     )
     # outputs
     outbox_limit: int = Field(1000, ge=1, le=1_000_000, description="Unconfirmed alert changes kept per camera")
@@ -64,22 +71,44 @@ class ScorerSettings(ServiceSettings):
     session_timeout_s: float = Field(30.0, ge=6, le=300, description="Kafka consumer session timeout (failover time)")
     retry_max_s: float = Field(10.0, gt=0, le=600, description="Largest Redis retry delay")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated_flat_names(cls, data: Any) -> Any:
+        return apply_renamed(cls, data, DEPRECATED_NAMES)
+
     @model_validator(mode="after")
-    def _check_overrides(self) -> ScorerSettings:
-        known = set(_SCORING) | set(_EVENTS)
-        for cam, over in self.camera_overrides.items():
-            if unknown := set(over) - known:
-                raise ValueError(f"camera_overrides[{cam!r}] has unknown fields {sorted(unknown)}")
-            self.camera_params(cam)  # validates the values
-        self.camera_params("")
+    def _merge_camera_overrides(self) -> ScorerSettings:
+        for overrides in self.camera_overrides.values():  # the deprecated variable: errors are fatal, as before
+            self._merged(overrides)
+        from_file = {cam: o for cam, o in self.cameras.per_camera("scorer").items() if self._usable(cam, o)}
+        self.camera_overrides = merge_per_camera(from_file, self.camera_overrides, "VIGIL_SCORER_CAMERA_OVERRIDES", "scorer")
         return self
 
-    def camera_params(self, camera_id: str) -> CameraParams:
-        """The merged parameters of one camera (global defaults + its overrides)."""
-        values = {f: getattr(self, f) for f in (*_SCORING, *_EVENTS)} | self.camera_overrides.get(camera_id, {})
+    def _usable(self, camera_id: str, overrides: ScorerOverrides) -> bool:
+        """Whether a camera's overrides from the cameras file fit the site's parameters (else logged)."""
+        try:
+            self._merged(overrides)
+        except ValueError as exc:
+            log.error("camera %s: scorer overrides in %s rejected, the site's parameters apply: %s",
+                      camera_id, self.cameras.file, exc)  # fmt: skip
+            return False
+        return True
+
+    def _merged(self, overrides: ScorerOverrides | None) -> CameraParams:
+        values = overrides.model_dump(exclude_none=True) if overrides is not None else {}
         return CameraParams(
-            scoring=ScoringParams(**{f: values[f] for f in _SCORING}),
-            events=EventParams(**{f: values[f] for f in _EVENTS}),
+            scoring=_replace(self.scoring, values),
+            events=_replace(self.events, values),
             outbox_limit=self.outbox_limit,
             snapshots=self.snapshots,
         )
+
+    def camera_params(self, camera_id: str) -> CameraParams:
+        """The merged parameters of one camera (the site's parameters + its overrides)."""
+        return self._merged(self.camera_overrides.get(camera_id))
+
+
+def _replace(params: P, values: dict[str, Any]) -> P:
+    """``params`` with the entries of ``values`` that are its fields (validated by its ``__post_init__``)."""
+    names = {f.name for f in fields(params)}
+    return replace(params, **{k: v for k, v in values.items() if k in names})

@@ -22,10 +22,11 @@ from typing import Literal
 
 import numpy as np
 
-from vigil.services.scorer.events import Change, EventParams, EventTracker, Frame
-from vigil.services.scorer.scoring import FEATURES, CameraScorer, ScoringParams
+from vigil.services.scorer.events import Change, EventTracker, Frame
+from vigil.services.scorer.scoring import FEATURES, CameraScorer
 from vigil.shared.redis_keys import snapshot_key
 from vigil.shared.schemas import Alert, ScoreMessage
+from vigil.shared.scorer_params import EventParams, ScoringParams
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,12 @@
 """Settings of the worker service (environment prefix ``VIGIL_WORKER_``).
 
+A camera's own model is its ``model:`` in the cameras file (``VIGIL_CAMERAS_FILE``, see
+:mod:`vigil.shared.cameras`), which the worker reads without the camera secrets. The JSON variable
+``VIGIL_WORKER_CAMERA_MODELS`` of the previous release still works for one release, with a warning; the
+cameras file wins for a camera that both set.
+
 Example:
-    VIGIL_WORKER_MAX_BATCH=32 VIGIL_WORKER_MAX_WAIT_S=0.02 \\
-    VIGIL_WORKER_CAMERA_MODELS='{"cam-7": "/models/cam-7"}' vigil worker
+    VIGIL_WORKER_MAX_BATCH=32 VIGIL_WORKER_MAX_WAIT_S=0.02 VIGIL_CAMERAS_FILE=/config/cameras.yaml vigil worker
 """
 
 from __future__ import annotations
@@ -10,10 +14,10 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from vigil.shared.settings import ServiceSettings
+from vigil.shared.settings import ServiceSettings, merge_per_camera
 
 DEFAULT_PREDICTOR = "vigil.model.streaming:StreamingPredictor"
 
@@ -27,8 +31,9 @@ class WorkerSettings(ServiceSettings):
                         description="Faust app id = Kafka consumer group shared by all workers")
     model_dir: Path | None = Field(None, description="Model directory; None = the packaged default model")
     camera_models: dict[str, Path] = Field(
-        default_factory=dict, description="Per-camera model overrides: camera id -> model directory (JSON)"
-    )
+        default_factory=dict, description="Per-camera models: the cameras file's `model:` entries over "
+        "VIGIL_WORKER_CAMERA_MODELS (deprecated JSON camera id -> model directory)",
+    )  # fmt: skip
     predictor: str = Field(DEFAULT_PREDICTOR, pattern=r"^[\w.]+:\w+$",
                            description="Import path 'module:Class' of the streaming predictor class")
     max_batch: int = Field(32, ge=1, le=1024, description="Most frames taken from Kafka per batch")
@@ -49,6 +54,12 @@ class WorkerSettings(ServiceSettings):
                           description="Faust data directory (no tables are kept; holds only faust's files)")
     offset_reset: str = Field("latest", pattern=r"^(earliest|latest)$",
                               description="Where a new consumer group starts reading frames")
+
+    @model_validator(mode="after")
+    def _merge_camera_models(self) -> WorkerSettings:
+        from_file = self.cameras.per_camera("model")
+        self.camera_models = merge_per_camera(from_file, self.camera_models, "VIGIL_WORKER_CAMERA_MODELS", "model")
+        return self
 
     def model_path(self) -> Path:
         """The default model directory (the packaged trained model when unset)."""

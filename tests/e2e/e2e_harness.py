@@ -25,7 +25,7 @@ from vigil.tools.launcher import LocalStack, Proc, free_port, start_rtsp_server,
 FPS = 10.0
 # Short clips: the scorer learns each camera's normal level for 100 frames (production: 3000).
 # The fault scenario runs at 5 fps and restarts the scorer ~25 s in, so 100 (not the demo's 200) frames.
-FAST_SCORER = DEMO_SCORER_ENV | {"VIGIL_SCORER_GRACE_FRAMES": "100"}
+FAST_SCORER = DEMO_SCORER_ENV | {"VIGIL_SCORER_SCORING__GRACE_FRAMES": "100"}
 
 
 @dataclass

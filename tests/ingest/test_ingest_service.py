@@ -110,7 +110,8 @@ def test_kafka_down_bounded_buffer_then_resumes(tmp_path, clips, kafka_settings,
     host, _, port = kafka_settings.servers[0].rpartition(":")
     forwarder = _Forwarder((host, int(port)))
     down = kafka_settings.model_copy(update={"bootstrap_servers": f"127.0.0.1:{forwarder.port}"})
-    settings = ingest_settings.model_copy(update={"kafka": down, "buffer_frames": 40, "bootstrap_timeout_ms": 1000})
+    settings = ingest_settings.model_copy(update={"kafka": down, "buffer_frames": 40,
+                                                  "producer": ingest_settings.producer.model_copy(update={"bootstrap_timeout_ms": 1000})})
     cams = write_cameras(tmp_path / "cameras.yaml", [{"id": "kdown", "url": str(clips["a60"]), "loop": True}])
     frames = topic_reader(settings.topics.frames)
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from conftest import write_cameras
 
+from vigil.model.preprocess import InputSpec, resize, to_model_input
 from vigil.services.ingest.publisher import DropOldestBuffer, Outgoing, Publisher
 from vigil.services.ingest.sampling import Backoff, FpsSampler, LagTracker
-from vigil.services.ingest.transform import frame_to_model_input, resize, to_model_input
 from vigil.shared.cameras import ConfigError, expand_secrets, load_cameras, parse_cameras
 from vigil.shared.schemas import FrameMessage
 from vigil.shared.settings import TopicSettings
@@ -136,17 +136,14 @@ def test_backoff_grows_is_capped_and_jittered() -> None:
     assert b.next_delay() <= 0.5
 
 
-# -- resize ------------------------------------------------------------------------------------
-def test_to_model_input_sizes_and_channels(tmp_path: Path, video: Path) -> None:
+# -- resize (vigil.model.preprocess, the conversion ingest and training share) ------------------
+def test_to_model_input_sizes_and_channels() -> None:
     gray = np.random.default_rng(0).integers(0, 256, (240, 360), dtype=np.uint8)
-    cfg = parse_cameras({"cameras": [{"id": "g", "url": str(video)},
-                                     {"id": "c", "url": str(video), "channels": 3, "encoding": "bgr8", "width": 64, "height": 48}]},
-                        tmp_path)  # fmt: skip
-    g, c = cfg.cameras
-    assert np.array_equal(to_model_input(gray, g), cv2.resize(gray, (180, 120), interpolation=cv2.INTER_AREA))
+    g, c = InputSpec(120, 180, 1), InputSpec(48, 64, 3)
+    assert np.array_equal(to_model_input(gray, g)[:, :, 0], cv2.resize(gray, (180, 120), interpolation=cv2.INTER_AREA))
     assert to_model_input(gray, c).shape == (48, 64, 3)
     bgr = np.repeat(gray[:, :, None], 3, axis=2)
-    assert to_model_input(bgr, g).shape == (120, 180)
+    assert to_model_input(bgr, g).shape == (120, 180, 1)
 
 
 # -- publisher ---------------------------------------------------------------------------------
@@ -223,17 +220,16 @@ def test_kafka_outage_drops_oldest_then_resumes() -> None:
 
 
 @pytest.mark.parametrize("fmt", ["yuv420p", "yuvj420p", "nv12", "rgb24"])
-def test_luma_path_matches_swscale_gray(tmp_path: Path, video: Path, fmt: str) -> None:
+def test_luma_path_matches_swscale_gray(fmt: str) -> None:
     import av
 
     rng = np.random.default_rng(1)
     rgb = cv2.GaussianBlur(rng.integers(0, 256, (240, 320, 3), np.uint8), (7, 7), 3)
     frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=fmt)
-    cam = parse_cameras({"cameras": [{"id": "g", "url": str(video), "width": 160, "height": 120}]}, tmp_path).cameras[0]
-    ours = frame_to_model_input(frame, cam)
+    ours = to_model_input(frame, InputSpec(height=120, width=160, channels=1))
     expected = cv2.resize(frame.to_ndarray(format="gray"), (160, 120), interpolation=cv2.INTER_AREA)
-    assert ours.shape == (120, 160) and ours.dtype == np.uint8
-    assert np.abs(ours.astype(int) - expected).max() <= (0 if fmt == "yuvj420p" else 2)
+    assert ours.shape == (120, 160, 1) and ours.dtype == np.uint8
+    assert np.abs(ours[:, :, 0].astype(int) - expected).max() <= (0 if fmt == "yuvj420p" else 2)
 
 
 def test_two_stage_area_resize_is_close_to_direct_area() -> None:

@@ -93,9 +93,18 @@ class ScorerProcesses:
         return "\n".join(p.read_text(errors="replace")[-4000:] for p in sorted(self.logdir.glob("scorer-*.log")))
 
 
+def scorer_env_name(name: str) -> str:
+    """The environment variable of a scorer setting: ``grace_frames`` -> ``VIGIL_SCORER_SCORING__GRACE_FRAMES``,
+    ``k`` -> ``VIGIL_SCORER_EVENTS__K``, ``session_timeout_s`` -> ``VIGIL_SCORER_SESSION_TIMEOUT_S``."""
+    from vigil.services.scorer.settings import DEPRECATED_NAMES
+
+    return DEPRECATED_NAMES[name].env if name in DEPRECATED_NAMES else f"VIGIL_SCORER_{name.upper()}"
+
+
 @pytest.fixture
 def scorer_processes(topic_settings, kafka_settings, unique_name, tmp_path: Path) -> Iterator[Callable[..., ScorerProcesses]]:  # noqa: ANN001
-    """Factory: scorer_processes(**VIGIL_SCORER_overrides) -> ScorerProcesses on this test's topics."""
+    """Factory: scorer_processes(**scorer_settings) -> ScorerProcesses on this test's topics (names as in
+    :func:`scorer_env_name`)."""
     from vigil.shared.kafka import delete_topics, make_admin
 
     app_id = unique_name("scorer").replace(".", "-")
@@ -109,7 +118,7 @@ def scorer_processes(topic_settings, kafka_settings, unique_name, tmp_path: Path
             "VIGIL_TOPICS_PARTITIONS": str(topic_settings.partitions), "VIGIL_SCORER_APP_ID": app_id,
             "VIGIL_SCORER_DATADIR": str(tmp_path / "faust"), "VIGIL_SCORER_BATCH_WITHIN_S": "0.02",
         }  # fmt: skip
-        env |= {f"VIGIL_SCORER_{k.upper()}": str(v) for k, v in overrides.items()}
+        env |= {scorer_env_name(k): str(v) for k, v in overrides.items()}
         procs = ScorerProcesses(env, tmp_path)
         made.append(procs)
         return procs

@@ -13,6 +13,7 @@ from river import checks
 from vigil.services.scorer.events import EventParams, EventTracker, Frame
 from vigil.services.scorer.scoring import (
     FEATURES,
+    OPTIONAL,
     AdaptiveThreshold,
     CameraScorer,
     LevelNormaliser,
@@ -259,7 +260,7 @@ def test_order_rule_duplicates_late_and_restart() -> None:
 def test_state_alerts_once_after_grace_and_ignores_warmup() -> None:
     sim = scripted(600, [(50, 80), (400, 449)])
     msgs = [ScoreMessage.decode(b) for b in score_messages("cam-s", sim, heatmap=True, warmup_frames=20)]
-    st = ScorerState("cam-s", ScorerSettings(grace_frames=100, fading_factor=0.03).camera_params("cam-s"))
+    st = ScorerState("cam-s", ScorerSettings(scoring=ScoringParams(grace_frames=100, fading_factor=0.03)).camera_params("cam-s"))
     results = [st.step(m) for m in msgs]
     assert {r.status for r in results[:20]} == {"warmup"} and results[20].status == "grace"
     changes = [p.alert for r in results for p in r.alerts]
@@ -272,10 +273,16 @@ def test_state_alerts_once_after_grace_and_ignores_warmup() -> None:
 
 
 def test_settings_overrides_are_validated() -> None:
-    with pytest.raises(ValueError, match="unknown fields"):
+    with pytest.raises(ValueError, match="Extra inputs are not permitted"):
         ScorerSettings(camera_overrides={"c": {"bogus": 1}})
     with pytest.raises(ValueError, match="k <= n"):
         ScorerSettings(camera_overrides={"c": {"k": 20}})
+    with pytest.raises(ValueError, match="k <= n"):
+        ScorerSettings(events={"k": 20})
+
+
+def test_scored_features_are_the_score_message_fields_but_psnr() -> None:
+    assert FEATURES == ("mse", "patch_max", "motion_max") and OPTIONAL == ("motion_max",)
 
 
 def test_fast_motion_alone_raises_the_score() -> None:
@@ -289,7 +296,7 @@ def test_fast_motion_alone_raises_the_score() -> None:
 
 def test_a_state_learned_without_motion_keeps_scoring_with_its_features() -> None:
     norm = LevelNormaliser(fading_factor=0.05, grace_period=40)
-    for f in ("motion_max",):  # as unpickled from a changelog written before motion_max existed
+    for f in OPTIONAL:  # as unpickled from a changelog written before motion_max existed
         del norm._mean[f], norm._var[f]
     for x in _features(np.random.default_rng(4), 100):
         norm.learn_one(x)

@@ -14,10 +14,12 @@ from vigil.services.scorer.sink import RedisSink, SinkOptions, changes_key
 from vigil.shared.kafka import KafkaRecord
 from vigil.shared.redis_keys import ALERTS_STREAM, alerts_channel, camera_hash
 from vigil.shared.schemas import Alert
+from vigil.shared.scorer_params import EventParams, ScoringParams
 from vigil.shared.settings import RedisSettings
 from vigil.tools.simulator import score_messages, scripted
 
-FAST = {"grace_frames": 100, "fading_factor": 0.03, "k": 3, "n": 5, "m": 5, "min_duration_s": 0.2, "cooldown_s": 1.0, "update_interval_s": 0.5}
+FAST = {"scoring": ScoringParams(grace_frames=100, fading_factor=0.03),
+        "events": EventParams(k=3, n=5, m=5, min_duration_s=0.2, cooldown_s=1.0, update_interval_s=0.5)}
 
 
 def _core(redis_settings: RedisSettings, table: dict[str, bytes], **kw: object) -> tuple[ScorerCore, list]:
