@@ -244,7 +244,7 @@ class CameraFileSettings(BaseSettings):
         """
         if self.file is None:
             return {}
-        from vigil.shared.cameras import load_cameras  # local: it imports the scorer's parameters
+        from vigil.shared.cameras import load_cameras  # local: only services that name a file need it
 
         config = load_cameras(self.file, sources=False)
         for rejected in config.errors:

@@ -43,6 +43,15 @@ def test_runtime_never_imports_the_tools() -> None:
     assert not offenders, offenders
 
 
+@pytest.mark.parametrize(("folder", "forbidden"), [("shared", ("vigil.services", "vigil.model", "vigil.tools")),
+                                                  ("model", ("vigil.services", "vigil.tools"))])
+def test_layers_import_only_downwards(folder: str, forbidden: tuple[str, ...]) -> None:
+    """shared <- model <- services <- tools: a lower layer never imports a higher one."""
+    offenders = [f"{p.relative_to(REPO)} imports {m}" for p in _sources(folder) for m in _imports(p)
+                 if m.startswith(forbidden)]  # fmt: skip
+    assert not offenders, offenders
+
+
 def test_no_path_comes_from_dunder_file() -> None:
     offenders = [str(p.relative_to(REPO)) for p in _sources(*RUNTIME, "tools") if "__file__" in p.read_text()]
     assert not offenders, f"use package resources, the working directory or an option instead: {offenders}"
