@@ -226,7 +226,6 @@ def test_ingest_nests_producer_settings(fake_producer: None, monkeypatch: pytest
     settings = IngestSettings()
     assert settings.producer.linger_ms == 7 and settings.producer.max_block_ms == ProducerSettings().max_block_ms
     assert kafka.make_producer(settings.kafka, settings.producer).kwargs["linger_ms"] == 7
-    assert settings.producer_kwargs() == settings.producer.kafka_python_kwargs()  # the previous release's call
 
 
 def test_producer_settings_are_bounded() -> None:
