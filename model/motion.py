@@ -47,6 +47,34 @@ def patch_means(values: np.ndarray, patch_size: int, patch_stride: int) -> np.nd
     return np.maximum(sums[::patch_stride, ::patch_stride] / (k * k), 0.0)
 
 
+def cell_means(values: np.ndarray, cell: int) -> np.ndarray:
+    """Means of ``values (H, W)`` over non-overlapping ``cell`` squares: ``(H // cell, W // cell)``,
+    the grid of the error heat map (``average_pool`` with ``padding="valid"``)."""
+    h, w = values.shape[0] // cell, values.shape[1] // cell
+    return values[: h * cell, : w * cell].reshape(h, cell, w, cell).mean(axis=(1, 3), dtype=np.float64).astype(np.float32)
+
+
+def window_means(grid: np.ndarray) -> np.ndarray:
+    """Means over 2x2 windows of grid cells at stride 1 (``(..., h, w) -> (..., h - 1, w - 1)``): with cells of
+    ``patch_stride`` pixels, exactly the ``patch_size = 2 * patch_stride`` patches of ``patch_max``."""
+    return (grid[..., :-1, :-1] + grid[..., 1:, :-1] + grid[..., :-1, 1:] + grid[..., 1:, 1:]) / 4.0
+
+
+def motion_maps(prev_frames: np.ndarray, frames: np.ndarray, cell: int = 8) -> np.ndarray:
+    """Optical-flow speed per ``cell`` square, one map per camera: ``(B, H // cell, W // cell)`` float32.
+
+    Example:
+        >>> prev = np.zeros((1, 32, 48, 1), np.uint8); prev[0, 8:24, 8:20] = 200
+        >>> maps = motion_maps(prev, np.roll(prev, 3, axis=2), cell=8)
+        >>> maps.shape, bool(window_means(maps).max() > 1.0)
+        ((1, 4, 6), True)
+    """
+    if prev_frames.shape != frames.shape:
+        raise ValueError(f"prev_frames and frames must have the same shape. Received: {prev_frames.shape} "
+                         f"and {frames.shape}")
+    return np.stack([cell_means(flow_magnitude(p, f), cell) for p, f in zip(prev_frames, frames, strict=True)])
+
+
 def motion_max(prev_frames: np.ndarray, frames: np.ndarray, patch_size: int = 16,
                patch_stride: int = 8) -> np.ndarray:
     """Largest mean flow speed over patches, one value per camera.

@@ -28,7 +28,7 @@ import numpy as np
 
 from vigil.model.config import PredNetConfig
 from vigil.model.features import ErrorTensors, FrameFeatures, error_features, squared_error_map
-from vigil.model.motion import motion_max
+from vigil.model.motion import motion_maps, window_means
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ class StepOutput:
         features: The ``B`` frames' error features (``mse``, ``psnr``, ``patch_max`` from PredNet,
             ``motion_max`` from :mod:`vigil.model.motion`), each ``(B,)`` float32.
         heatmaps: ``(B, h, w)`` float32 squared-error heat map (1/8 of the frame each side).
+        motion_maps: ``(B, h, w)`` float32 optical-flow speed on the heat map's grid (zeros when
+            :attr:`StreamingPredictor.motion` is off).
         new_states: ``B`` per-camera states (lists of arrays without batch dimension: the PredNet
             cell's states, then the frame itself, which the next step's motion feature needs).
     """
@@ -58,6 +60,7 @@ class StepOutput:
     features: FrameFeatures
     heatmaps: np.ndarray
     new_states: list[list[np.ndarray]]
+    motion_maps: np.ndarray | None = None
 
 
 def bucket_size(n: int) -> int:
@@ -184,6 +187,7 @@ class StreamingPredictor:
             features=FrameFeatures.concat([r.features for r in results]),
             heatmaps=np.concatenate([r.heatmaps for r in results]),
             new_states=[s for r in results for s in r.new_states],
+            motion_maps=np.concatenate([r.motion_maps for r in results]),
         )
 
     def _check_frames(self, frames: np.ndarray, states: list[list[np.ndarray]]) -> np.ndarray:
@@ -211,15 +215,17 @@ class StreamingPredictor:
         outputs = [np.asarray(o)[:n] for o in self._model.predict_on_batch(inputs)]
         errors = ErrorTensors(*outputs[1:1 + len(ErrorTensors._fields)])
         new = outputs[1 + len(ErrorTensors._fields):]
-        fc = self.config.features
-        speed = (motion_max(np.stack([s[-1] for s in states]), frames, fc.patch_size, fc.patch_stride)
-                 if self.motion else np.zeros(n, np.float32))
+        heat = errors.heatmap.astype(np.float32, copy=False)
+        flow = (motion_maps(np.stack([s[-1] for s in states]), frames, self.config.features.heatmap_stride)
+                if self.motion else np.zeros_like(heat))
+        speed = window_means(flow).max(axis=(1, 2)).astype(np.float32)
         return StepOutput(
             predictions=outputs[0].astype(np.float32, copy=False),
             features=FrameFeatures(mse=errors.mse.astype(np.float32), psnr=errors.psnr.astype(np.float32),
                                    patch_max=errors.patch_max.astype(np.float32), motion_max=speed),
-            heatmaps=errors.heatmap.astype(np.float32, copy=False),
+            heatmaps=heat,
             new_states=[[*(arr[i] for arr in new), frames[i].copy()] for i in range(n)],
+            motion_maps=flow,
         )
 
 

@@ -272,6 +272,10 @@ class ErrorFeatures(BaseModel):
     )  # fmt: skip
 
 
+LOG_DECADES = 5.0
+"""Decades below a map's largest value that the ``log`` map encoding resolves (smaller values become 0)."""
+
+
 class ScoreMessage(_Message):
     """Prediction-error features of one frame from a worker. Key: camera_id."""
 
@@ -291,15 +295,21 @@ class ScoreMessage(_Message):
     latency_ms: float = Field(ge=0, description="Worker processing latency for this frame")
     heatmap_height: int = Field(default=0, ge=0, le=512)
     heatmap_width: int = Field(default=0, ge=0, le=512)
-    heatmap_scale: float = Field(default=0.0, ge=0, description="Heat map value = byte / 255 * heatmap_scale")
-    payload: bytes = Field(default=b"", repr=False, description="uint8 heat map, row-major, or empty")
+    heatmap_scale: float = Field(default=0.0, ge=0, description="Largest value of the error map (plane 0)")
+    heatmap_planes: int = Field(default=1, ge=1, le=2, description="1: error map; 2: error map, then motion map")
+    heatmap_encoding: Literal["linear", "log"] = Field(
+        default="linear", description="linear: value = byte / 255 * scale; log: value = scale * 10**(5 * (byte / 255 - 1)), "
+        "byte 0 = 0",
+    )  # fmt: skip
+    motion_scale: float = Field(default=0.0, ge=0, description="Largest value of the motion map (plane 1)")
+    payload: bytes = Field(default=b"", repr=False, description="uint8 maps, plane after plane, row-major, or empty")
 
     @model_validator(mode="after")
     def _check_heatmap(self) -> Self:
-        expected = self.heatmap_height * self.heatmap_width
-        if len(self.payload) != expected:
+        expected = self.heatmap_height * self.heatmap_width * self.heatmap_planes if self.payload else 0
+        if len(self.payload) != expected or (self.payload and expected == 0):
             raise PayloadSizeError(
-                f"heat map payload of {len(self.payload)} bytes does not match "
+                f"map payload of {len(self.payload)} bytes does not match {self.heatmap_planes} plane(s) of "
                 f"{self.heatmap_height}x{self.heatmap_width}"
             )
         return self
@@ -308,20 +318,52 @@ class ScoreMessage(_Message):
         return self.payload
 
     @staticmethod
-    def quantize_heatmap(heatmap: np.ndarray) -> tuple[bytes, float]:
-        """Quantise a float (h, w) error map to uint8 bytes and the scale that restores it."""
+    def quantize_heatmap(heatmap: np.ndarray, encoding: str = "linear") -> tuple[bytes, float]:
+        """Quantise a float (h, w) map to uint8 bytes and the scale (the map's largest value) that restores it.
+
+        ``log`` spans :data:`LOG_DECADES` decades below the largest value in equal ratio steps (4.6% each),
+        so a quiet background next to a bright anomaly keeps its level, which per-location statistics of
+        the log error need; ``linear`` (older workers) keeps steps of 1/255 of the largest value.
+
+        Example:
+            >>> hm = np.array([[0.0, 1e-4], [0.01, 1.0]], np.float32)
+            >>> data, scale = ScoreMessage.quantize_heatmap(hm, "log")
+            >>> back = ScoreMessage.dequantize(data, (2, 2), scale, "log")
+            >>> bool(back[0, 0] == 0), bool(np.allclose(back.ravel()[1:], [1e-4, 0.01, 1.0], rtol=0.03))
+            (True, True)
+        """
         scale = float(np.max(heatmap)) if heatmap.size else 0.0
-        if scale <= 0:
+        if not np.isfinite(scale) or scale <= 0:
             return np.zeros(heatmap.shape, np.uint8).tobytes(), 0.0
-        q = np.clip(np.rint(heatmap / scale * 255.0), 0, 255).astype(np.uint8)
-        return q.tobytes(), scale
+        unit = np.clip(np.asarray(heatmap, np.float64) / scale, 0.0, 1.0)
+        if encoding == "log":
+            with np.errstate(divide="ignore"):
+                code = 255.0 * (1.0 + np.log10(unit) / LOG_DECADES)
+            return np.clip(np.rint(np.nan_to_num(code, neginf=0.0)), 0, 255).astype(np.uint8).tobytes(), scale
+        return np.rint(unit * 255.0).astype(np.uint8).tobytes(), scale
+
+    @staticmethod
+    def dequantize(data: bytes, shape: tuple[int, int], scale: float, encoding: str = "linear") -> np.ndarray:
+        """Inverse of :meth:`quantize_heatmap`: float32 ``shape``."""
+        code = np.frombuffer(data, np.uint8).reshape(shape).astype(np.float32)
+        if encoding == "log":
+            return np.where(code > 0, np.float32(scale) * 10.0 ** (LOG_DECADES * (code / 255.0 - 1.0)), 0.0).astype(np.float32)
+        return code / 255.0 * np.float32(scale)
+
+    def _plane(self, i: int, scale: float) -> np.ndarray | None:
+        if not self.payload or i >= self.heatmap_planes:
+            return None
+        n = self.heatmap_height * self.heatmap_width
+        shape = (self.heatmap_height, self.heatmap_width)
+        return self.dequantize(self.payload[i * n:(i + 1) * n], shape, scale, self.heatmap_encoding)
 
     def heatmap(self) -> np.ndarray | None:
-        """The heat map as float32 (h, w), or None when the score carries none."""
-        if not self.payload:
-            return None
-        q = np.frombuffer(self.payload, np.uint8).reshape(self.heatmap_height, self.heatmap_width)
-        return q.astype(np.float32) * (self.heatmap_scale / 255.0)
+        """The error map as float32 (h, w), or None when the score carries none."""
+        return self._plane(0, self.heatmap_scale)
+
+    def motion_map(self) -> np.ndarray | None:
+        """The motion (optical-flow speed) map as float32 (h, w), or None when the score carries none."""
+        return self._plane(1, self.motion_scale)
 
 
 # --------------------------------------------------------------------------------------------------

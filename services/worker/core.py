@@ -10,7 +10,6 @@ frame. The Faust app (:mod:`vigil.services.worker.transport`) only moves bytes i
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections import Counter
@@ -19,16 +18,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vigil.model.messages import FrameRef, score_message
 from vigil.services.worker.batching import plan_steps
 from vigil.services.worker.registry import ModelRegistry, ModelSlot, StepOutputLike
 from vigil.services.worker.state import StreamState, StreamStateStore
 from vigil.shared.kafka import KafkaRecord
-from vigil.shared.schemas import DeadLetter, ErrorFeatures, FrameMessage, SchemaError, ScoreMessage
+from vigil.shared.schemas import DeadLetter, FrameMessage, SchemaError, ScoreMessage
 
 log = logging.getLogger(__name__)
 
 SERVICE = "worker"
-PSNR_CAP_DB = 100.0  # a perfect prediction has infinite PSNR; JSON and the scorer want a finite number
 
 
 @dataclass(frozen=True)
@@ -216,26 +215,9 @@ class WorkerEngine:
 
     def _score(self, slot: ModelSlot, f: _Frame, out: StepOutputLike, i: int, warmup: bool, received_ns: int,
                gap: int) -> ScoreMessage:
-        """The score message of frame ``i`` of a step; ``gap`` = frames since the camera's previous
-        frame (0 after a reset: there is no previous frame, so no motion reading)."""
-        feats = out.features
-        motion = float(feats.motion_max[i]) / gap if gap > 0 else 0.0
-        psnr = float(feats.psnr[i])
-        features = ErrorFeatures(
-            mse=max(0.0, float(feats.mse[i])),
-            psnr=psnr if math.isfinite(psnr) else PSNR_CAP_DB,
-            patch_max=max(0.0, float(feats.patch_max[i])),
-            motion_max=max(0.0, motion),  # px per frame: flow across skipped frames is spread over them
-        )
-        payload, scale, hh, hw = b"", 0.0, 0, 0
-        if self.config.heatmap:
-            hm = np.asarray(out.heatmaps[i], dtype=np.float32)
-            payload, scale = ScoreMessage.quantize_heatmap(hm)
-            hh, hw = hm.shape
-        now = time.time_ns()
-        return ScoreMessage(
-            camera_id=f.msg.camera_id, seq=f.msg.seq, pts=f.msg.pts, capture_ns=f.msg.capture_ns,
-            processed_ns=now, model_id=slot.predictor.model_id, model_version=slot.predictor.model_version,
-            warmup=warmup, features=features, latency_ms=max(0.0, (now - received_ns) / 1e6),
-            heatmap_height=hh, heatmap_width=hw, heatmap_scale=scale, payload=payload,
-        )  # fmt: skip
+        """The score message of frame ``i`` of a step (built by :func:`vigil.model.messages.score_message`,
+        the same code evaluation and benchmarks use); ``gap`` = frames since the camera's previous frame."""
+        m = f.msg
+        ref = FrameRef(m.camera_id, seq=m.seq, session=m.session, pts=m.pts, capture_ns=m.capture_ns)
+        return score_message(ref, (slot.predictor.model_id, slot.predictor.model_version), out, i, warmup=warmup,
+                             gap=gap, received_ns=received_ns, maps=self.config.heatmap)

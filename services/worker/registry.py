@@ -37,6 +37,7 @@ class StepOutputLike(Protocol):
     features: FrameFeatures
     heatmaps: np.ndarray
     new_states: list[list[np.ndarray]]
+    motion_maps: np.ndarray | None
 
 
 class Predictor(Protocol):

@@ -119,7 +119,7 @@ def test_wrong_sizes_are_rejected() -> None:
     msg = _frame()
     with pytest.raises(ValueError, match="does not match"):
         FrameMessage(**(msg.model_dump() | {"width": 37}))
-    with pytest.raises(ValueError, match="heat map payload"):
+    with pytest.raises(ValueError, match="map payload"):
         ScoreMessage(**(_score().model_dump() | {"heatmap_width": 5}))
     with pytest.raises(ValueError, match="needs channels=3"):
         FrameMessage(**(msg.model_dump() | {"encoding": "bgr8"}))
