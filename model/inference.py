@@ -20,10 +20,12 @@ class ClipOutput:
     Attributes:
         features: The clip's error features, each ``(T,)`` float32.
         heatmaps: ``(T, h, w)`` float32.
+        motion_maps: ``(T, h, w)`` float32 optical-flow speed on the heat map's grid.
     """
 
     features: FrameFeatures
     heatmaps: np.ndarray
+    motion_maps: np.ndarray
 
 
 def run_clips(predictor: StreamingPredictor, clips: dict[str, np.ndarray], batch: int = 16,
@@ -53,6 +55,7 @@ def _run_group(predictor: StreamingPredictor, clips: dict[str, np.ndarray], prog
     length = max(len(v) for v in clips.values())
     feats: dict[str, list[FrameFeatures]] = {n: [] for n in names}
     heat = {n: np.zeros((len(clips[n]), *predictor.heatmap_shape), np.float32) for n in names}
+    flow = {n: np.zeros_like(heat[n]) for n in names}
     states = {n: predictor.initial_state() for n in names}
     for t in tqdm(range(length), desc="step", unit="frame", disable=not progress, leave=False):
         active = [n for n in names if t < len(clips[n])]
@@ -60,5 +63,6 @@ def _run_group(predictor: StreamingPredictor, clips: dict[str, np.ndarray], prog
         for k, n in enumerate(active):
             states[n] = result.new_states[k]
             heat[n][t] = result.heatmaps[k]
+            flow[n][t] = result.motion_maps[k]
             feats[n].append(result.features[k:k + 1])
-    return {n: ClipOutput(FrameFeatures.concat(feats[n]), heat[n]) for n in names}
+    return {n: ClipOutput(FrameFeatures.concat(feats[n]), heat[n], flow[n]) for n in names}

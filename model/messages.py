@@ -44,6 +44,8 @@ class FrameRef:
     session: int = 0
     pts: float = 0.0
     capture_ns: int = 0
+    width: int = 0
+    height: int = 0
 
 
 def _finite(value: float, default: float = 0.0) -> float:
@@ -80,6 +82,7 @@ def score_message(ref: FrameRef, model: tuple[str, str], out: Any, i: int, *, wa
     return ScoreMessage(
         camera_id=ref.camera_id, seq=ref.seq, session=ref.session, pts=_finite(ref.pts), capture_ns=ref.capture_ns,
         processed_ns=now, model_id=model[0], model_version=model[1], warmup=warmup, features=features,
+        frame_width=ref.width, frame_height=ref.height,
         latency_ms=max(0.0, (now - received_ns) / 1e6), **extra,
     )  # fmt: skip
 

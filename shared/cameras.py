@@ -142,6 +142,34 @@ SOURCES = "sources"
 """Validation-context key: False = do not check the source (placeholders unfilled, files elsewhere)."""
 
 
+Point = tuple[Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)], Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]]
+Polygon = Annotated[list[Point], Field(min_length=3, max_length=64)]
+
+
+class Zones(BaseModel):
+    """Where a camera's scorer looks, as polygons of ``[x, y]`` points in fractions of the frame (0..1, so a
+    zone survives a resolution change; ``[0, 0]`` is the top left corner).
+
+    ``exclude``: never scored (a road, a tree in the wind). ``include``: when given, only these are scored.
+    They apply to the error and motion maps before any maximum is taken.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    include: list[Polygon] = Field(default_factory=list, max_length=32)
+    exclude: list[Polygon] = Field(default_factory=list, max_length=32)
+
+    @model_validator(mode="after")
+    def _not_degenerate(self) -> Zones:
+        for kind in ("include", "exclude"):
+            for i, poly in enumerate(getattr(self, kind)):
+                area = 0.5 * abs(sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(poly, poly[1:] + poly[:1], strict=True)))
+                if area < 1e-4:
+                    raise ValueError(f"zones.{kind}[{i}] has no area (its points are on a line or repeated); "
+                                     "give at least 3 points [x, y] in fractions of the frame")
+        return self
+
+
 class CameraConfig(CameraOptions):
     """One camera: its id, source URL (secrets filled in when read with sources), options, model and scorer."""
 
@@ -151,6 +179,9 @@ class CameraConfig(CameraOptions):
     model: Path | None = Field(None, description="This camera's model directory (relative to the cameras file); "
                                "None = the worker's default model")  # fmt: skip
     scorer: ScorerOverrides | None = Field(None, description="This camera's scorer parameters over the site's")
+    zones: Zones | None = Field(None, description="Include / exclude polygons: where the scorer looks")
+    calibration: Path | None = Field(None, description="This camera's own calibration (`vigil calibrate --camera`), "
+                                     "relative to the cameras file; None = its model's")  # fmt: skip
 
     @field_validator("url")
     @classmethod
@@ -329,8 +360,9 @@ def _parse_camera(
         merged["url"] = _resolve_path(fill(merged["url"], env), base_dir)
     if isinstance(merged.get("options"), dict):
         merged["options"] = {k: fill(str(v), env) for k, v in merged["options"].items()}
-    if isinstance(merged.get("model"), str):
-        merged["model"] = _resolve_path(merged["model"], base_dir)
+    for key in ("model", "calibration"):
+        if isinstance(merged.get(key), str):
+            merged[key] = _resolve_path(merged[key], base_dir)
     try:
         return CameraConfig.model_validate(merged, context={SOURCES: sources})
     except ValidationError as exc:

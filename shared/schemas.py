@@ -302,6 +302,8 @@ class ScoreMessage(_Message):
         "byte 0 = 0",
     )  # fmt: skip
     motion_scale: float = Field(default=0.0, ge=0, description="Largest value of the motion map (plane 1)")
+    frame_width: int = Field(default=0, ge=0, le=4096, description="Width of the scored frame (pixels), 0 if unknown")
+    frame_height: int = Field(default=0, ge=0, le=4096, description="Height of the scored frame (pixels), 0 if unknown")
     payload: bytes = Field(default=b"", repr=False, description="uint8 maps, plane after plane, row-major, or empty")
 
     @model_validator(mode="after")
@@ -426,30 +428,39 @@ class Alert(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_version: int = SCHEMA_VERSION
-    alert_id: str = Field(description="Stable id: '<camera_id>:<start_seq>'")
+    alert_id: str = Field(max_length=200, description="Unique per incident, the same on replay: "
+                          "'<camera_id>:<start_seq>:<start capture time in ms>'")
     camera_id: CameraId
     event: Literal["open", "update", "close"]
     start_seq: int = Field(ge=0)
     end_seq: int | None = Field(default=None, ge=0)
     start_ns: int = Field(ge=0, description="Capture time of the first frame of the event")
     end_ns: int | None = Field(default=None, ge=0)
-    peak_score: float = Field(ge=0, le=1, description="Highest anomaly score in the event so far")
-    score: float = Field(ge=0, le=1, description="Anomaly score of the frame that caused this change")
-    threshold: float = Field(description="The camera's threshold at the time")
+    peak_score: float = Field(ge=-1e6, le=1e6, description="Highest anomaly score in the event so far (z units)")
+    score: float = Field(ge=-1e6, le=1e6, description="Anomaly score of the frame that caused this change (z units)")
+    threshold: float = Field(ge=-1e6, le=1e6, description="The camera's threshold at the time (z units)")
     peak_seq: int = Field(ge=0)
     trigger_seq: int | None = Field(default=None, ge=0, description="The frame whose score caused this change")
     trigger_capture_ns: int | None = Field(
         default=None, ge=0, description="Capture time of that frame; time_ns - trigger_capture_ns = end-to-end latency"
     )
     snapshot_key: str | None = None
+    box: tuple[float, float, float, float] | None = Field(
+        default=None, description="Where: (x0, y0, x1, y1) of the patch that scored highest at the peak, as fractions "
+        "of the frame",
+    )  # fmt: skip
+    box_px: tuple[int, int, int, int] | None = Field(default=None, description="The same box in frame pixels")
+    scoring_mode: Literal["calibrated", "online", ""] = Field(
+        default="", description="calibrated: from the model's (or camera's) calibration; online: learnt on the camera")
     model_id: str = ""
     model_version: str = ""
     time_ns: int = Field(default_factory=time.time_ns, ge=0, description="When this change was published")
 
     @staticmethod
-    def make_id(camera_id: str, start_seq: int) -> str:
-        """The stable alert id for an event that started at ``start_seq``."""
-        return f"{camera_id}:{start_seq}"
+    def make_id(camera_id: str, start_seq: int, start_ns: int) -> str:
+        """The alert id of an event that started at frame ``start_seq`` captured at ``start_ns``: the same when
+        the same scores are replayed, different when a camera's numbering restarts or two sources publish it."""
+        return f"{camera_id}:{start_seq}:{start_ns // 1_000_000}"
 
     def to_json(self) -> str:
         """Serialise to JSON text."""

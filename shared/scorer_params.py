@@ -3,7 +3,7 @@
 They are a contract of the cameras file (a camera's ``scorer:`` overrides, :mod:`vigil.shared.cameras`)
 and of the scorer's settings (``VIGIL_SCORER_SCORING__<FIELD>``, ``VIGIL_SCORER_EVENTS__<FIELD>``), so they
 live here, free of the scorer's heavy imports (river); the scorer's core uses them as plain frozen
-dataclasses (:mod:`vigil.services.scorer.scoring`, :mod:`vigil.services.scorer.events` re-export them).
+dataclasses (:mod:`vigil.model.alerting`, :mod:`vigil.model.events`).
 """
 
 from __future__ import annotations
@@ -16,45 +16,61 @@ from pydantic import Field
 
 @dataclass(frozen=True)
 class ScoringParams:
-    """Parameters of one camera's scorer (frame counts assume ~10 fps); the one definition of their defaults.
+    """Parameters of one camera's scoring (frame counts assume ~10 fps); the one definition of their defaults.
 
     Each field carries its bounds and description (``Annotated[..., Field(...)]``), which pydantic applies
     where the parameters are settings (``VIGIL_SCORER_SCORING__<FIELD>``, a camera's ``scorer:`` in the
-    cameras file); constructed directly, only :meth:`__post_init__` checks them.
+    cameras file); constructed directly, only :meth:`__post_init__` checks them. Scores are in units of
+    standard deviations of the log error (a sum of two z-scores, see :mod:`vigil.model.alerting`);
+    docs/model.md says how each default was chosen.
 
     Attributes:
-        fading_factor: Weight of a new frame in the EW mean/variance (1/fading_factor frames ~ memory).
-        grace_frames: Frames learned before the camera scores at all (normaliser warm-up); at least
-            2 / fading_factor (river's EW statistics start from their first value).
-        q: Quantile of past scores used as the threshold.
-        min_threshold: Floor of the threshold (in score units), whatever the quantile says.
-        min_std: Floor of the log-error standard deviation (relative noise below this is not trusted).
-        protect: Do not learn the normal level from frames classified anomalous.
-        max_protected_frames: After this many protected frames in a row, learn again (a lasting change
-            of scene, e.g. a moved camera, becomes the new normal instead of an alert forever).
+        smooth: Frames averaged into the score (a trailing window: 0.5 s at 10 fps).
+        threshold_margin: Added by ``vigil calibrate`` to the largest score seen on normal footage.
+        threshold_offset: Added to a calibrated camera's threshold (negative: more sensitive).
+        online_threshold: Threshold of a camera without calibration, once its grace period is over.
+        learn_margin: A frame is confidently normal, and learned, when its score is this far below the
+            threshold (and no event is open).
+        gain_fading: Weight of a frame in the fast global level (daily cycle); every frame counts, since
+            the level is a median over locations that a local incident does not move.
+        max_gain: Bound of that level's shift from the calibration, in log units (2.0: a factor of 7.4).
+        fading_factor: Weight of a confidently normal frame in the slow per-location statistics.
+        grace_frames: Frames a camera without calibration learns from before it can alert.
+        min_std: Floor of the per-location std of the log error.
+        location_weight: Calibration: 0 keeps each location's own statistics, 1 gives every location the
+            scene's pooled ones; in between, a blend (:meth:`vigil.model.baseline.LocationStats.shrunk`).
     """
 
-    fading_factor: Annotated[float, Field(gt=0, le=1, description="EW weight of a new frame in the normal level")] = 0.001
-    grace_frames: Annotated[int, Field(ge=2, le=1_000_000, description="Frames learned before a new camera can "
-                                       "alert (>= 2/fading_factor)")] = 3000  # fmt: skip
-    q: Annotated[float, Field(gt=0.5, lt=1, description="Quantile of past scores used as the threshold")] = 0.998
-    min_threshold: Annotated[float, Field(ge=0, le=1, description="Floor of the threshold (score units)")] = 0.99
-    min_std: Annotated[float, Field(gt=0, le=5, description="Floor of the std of the log error")] = 0.03
-    protect: Annotated[bool, Field(description="Do not learn the normal level from anomalous frames")] = True
-    max_protected_frames: Annotated[int, Field(ge=1, le=10_000_000, description="Learn again after this many "
-                                               "protected frames in a row")] = 18_000  # fmt: skip
+    smooth: Annotated[int, Field(ge=1, le=100, description="Frames averaged into the score")] = 5
+    threshold_margin: Annotated[float, Field(ge=-10, le=100, description="Calibration: margin above the largest "
+                                             "normal score")] = -1.0  # fmt: skip
+    threshold_offset: Annotated[float, Field(ge=-100, le=100, description="Added to the calibrated threshold "
+                                             "(negative = more sensitive)")] = 0.0  # fmt: skip
+    online_threshold: Annotated[float, Field(gt=0, le=1000, description="Threshold of a camera without "
+                                             "calibration")] = 3.0  # fmt: skip
+    learn_margin: Annotated[float, Field(ge=0, le=100, description="Learn only frames this far below the "
+                                         "threshold")] = 1.0  # fmt: skip
+    gain_fading: Annotated[float, Field(gt=0, le=1, description="EW weight of a normal frame in the global "
+                                        "level")] = 0.0003  # fmt: skip
+    max_gain: Annotated[float, Field(ge=0, le=10, description="Bound of the global level shift (log units)")] = 2.0
+    fading_factor: Annotated[float, Field(gt=0, le=1, description="EW weight of a normal frame in the "
+                                          "per-location statistics")] = 0.0001  # fmt: skip
+    grace_frames: Annotated[int, Field(ge=2, le=1_000_000, description="Frames a camera without calibration "
+                                       "learns before it can alert")] = 3000  # fmt: skip
+    min_std: Annotated[float, Field(gt=0, le=5, description="Floor of the per-location std of the log error")] = 0.05
+    log_eps: Annotated[float, Field(ge=0, le=1, description="Calibration: added before the log (0: the map's "
+                                    "median, its quiet background)")] = 1e-6  # fmt: skip
+    spread: Annotated[int, Field(ge=-1, le=4, description="Fuse each map's largest z within this many "
+                                 "locations (-1: anywhere in the frame)")] = -1  # fmt: skip
+    location_weight: Annotated[float, Field(ge=0, le=1, description="Calibration: pull of each location's "
+                                            "statistics towards the scene's pooled ones")] = 1.0  # fmt: skip
 
     def __post_init__(self) -> None:
-        if not 0 < self.fading_factor <= 1:
-            raise ValueError(f"fading_factor must be in (0, 1]. Received: fading_factor={self.fading_factor}")
-        if not 0 < self.q < 1:
-            raise ValueError(f"q must be in (0, 1). Received: q={self.q}")
-        if self.grace_frames * self.fading_factor < 2:
-            raise ValueError(
-                "grace_frames must be >= 2 / fading_factor, so that the EW statistics have forgotten their first "
-                f"frame before the camera can alert. Received: grace_frames={self.grace_frames}, "
-                f"fading_factor={self.fading_factor}"
-            )
+        if not 0 < self.fading_factor <= 1 or not 0 < self.gain_fading <= 1:
+            raise ValueError(f"fading_factor and gain_fading must be in (0, 1]. Received: {self.fading_factor}, "
+                             f"{self.gain_fading}")
+        if self.smooth < 1 or self.grace_frames < 2:
+            raise ValueError(f"need smooth >= 1 and grace_frames >= 2. Received: {self.smooth}, {self.grace_frames}")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vigil.services.scorer.events import EventParams, EventTracker, Frame
+from vigil.model.events import EventParams, EventTracker, Frame
 
 DAY_S = 86_400
 
@@ -191,3 +191,45 @@ def scripted(n: int, anomalies: list[tuple[int, int]], fps: float = 10.0, seed: 
         log_patch[a : b + 1] += math.log(strength)
     t_ns = (np.arange(n) / fps * 1e9).astype(np.int64)
     return SimStream(t_ns, np.exp(log_mse), np.exp(log_patch), label, list(anomalies), fps)
+
+
+SIM_GRID = (4, 6)
+"""Cells of a simulated camera's error map (3 x 5 scored locations)."""
+PATHS = ((0, 0), (1, 2), (2, 4))
+"""Top-left cells of the 2x2 patches where people (and anomalies) go: normal activity moves between them."""
+
+
+def frame_maps(sim: SimStream, i: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The error map of frame ``i``: background cells at the frame error (each with its own noise), and
+    the frame's busiest patch (its ``patch_max``, an injected anomaly included) on one of :data:`PATHS`."""
+    grid = (sim.mse[i] * np.exp(rng.normal(0.0, 0.1, SIM_GRID))).astype(np.float32)
+    r, c = PATHS[(i // 30) % len(PATHS)]
+    grid[r:r + 2, c:c + 2] = sim.patch_max[i]
+    return {"error": grid}
+
+
+def observations(sim: SimStream, start: int, stop: int, seed: int = 0) -> list[object]:
+    """Frames ``start..stop-1`` of a simulated stream as :class:`vigil.model.alerting.Observation`."""
+    from vigil.model.alerting import Observation
+
+    rng = np.random.default_rng(seed)
+    return [Observation(i, int(sim.t_ns[i]), False, frame_maps(sim, i, rng)) for i in range(start, stop)]
+
+
+def run_core(sim: SimStream, camera: object, start: int = 0, seed: int = 1) -> list[tuple[int, int, int]]:
+    """Feed frames ``start..`` through one :class:`vigil.model.alerting.CameraScoring` (the scorer's core,
+    events included); returns (open_idx, start_idx, end_idx) of every event."""
+    from vigil.model.alerting import Observation
+
+    rng = np.random.default_rng(seed)
+    by_seq: dict[int, int] = {}
+    events = []
+    for i in range(start, len(sim.mse)):
+        verdict = camera.step(Observation(i, int(sim.t_ns[i]), False, frame_maps(sim, i, rng)))  # type: ignore[attr-defined]
+        for c in verdict.changes:
+            if c.kind == "open":
+                by_seq[c.start_seq] = i
+            elif c.kind == "close":
+                events.append((by_seq.pop(c.start_seq), c.start_seq, c.end_seq or i))
+    events.extend((o, s, len(sim.mse) - 1) for s, o in by_seq.items())
+    return events

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
+from vigil.model.baseline import Calibration
 from vigil.services.scorer import metrics
 from vigil.services.scorer.settings import ScorerSettings
 from vigil.services.scorer.sink import RedisSink
 from vigil.services.scorer.state import ScoreOutcome, ScorerState
 from vigil.shared.kafka import KafkaRecord
-from vigil.shared.schemas import DeadLetter, SchemaError, ScoreMessage
+from vigil.shared.schemas import Alert, DeadLetter, SchemaError, ScoreMessage
 
 log = logging.getLogger(__name__)
 
@@ -46,26 +47,53 @@ class ScorerCore:
         self.load = load
         self.save = save
         self.dead_letter = dead_letter
+        self.book = settings.calibration_book()
         self.states: dict[str, ScorerState] = {}
 
     def forget(self) -> None:
         """Drop the in-memory cache (partitions were revoked; states are reloaded from the table)."""
         self.states.clear()
 
+    def _resolve(self, camera_id: str, model_version: str) -> Calibration | None:
+        return self.book.lookup(camera_id, model_version).calibration
+
     def state(self, camera_id: str) -> ScorerState:
         """The camera's state: cached, restored from the table, or new."""
         st = self.states.get(camera_id)
-        if st is not None:
-            return st
-        data = self.load(camera_id)
-        if data is None:
-            st = ScorerState(camera_id, self.settings.camera_params(camera_id))
-            log.info("camera %s: new scorer state (grace %d frames)", camera_id, st.params.scoring.grace_frames)
-        else:
-            st = ScorerState.loads(data)
-            log.info("camera %s: restored scorer state (last seq %s, threshold %s)", camera_id, st.last_seq, st.scorer.threshold)
-        self.states[camera_id] = st
+        if st is None:
+            st = self._restore(camera_id, self.load(camera_id))
+            self.states[camera_id] = st
         return st
+
+    def _restore(self, camera_id: str, data: bytes | None) -> ScorerState:
+        params = self.settings.camera_params(camera_id)
+        if data is not None:
+            try:
+                st = ScorerState.loads(data, camera_id, params, self._resolve)
+                log.info("camera %s: restored scorer state (last seq %s, %d alert changes pending)", camera_id,
+                         st.last_seq, len(st.outbox))  # fmt: skip
+                return st
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+                metrics.STATE_DISCARDED.inc()
+                log.error("camera %s: saved scorer state discarded (%s); it starts afresh from its calibration",
+                          camera_id, str(exc)[:200])  # fmt: skip
+        log.info("camera %s: new scorer state", camera_id)
+        return ScorerState(camera_id, params, self._resolve)
+
+    def adopt(self, saved: Iterable[tuple[str, bytes]]) -> int:
+        """Load every saved state that still holds unconfirmed alert changes (start-up, after a rebalance), so
+        that a camera that has gone quiet still gets its alerts out; returns how many were adopted."""
+        adopted = 0
+        for camera_id, data in saved:
+            if camera_id in self.states or data is None:
+                continue
+            st = self._restore(camera_id, data)
+            if st.outbox:
+                self.states[camera_id] = st
+                adopted += 1
+        if adopted:
+            log.info("%d camera(s) had unconfirmed alert changes in their saved state; publishing them", adopted)
+        return adopted
 
     async def handle(self, records: Sequence[KafkaRecord]) -> None:
         """Process one batch: decode, step, write Redis, save states."""
@@ -114,25 +142,18 @@ class ScorerCore:
 
 
 def _hash_fields(st: ScorerState, msg: ScoreMessage, r: ScoreOutcome) -> dict[str, Any]:
-    open_seq = st.tracker.open_start_seq
+    open_seq = st.core.events.open_start_seq if st.core is not None else None
+    event = st.core.events.event if st.core is not None else None
     return {
         "status": r.status or "",
-        "score": f"{r.score:.6f}",
-        "z": "" if r.z is None else f"{r.z:.3f}",
-        "threshold": "" if r.threshold is None else f"{r.threshold:.6f}",
-        "threshold_z": "" if r.threshold is None else f"{_z_of(r.threshold):.3f}",
+        "scoring_mode": r.mode or "",
+        "score": "" if r.score is None else f"{r.score:.4f}",
+        "threshold": "" if r.threshold is None else f"{r.threshold:.4f}",
         "last_seq": msg.seq,
         "last_frame_ns": msg.capture_ns,
-        "last_frame_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(msg.capture_ns / 1e9)),
-        "alert_id": "" if open_seq is None else f"{st.camera_id}:{open_seq}",
+        "last_frame_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(min(msg.capture_ns / 1e9, 253402300799))),
+        "alert_id": "" if open_seq is None or event is None else Alert.make_id(st.camera_id, open_seq, event.start_ns),
         "model": f"{msg.model_id}:{msg.model_version}",
         "outbox": len(st.outbox),
         "updated_ns": time.time_ns(),
     }
-
-
-def _z_of(p: float) -> float:
-    """The z-score whose normal CDF is ``p`` (capped at 8.3 where Phi rounds to 1.0)."""
-    from statistics import NormalDist
-
-    return 8.3 if p >= 1.0 else max(-8.3, NormalDist().inv_cdf(max(p, 1e-16)))

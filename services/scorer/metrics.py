@@ -13,3 +13,4 @@ PUBLISHED = counter("vigil_scorer_alerts_published", "Alert changes written to R
 DEDUPED = counter("vigil_scorer_alerts_deduplicated", "Alert changes Redis already had (replays)")
 REDIS_FAILURES = counter("vigil_scorer_redis_failures", "Failed Redis write attempts")
 REDIS_UP = gauge("vigil_scorer_redis_up", "1 when the last Redis write succeeded")
+STATE_DISCARDED = counter("vigil_scorer_states_discarded", "Saved camera states that did not parse and were replaced")

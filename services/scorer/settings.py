@@ -13,7 +13,7 @@ Example:
     >>> import pathlib, tempfile
     >>> cameras = pathlib.Path(tempfile.mkdtemp()) / "cameras.yaml"
     >>> _ = cameras.write_text("cameras:\\n  - {id: cam-7, url: rtsp://cam-7/live, scorer: {grace_frames: 50, k: 3}}\\n")
-    >>> s = ScorerSettings(scoring=ScoringParams(grace_frames=100, fading_factor=0.05), cameras={"file": cameras})
+    >>> s = ScorerSettings(scoring=ScoringParams(grace_frames=100), cameras={"file": cameras})
     >>> s.camera_params("cam-7").scoring.grace_frames, s.camera_params("cam-7").events.k
     (50, 3)
     >>> s.camera_params("cam-1").scoring.grace_frames, s.camera_params("cam-1").events.k
@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from vigil.model.alerting import ZoneMask
+from vigil.services.scorer.calibrations import CalibrationBook
 from vigil.services.scorer.state import CameraParams
 from vigil.shared.cameras import ScorerOverrides
 from vigil.shared.scorer_params import EventParams, ScoringParams
@@ -51,6 +53,8 @@ class ScorerSettings(ServiceSettings):
 
     app_id: str = Field("vigil-scorer", min_length=1, max_length=100, description="Faust app id = consumer group")
     datadir: Path = Field(Path(".state/scorer"), description="Faust data directory")
+    model_dir: Path | None = Field(None, description="Model directory whose card calibrates the cameras without "
+                                   "their own `model:` (None = the packaged model), as the worker's")  # fmt: skip
     scoring: ScoringParams = Field(default_factory=ScoringParams, description="Scoring parameters of every camera")
     events: EventParams = Field(default_factory=EventParams, description="Event rules of every camera")
     camera_overrides: dict[str, ScorerOverrides] = Field(
@@ -104,8 +108,25 @@ class ScorerSettings(ServiceSettings):
         )
 
     def camera_params(self, camera_id: str) -> CameraParams:
-        """The merged parameters of one camera (the site's parameters + its overrides)."""
-        return self._merged(self.camera_overrides.get(camera_id))
+        """The merged parameters of one camera (the site's parameters + its overrides + its zones)."""
+        params = self._merged(self.camera_overrides.get(camera_id))
+        zones = self._zones().get(camera_id)
+        return params if zones is None else replace(params, zones=zones)
+
+    def _zones(self) -> dict[str, ZoneMask]:
+        if "_zone_masks" not in self.__dict__:
+            found = self.cameras.per_camera("zones")
+            self.__dict__["_zone_masks"] = {cam: ZoneMask([list(map(tuple, p)) for p in z.include],
+                                                          [list(map(tuple, p)) for p in z.exclude])
+                                            for cam, z in found.items()}  # fmt: skip
+        return self.__dict__["_zone_masks"]
+
+    def calibration_book(self) -> CalibrationBook:
+        """Where each camera's calibration comes from (its own file, its model's card, the default model's)."""
+        from vigil.model.streaming import DEFAULT_MODEL_DIR
+
+        return CalibrationBook(self.cameras.per_camera("calibration"), self.cameras.per_camera("model"),
+                               Path(self.model_dir or DEFAULT_MODEL_DIR))
 
 
 def _replace(params: P, values: dict[str, Any]) -> P:

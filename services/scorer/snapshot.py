@@ -11,7 +11,7 @@ import numpy as np
 
 def render_snapshot(
     heatmap: np.ndarray, frame: np.ndarray | None = None, size: tuple[int, int] = (320, 240), alpha: float = 0.5,
-    quality: int = 85,
+    quality: int = 85, box: list[float] | tuple[float, ...] | None = None,
 ) -> bytes:  # fmt: skip
     """Render a JPEG of a heat map (float, any range), optionally blended over a frame.
 
@@ -21,6 +21,7 @@ def render_snapshot(
         size: (width, height) of the output when there is no frame.
         alpha: Weight of the heat map over the frame.
         quality: JPEG quality.
+        box: ``(x0, y0, x1, y1)`` in fractions of the frame, drawn as a white rectangle (where the alert is).
 
     Returns:
         JPEG bytes.
@@ -41,6 +42,10 @@ def render_snapshot(
         size = (base.shape[1], base.shape[0])
     coloured = cv2.applyColorMap(cv2.resize(norm, size, interpolation=cv2.INTER_NEAREST), cv2.COLORMAP_JET)
     image = coloured if frame is None else cv2.addWeighted(coloured, alpha, base, 1 - alpha, 0)
+    if box is not None:
+        w, h = size
+        x0, y0, x1, y1 = (int(round(v * s)) for v, s in zip(box, (w, h, w, h), strict=True))
+        cv2.rectangle(image, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), (255, 255, 255), 2)
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError("JPEG encoding of the snapshot failed")

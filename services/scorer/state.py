@@ -1,9 +1,14 @@
-"""One camera's complete scorer state and the per-score step: order rule, scoring, events, outbox.
+"""One camera's complete scorer state and the per-score step: order rule, the scoring core, outbox.
 
-Everything a camera needs survives a restart by pickling one :class:`ScorerState` (river objects
-included) into the Faust table. Alerts wait in the state's ``outbox`` until Redis confirms them, so
-alerts raised while Redis is down are neither lost on a restart nor published twice (each change has a
-deterministic dedupe field, checked atomically in Redis).
+The scoring itself is :class:`vigil.model.alerting.CameraScoring`, the one implementation that
+``vigil evaluate`` and the benchmarks also run. This module adds what only the live service needs: the
+order rule, the switch to another model's calibration, the alert records, and the outbox of alert
+changes that Redis has not confirmed yet.
+
+The state is saved as versioned JSON (:meth:`ScorerState.dumps`; arrays as lists, snapshots base64),
+never pickled: the bytes come back from a Kafka changelog, which anyone with write access to that topic
+could forge. A state that does not parse, holds a non-finite number, or is too large is discarded (the
+camera starts afresh from its calibration) and counted, never executed or trusted.
 
 Order rule (per camera, on the sequence number ``seq`` and the capture time):
     * ``seq`` greater than the last processed one: processed (gaps are fine: dropped frames).
@@ -14,16 +19,19 @@ Order rule (per camera, on the sequence number ``seq`` and the capture time):
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
-import pickle
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
-from vigil.services.scorer.events import Change, EventTracker, Frame
-from vigil.services.scorer.scoring import FEATURES, CameraScorer
+from vigil.model.alerting import CameraScoring, Mode, Observation, Status, ZoneMask
+from vigil.model.baseline import Calibration
+from vigil.model.events import Change
 from vigil.shared.redis_keys import snapshot_key
 from vigil.shared.schemas import Alert, ScoreMessage
 from vigil.shared.scorer_params import EventParams, ScoringParams
@@ -31,7 +39,11 @@ from vigil.shared.scorer_params import EventParams, ScoringParams
 log = logging.getLogger(__name__)
 
 Admission = Literal["ok", "restart", "duplicate", "late"]
-Status = Literal["warmup", "grace", "normal", "alert"]
+STATE_VERSION = 2
+MAX_STATE_BYTES = 900_000
+"""A saved state must fit one Kafka record (1 MiB by default) with room to spare; the outbox is trimmed to fit."""
+Resolver = Callable[[str, str], Calibration | None]
+"""``(camera_id, model_version) -> calibration or None`` (see :class:`vigil.services.scorer.calibrations.CalibrationBook`)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,7 @@ class CameraParams:
     events: EventParams = field(default_factory=EventParams)
     outbox_limit: int = 1000
     snapshots: bool = True
+    zones: ZoneMask | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,19 @@ class PendingAlert:
     snapshot_key: str | None = None
     snapshot_jpeg: bytes | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types (the JPEG base64)."""
+        jpeg = None if self.snapshot_jpeg is None else base64.b64encode(self.snapshot_jpeg).decode()
+        return {"alert": self.alert.model_dump(mode="json"), "dedupe": self.dedupe, "snapshot_key": self.snapshot_key,
+                "snapshot_jpeg": jpeg}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PendingAlert:
+        """Inverse of :meth:`to_dict` (the alert is validated by its schema)."""
+        jpeg = d.get("snapshot_jpeg")
+        return cls(Alert.model_validate(d["alert"]), str(d["dedupe"]), d.get("snapshot_key"),
+                   None if jpeg is None else base64.b64decode(jpeg, validate=True))
+
 
 @dataclass(frozen=True)
 class ScoreOutcome:
@@ -60,29 +86,31 @@ class ScoreOutcome:
 
     admission: Admission
     status: Status | None = None
-    score: float = 0.0
-    z: float | None = None
+    score: float | None = None
     threshold: float | None = None
+    mode: Mode | None = None
     alerts: tuple[PendingAlert, ...] = ()
 
 
 @dataclass
 class ScorerState:
-    """Scorer, event tracker, sequence bookkeeping and unconfirmed alerts of one camera."""
+    """Scoring core, sequence bookkeeping and unconfirmed alerts of one camera.
+
+    Args:
+        camera_id: The camera.
+        params: Its parameters.
+        resolve: Finds the camera's calibration for a model version (None: learn online).
+    """
 
     camera_id: str
     params: CameraParams = field(default_factory=CameraParams)
-    scorer: CameraScorer = field(init=False)
-    tracker: EventTracker = field(init=False)
+    resolve: Resolver = field(default=lambda camera, version: None, repr=False)
+    core: CameraScoring | None = None
+    model: str | None = None
     last_seq: int | None = None
     last_capture_ns: int = 0
     outbox: deque[PendingAlert] = field(default_factory=deque)
     outbox_dropped: int = 0
-    model: str | None = None
-
-    def __post_init__(self) -> None:
-        self.scorer = CameraScorer(self.params.scoring)
-        self.tracker = EventTracker(self.params.events)
 
     def admit(self, seq: int, capture_ns: int) -> Admission:
         """Apply the order rule to a score's (seq, capture time) and remember it when accepted."""
@@ -101,54 +129,41 @@ class ScorerState:
         admission = self.admit(msg.seq, msg.capture_ns)
         if admission in ("duplicate", "late"):
             return ScoreOutcome(admission)
-        self._follow_model(f"{msg.model_id}:{msg.model_version}")
-        x = {f: getattr(msg.features, f) for f in FEATURES}
-        if msg.warmup:
-            return ScoreOutcome(admission, "warmup", alerts=self._track(msg, 0.0, False, 1.0))
-        if not self.scorer.ready:
-            self.scorer.update(x)
-            return ScoreOutcome(admission, "grace")
-        score, threshold = self.scorer.score(x), self.scorer.threshold
-        assert threshold is not None  # ready implies a threshold
-        above = self.scorer.classify(score)
-        z = self.scorer.z(x)
-        alerts = self._track(msg, score, above, threshold)
-        self.scorer.update(x, score, hold=self.tracker.event is not None)
-        status: Status = "alert" if self.tracker.open_start_seq is not None else "normal"
-        return ScoreOutcome(admission, status, score, z, threshold, alerts)
-
-    def _follow_model(self, model: str) -> None:
-        """Relearn the normal level when the scores come from another model (its error scale differs)."""
-        if self.model == model:
-            return
-        if self.model is not None:
-            log.warning("camera %s: scores now come from model %s (was %s); relearning the normal level "
-                        "(no alerts for %d frames)", self.camera_id, model, self.model,
-                        self.params.scoring.grace_frames)  # fmt: skip
-            self.scorer = CameraScorer(self.params.scoring)
-        self.model = model
-
-    def _track(self, msg: ScoreMessage, score: float, above: bool, threshold: float) -> tuple[PendingAlert, ...]:
-        if msg.warmup and self.tracker.event is None:
-            return ()
-        heat = _heat(msg) if above and self.params.snapshots else None
-        changes = self.tracker.step(Frame(msg.seq, msg.capture_ns, score, above, threshold, heat))
-        pending = tuple(self._pending(c, msg) for c in changes)
+        core = self._core_for(msg.model_id, msg.model_version)
+        evidence = _evidence(msg) if self.params.snapshots else None
+        verdict = core.step(Observation.from_message(msg), evidence)
+        pending = tuple(self._pending(c, msg, core.mode) for c in verdict.changes)
         for p in pending:
             self._enqueue(p)
-        return pending
+        return ScoreOutcome(admission, verdict.status, verdict.score, verdict.threshold, core.mode, pending)
 
-    def _pending(self, c: Change, msg: ScoreMessage) -> PendingAlert:
-        alert_id = Alert.make_id(self.camera_id, c.start_seq)
-        jpeg = _render(c.peak_heat) if c.peak_heat is not None else None
+    def _core_for(self, model_id: str, model_version: str) -> CameraScoring:
+        """The scoring core for this model version: a new model means a new calibration (its error scale differs)."""
+        model = f"{model_id}:{model_version}"
+        if self.core is not None and self.model == model:
+            return self.core
+        calibration = self.resolve(self.camera_id, model_version)
+        if self.core is not None:
+            log.warning("camera %s: scores now come from model %s (was %s); scoring %s", self.camera_id, model,
+                        self.model, "from its calibration" if calibration else "after learning online")  # fmt: skip
+        p = self.params
+        self.core, self.model = CameraScoring(p.scoring, p.events, calibration, p.zones), model
+        return self.core
+
+    def _pending(self, c: Change, msg: ScoreMessage, mode: Mode) -> PendingAlert:
+        alert_id = Alert.make_id(self.camera_id, c.start_seq, c.start_ns)
+        peak = c.peak_heat if isinstance(c.peak_heat, dict) else {}
+        box = tuple(float(v) for v in peak["box"]) if "box" in peak else None
+        jpeg = _render(peak) if c.kind == "open" and "heat" in peak else None
         skey = snapshot_key(alert_id) if jpeg is not None else None
         alert = Alert(
             alert_id=alert_id, camera_id=self.camera_id, event=c.kind, start_seq=c.start_seq, end_seq=c.end_seq,
-            start_ns=c.start_ns, end_ns=c.end_ns, peak_score=c.peak_score, score=c.score, threshold=c.threshold,
-            peak_seq=c.peak_seq, snapshot_key=skey, model_id=msg.model_id, model_version=msg.model_version,
+            start_ns=c.start_ns, end_ns=c.end_ns, peak_score=_clip(c.peak_score), score=_clip(c.score),
+            threshold=_clip(c.threshold), peak_seq=c.peak_seq, snapshot_key=skey, box=box,
+            box_px=_pixels(box, msg), scoring_mode=mode, model_id=msg.model_id, model_version=msg.model_version,
             trigger_seq=msg.seq, trigger_capture_ns=msg.capture_ns,
         )  # fmt: skip
-        log.info("camera %s: alert %s %s (peak %.4f, threshold %.4f)", self.camera_id, alert_id, c.kind, c.peak_score, c.threshold)
+        log.info("camera %s: alert %s %s (peak %.2f, threshold %.2f)", self.camera_id, alert_id, c.kind, c.peak_score, c.threshold)
         return PendingAlert(alert, f"{c.kind}:{c.n_update}", skey, jpeg)
 
     def _enqueue(self, p: PendingAlert) -> None:
@@ -164,27 +179,87 @@ class ScorerState:
             self.outbox.popleft()
 
     def dumps(self) -> bytes:
-        """Pickle the whole state (for the Faust table)."""
-        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+        """The state as versioned JSON bytes, at most :data:`MAX_STATE_BYTES` (older outbox entries first go,
+        each counted in ``outbox_dropped``)."""
+        while True:
+            data = json.dumps(self._to_dict(), separators=(",", ":"), allow_nan=False).encode()
+            if len(data) <= MAX_STATE_BYTES or not self.outbox:
+                return data
+            drop = max(1, len(self.outbox) // 4)
+            for _ in range(drop):
+                self.outbox.popleft()
+            self.outbox_dropped += drop
+            log.error("camera %s: state over %d bytes; dropped the %d oldest unconfirmed alert changes",
+                      self.camera_id, MAX_STATE_BYTES, drop)  # fmt: skip
 
-    @staticmethod
-    def loads(data: bytes) -> ScorerState:
-        """Inverse of :meth:`dumps`."""
-        state = pickle.loads(data)
-        if not isinstance(state, ScorerState):
-            raise TypeError(f"expected a pickled ScorerState. Received: {type(state).__name__}")
-        return state
+    def _to_dict(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION, "camera_id": self.camera_id, "model": self.model, "last_seq": self.last_seq,
+            "last_capture_ns": self.last_capture_ns, "outbox_dropped": self.outbox_dropped,
+            "outbox": [p.to_dict() for p in self.outbox], "core": None if self.core is None else self.core.to_dict(),
+        }  # fmt: skip
+
+    @classmethod
+    def loads(cls, data: bytes, camera_id: str, params: CameraParams, resolve: Resolver) -> ScorerState:
+        """Restore a state saved by :meth:`dumps`, with today's ``params``.
+
+        Raises:
+            ValueError: The bytes are not a state of this version for this camera (the caller starts afresh).
+        """
+        if len(data) > 2 * MAX_STATE_BYTES:
+            raise ValueError(f"state of {len(data)} bytes exceeds the limit")
+        d = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+        if not isinstance(d, dict) or d.get("version") != STATE_VERSION or d.get("camera_id") != camera_id:
+            raise ValueError(f"not a version-{STATE_VERSION} scorer state of camera {camera_id}")
+        st = cls(camera_id, params, resolve)
+        st.last_seq = None if d["last_seq"] is None else _bounded_int(d["last_seq"])
+        st.last_capture_ns, st.outbox_dropped = _bounded_int(d["last_capture_ns"]), _bounded_int(d["outbox_dropped"])
+        st.outbox.extend(PendingAlert.from_dict(p) for p in d["outbox"][-params.outbox_limit:])
+        if d["core"] is not None and isinstance(d["model"], str) and ":" in d["model"]:
+            st.model = d["model"]
+            calibration = resolve(camera_id, st.model.rsplit(":", 1)[1])
+            st.core = CameraScoring.from_dict(d["core"], params.scoring, params.events, calibration, params.zones)
+        return st
 
 
-def _heat(msg: ScoreMessage) -> tuple[int, int, float, bytes] | None:
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"a scorer state holds the non-finite number {name}")
+
+
+def _bounded_int(v: Any) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 2**63:
+        raise ValueError(f"a scorer state holds an invalid integer: {v!r}")
+    return v
+
+
+def _clip(v: float) -> float:
+    """A score for the alert record (bounded by its schema)."""
+    return float(min(max(v, -1e6), 1e6)) if v == v else 0.0
+
+
+def _pixels(box: tuple[float, ...] | None, msg: ScoreMessage) -> tuple[int, int, int, int] | None:
+    if box is None or not (msg.frame_width and msg.frame_height):
+        return None
+    w, h = msg.frame_width, msg.frame_height
+    return (round(box[0] * w), round(box[1] * h), round(box[2] * w), round(box[3] * h))
+
+
+def _evidence(msg: ScoreMessage) -> dict[str, Any] | None:
+    """The error map to render a snapshot from, should this frame become an event's peak (JSON-ready)."""
     if not msg.payload:
         return None
-    return msg.heatmap_height, msg.heatmap_width, msg.heatmap_scale, msg.payload
+    n = msg.heatmap_height * msg.heatmap_width
+    return {"heat": [msg.heatmap_height, msg.heatmap_width, msg.heatmap_scale, msg.heatmap_encoding,
+                     base64.b64encode(msg.payload[:n]).decode()]}
 
 
-def _render(heat: object) -> bytes | None:
+def _render(peak: dict[str, Any]) -> bytes | None:
     from vigil.services.scorer.snapshot import render_snapshot
 
-    h, w, scale, payload = heat  # type: ignore[misc]
-    hm = np.frombuffer(payload, np.uint8).reshape(h, w).astype(np.float32) * (scale / 255.0)
-    return render_snapshot(hm)
+    try:
+        h, w, scale, encoding, payload = peak["heat"]
+        hm = ScoreMessage.dequantize(base64.b64decode(payload), (int(h), int(w)), float(scale), str(encoding))
+        return render_snapshot(np.asarray(hm, np.float32), box=peak.get("box"))
+    except (ValueError, TypeError, KeyError) as exc:
+        log.warning("snapshot not rendered: %s", exc)
+        return None

@@ -1,7 +1,7 @@
 """The Faust side of `vigil scorer`: topics, the state table, the agent and the retry timer.
 
 Built by :func:`build_service` (never at import). The table ``<app_id>-camera-state`` maps camera id (bytes)
-to the pickled :class:`~vigil.services.scorer.state.ScorerState`; its changelog topic is what restores
+to the JSON-serialised :class:`~vigil.services.scorer.state.ScorerState` (never pickled); its changelog topic is what restores
 thresholds, events and unconfirmed alerts after a restart or a rebalance. The table uses the producer's
 partitioner on the camera id, i.e. the same partition as the camera's scores (co-partitioned).
 """
@@ -88,6 +88,8 @@ class ScorerService(FaustService):
         self.app.agent(self._scores, name=f"{settings.app_id}.score")(self._agent)
         self.app.timer(interval=max(settings.retry_min_s, 0.5))(self._retry_pending)
         self.app.on_partitions_revoked.connect(self._on_revoked)
+        self.app.on_rebalance_complete.connect(self._on_rebalanced)
+        self._scan_saved = True
 
     def _load(self, camera_id: str) -> bytes | None:
         return self._table.get(camera_id.encode())
@@ -104,11 +106,17 @@ class ScorerService(FaustService):
             await self.core.handle([KafkaRecord.from_message(e.message) for e in events])
 
     async def _retry_pending(self) -> None:
+        if self._scan_saved and not self.app.in_recovery:
+            self._scan_saved = False  # once the table is recovered: cameras gone quiet still publish their alerts
+            self.core.adopt((k.decode("utf-8", "replace"), v) for k, v in list(self._table.items()))
         if any(st.outbox for st in self.core.states.values()):
             await self.core.flush()
 
     async def _on_revoked(self, app: Any, revoked: Any, **kwargs: Any) -> None:
         self.core.forget()
+
+    async def _on_rebalanced(self, app: Any, **kwargs: Any) -> None:
+        self._scan_saved = True
 
 
 def _faust_app(settings: ScorerSettings) -> Any:

@@ -218,6 +218,7 @@ class WorkerEngine:
         """The score message of frame ``i`` of a step (built by :func:`vigil.model.messages.score_message`,
         the same code evaluation and benchmarks use); ``gap`` = frames since the camera's previous frame."""
         m = f.msg
-        ref = FrameRef(m.camera_id, seq=m.seq, session=m.session, pts=m.pts, capture_ns=m.capture_ns)
+        ref = FrameRef(m.camera_id, seq=m.seq, session=m.session, pts=m.pts, capture_ns=m.capture_ns,
+                       width=m.width, height=m.height)
         return score_message(ref, (slot.predictor.model_id, slot.predictor.model_version), out, i, warmup=warmup,
                              gap=gap, received_ns=received_ns, maps=self.config.heatmap)

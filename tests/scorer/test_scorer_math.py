@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from river import checks
 
-from vigil.services.scorer.events import EventParams, EventTracker, Frame
+from vigil.model.events import EventParams, EventTracker, Frame
 from vigil.services.scorer.scoring import (
     FEATURES,
     OPTIONAL,

@@ -1,7 +1,8 @@
 """Turn per-frame anomaly flags into alert events: hysteresis, minimum duration, cooldown, re-announce.
 
 Pure, deterministic (times come from the frames' capture times, never from the wall clock, so replaying
-the same scores gives the same events) and picklable. One :class:`EventTracker` per camera.
+the same scores gives the same events), and saved as plain JSON types (:meth:`EventTracker.to_dict`;
+the frames' ``heat`` payloads must be JSON-ready). One :class:`EventTracker` per camera.
 
 Rules:
     * **open** after ``k`` of the last ``n`` frames are above the threshold; the event starts at the first
@@ -23,8 +24,8 @@ Example:
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
 from vigil.shared.scorer_params import EventParams
 
@@ -168,3 +169,19 @@ class EventTracker:
         self.event = _Event(f.seq, f.ns, f.seq, f.ns, f.score, f.seq, f.heat, announced=True,
                             published_peak=f.score, last_update_ns=f.ns)  # fmt: skip
         return [closed, self.event.change("open", f)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types (the window's frames, the current event, the cooldown)."""
+        return {"window": [asdict(f) for f in self.window],
+                "event": None if self.event is None else asdict(self.event),
+                "cooldown_until_ns": self.cooldown_until_ns}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], params: EventParams) -> EventTracker:
+        """Inverse of :meth:`to_dict` (with today's ``params``); raises on malformed data."""
+        window = deque((Frame(**f) for f in d["window"][-params.n:]), maxlen=None)
+        event = None if d["event"] is None else _Event(**d["event"])
+        for v in (*(f.score for f in window), *(() if event is None else (event.peak_score,))):
+            if not isinstance(v, int | float) or v != v or v in (float("inf"), float("-inf")):
+                raise ValueError(f"event state holds a non-finite score: {v!r}")
+        return cls(params, window, event, int(d["cooldown_until_ns"]))

@@ -1,0 +1,125 @@
+"""Clips as the scorer sees them: score messages built exactly as the worker builds them, then replayed.
+
+:func:`clip_messages` runs clips through the streaming step (each clip a camera with a fresh state) and
+turns every frame into the :class:`ScoreMessage` the worker would publish for it
+(:func:`vigil.model.messages.score_message`, quantised maps included), with the worker's warm-up flag
+on the first ``warmup_frames`` frames. ``vigil evaluate``, ``vigil score``, ``vigil calibrate`` and the
+benchmarks feed these messages to the one scoring core (:mod:`vigil.model.alerting`).
+
+:class:`MessageCache` keeps the encoded messages of a model version on disk (``.npz`` of raw bytes and
+offsets, no pickle), so a second evaluation skips the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from vigil.model.messages import FrameRef, score_message
+from vigil.shared.schemas import ScoreMessage
+
+log = logging.getLogger(__name__)
+
+FPS = 10.0
+"""Frame rate of the replayed clips (UCSD Ped2 and the demo cameras run at 10 fps)."""
+WORKER_WARMUP_FRAMES = 10
+"""Frames the worker marks ``warmup`` after a state reset (its ``warmup_frames`` default)."""
+T0_NS = 1_750_000_000 * 10**9
+"""Capture time of a replayed clip's first frame (a fixed time, so replays are deterministic)."""
+
+
+def clip_messages(predictor: object, clips: dict[str, np.ndarray], *, warmup_frames: int = WORKER_WARMUP_FRAMES,
+                  fps: float = FPS, progress: bool = True) -> dict[str, list[ScoreMessage]]:
+    """The score messages of every frame of every clip, each clip a camera named after it.
+
+    Args:
+        predictor: A streaming predictor (``vigil.model.streaming.StreamingPredictor``).
+        clips: ``{name: (T, H, W, C) uint8}`` at the model's input shape.
+        warmup_frames: Leading frames of each clip marked ``warmup`` (as the worker marks them).
+        fps: Frame rate for the capture times.
+        progress: Show progress bars.
+    """
+    from vigil.model.inference import run_clips
+
+    outputs = run_clips(predictor, clips, progress=progress)  # type: ignore[arg-type]
+    model = (predictor.model_id, predictor.model_version)  # type: ignore[attr-defined]
+    step_ns = int(1e9 / fps)
+    h, w = clips[next(iter(clips))].shape[1:3] if clips else (0, 0)
+    out: dict[str, list[ScoreMessage]] = {}
+    for name, o in outputs.items():
+        out[name] = [
+            score_message(FrameRef(name, seq=t, pts=t / fps, capture_ns=T0_NS + t * step_ns, width=w, height=h), model, o, t,
+                          warmup=t < warmup_frames, gap=min(t, 1), received_ns=T0_NS + t * step_ns)
+            for t in range(len(o.features))
+        ]  # fmt: skip
+    return out
+
+
+class MessageCache:
+    """Encoded score messages per clip in one ``.npz`` (bytes and offsets; loaded without pickle).
+
+    Example:
+        >>> import tempfile
+        >>> from vigil.shared.schemas import ErrorFeatures
+        >>> m = ScoreMessage(camera_id="c", seq=0, capture_ns=1, processed_ns=1, model_id="m", model_version="v",
+        ...                  warmup=True, latency_ms=0.0, features=ErrorFeatures(mse=0.1, psnr=10.0, patch_max=0.2))
+        >>> cache = MessageCache(Path(tempfile.mkdtemp()) / "x.npz")
+        >>> cache.save({"clip": [m, m]})
+        >>> [len(v) for v in cache.load().values()]
+        [2]
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def load(self) -> dict[str, list[ScoreMessage]] | None:
+        """The cached messages, or None when there is no cache file."""
+        if not self.path.is_file():
+            return None
+        with np.load(self.path, allow_pickle=False) as z:
+            names = [str(n) for n in z["names"]]
+            return {n: [ScoreMessage.decode(b) for b in _split(z[f"{n}/data"], z[f"{n}/offsets"])] for n in names}
+
+    def save(self, messages: dict[str, list[ScoreMessage]]) -> None:
+        """Write the messages (atomically: a temporary file, then a rename)."""
+        arrays: dict[str, np.ndarray] = {"names": np.array(list(messages))}
+        for name, msgs in messages.items():
+            encoded = [m.encode() for m in msgs]
+            arrays[f"{name}/data"] = np.frombuffer(b"".join(encoded), np.uint8)
+            arrays[f"{name}/offsets"] = np.cumsum([0, *map(len, encoded)]).astype(np.int64)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, **arrays)
+        tmp.replace(self.path)
+
+
+def _split(data: np.ndarray, offsets: np.ndarray) -> list[bytes]:
+    raw = data.tobytes()
+    return [raw[int(a):int(b)] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+
+
+def ped2_messages(root: Path, predictor: object, cache_dir: Path | None,
+                  clips: list[str] | None = None) -> dict[str, list[ScoreMessage]]:
+    """Score messages of the Ped2 clips (``TrainNNN``, ``TestNNN``; all by default), cached by model version."""
+    from vigil.model.data import list_videos, read_video
+
+    videos = {v.stem: v for v in [*list_videos(root / "train"), *list_videos(root / "test")]}
+    names = clips or sorted(videos)
+    missing = [n for n in names if n not in videos]
+    if missing:
+        raise FileNotFoundError(f"Clips not found under {root}/train or {root}/test: {missing}")
+    cache = None
+    if cache_dir is not None:
+        cache = MessageCache(Path(cache_dir) / f"{predictor.model_id}-{predictor.model_version}.npz")  # type: ignore[attr-defined]
+        cached = cache.load() or {}
+        if all(n in cached for n in names):
+            return {n: cached[n] for n in names}
+    h, w, c = predictor.input_shape  # type: ignore[attr-defined]
+    log.info("running the model over %d clips (cached afterwards)", len(names))
+    fresh = clip_messages(predictor, {n: read_video(videos[n], h, w, c) for n in names})
+    if cache is not None:
+        cache.save({**(cache.load() or {}), **fresh})
+    return fresh
