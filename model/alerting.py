@@ -7,8 +7,9 @@ is what operators get.
 
 Per frame:
 
-1. **Zones.** Cells outside the camera's ``include`` polygons or inside its ``exclude`` polygons are
-   zeroed in the error and motion maps before anything else (:class:`ZoneMask`).
+1. **Zones.** Only the patches wholly inside the camera's ``include`` polygons (all, when there are
+   none) and outside its ``exclude`` polygons are scored (:class:`ZoneMask`): the maxima below are taken
+   over those patches only. The scene's overall level (5) is still measured on the whole frame.
 2. **Per-location z.** For each map and each 2x2-cell window (a 16x16-pixel patch),
    ``z = (log(window + eps) - mean - gain) / std`` with the location's normal statistics
    (:class:`vigil.model.baseline.LocationStats`) and the map's current global ``gain`` (see 5).
@@ -50,6 +51,8 @@ from vigil.shared.scorer_params import EventParams, ScoringParams
 Mode = Literal["calibrated", "online"]
 Status = Literal["warmup", "learning", "normal", "alert"]
 STATE_VERSION = 1
+MAX_PEAKS = 1000
+"""Peaks a camera without calibration records in its grace period (bounded, whatever ``grace_frames``)."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,7 @@ class CameraScoring:
         self.gain: dict[str, float] = {k: 0.0 for k in self.stats}
         self.recent: deque[float] = deque(maxlen=params.smooth)
         self.learned = 0
+        self.peaks: dict[str, list[tuple[float, float]]] = {}
         self._mask_cache: tuple[tuple[int, int], np.ndarray] | None = None
 
     @property
@@ -206,7 +210,8 @@ class CameraScoring:
             self.recent.clear()
             changes = self._track(obs, None, False, self.threshold) if self.events.event is not None else ()
             return Verdict("warmup", changes=changes)
-        maps = self._masked(obs.maps)
+        maps = obs.maps
+        self._zone_cells(maps["error"].shape)
         threshold = self.threshold
         if threshold is None:
             self._learn_online(maps)
@@ -224,17 +229,21 @@ class CameraScoring:
         status: Status = "alert" if self.events.open_start_seq is not None else "normal"
         return Verdict(status, score, raw, threshold, above, box, changes)
 
-    def _masked(self, maps: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self.zones is None:
-            return maps
-        grid = maps["error"].shape
-        if self._mask_cache is None or self._mask_cache[0] != grid:
-            self._mask_cache = (grid, self.zones.cells(grid))
-        mask = self._mask_cache[1]
-        return {k: np.where(mask, m, 0.0) if m.shape == grid else m for k, m in maps.items()}
+    def _zone_cells(self, grid: tuple[int, int]) -> None:
+        """Rasterise the zones onto this grid once (again if the grid changes)."""
+        if self.zones is not None and (self._mask_cache is None or self._mask_cache[0] != grid):
+            cells = self.zones.cells(grid)
+            windows = cells[:-1, :-1] & cells[1:, :-1] & cells[:-1, 1:] & cells[1:, 1:]
+            if not windows.any():  # a zone smaller than a patch: the patches that touch it
+                windows = cells[:-1, :-1] | cells[1:, :-1] | cells[:-1, 1:] | cells[1:, 1:]
+            self._mask_cache = (grid, windows)
 
     def _z(self, name: str, logs: np.ndarray) -> np.ndarray:
         return self.stats[name].z(logs, self.gain.get(name, 0.0))
+
+    def _where(self) -> np.ndarray | None:
+        """The scored locations (patches wholly inside the zones), or None for all."""
+        return None if self._mask_cache is None else self._mask_cache[1]
 
     def _raw(self, logs: dict[str, np.ndarray]) -> tuple[float, tuple[int, int]]:
         """The frame's fused z over the scored locations, and where its strongest cue is."""
@@ -252,10 +261,8 @@ class CameraScoring:
 
     def _scored(self, z: np.ndarray) -> np.ndarray:
         """``z`` with the locations outside the zones at -inf."""
-        if self._mask_cache is None:
-            return z
-        m = self._mask_cache[1]
-        return np.where(m[:-1, :-1] | m[1:, :-1] | m[:-1, 1:] | m[1:, 1:], z, -np.inf)
+        where = self._where()
+        return z if where is None else np.where(where, z, -np.inf)
 
     @staticmethod
     def _box(where: tuple[int, int], grid: tuple[int, int]) -> tuple[float, float, float, float]:
@@ -288,10 +295,12 @@ class CameraScoring:
                 s.learn(v - float(v.mean()) + float(s.mean.mean()), p.fading_factor)
 
     def _learn_online(self, maps: dict[str, np.ndarray]) -> None:
-        """Grace period of a camera without calibration: learn the statistics from every frame.
+        """Grace period of a camera without calibration: learn the statistics from the live frames.
 
-        The first half learns each location's mean; the second half also measures the centre and scale
-        of the frame's largest excess (running mean and variance), as a calibration would.
+        The first half learns each location's mean; the second half records the frame's largest excess
+        (at most :data:`MAX_PEAKS` of them), and at the end the centre and scale are their median and
+        scaled MAD: robust, because nobody has vetted this footage (an incident during the grace period
+        must not widen the camera's notion of normal).
         """
         half = self.params.grace_frames // 2
         for k, m in maps.items():
@@ -303,17 +312,33 @@ class CameraScoring:
                 self.gain[k] = 0.0
             s = self.stats[k]
             logs = s.logs(m)
-            s.learn(logs, max(1.0 / (s.n + 1), self.params.fading_factor))
-            s.n += 1
-            if self.learned >= half:
-                _running_peak(s, logs, self.learned - half + 1, self.params.min_std)
+            if self.learned < half:
+                s.learn(logs, max(1.0 / (s.n + 1), self.params.fading_factor))
+                s.n += 1
+            elif (self.learned - half) % max(1, half // MAX_PEAKS) == 0:
+                excess = logs - s.baseline()
+                where = self._where()
+                peak = float((excess if where is None else excess[where]).max())
+                self.peaks.setdefault(k, []).append((peak, float(np.median(excess))))
         self.learned += 1
+        if self.learned >= self.params.grace_frames:
+            self._settle()
+
+    def _settle(self) -> None:
+        """End of the grace period: robust centre, scale and level of each map from the recorded peaks."""
+        for k, rows in self.peaks.items():
+            peaks, medians = np.array(rows).T
+            s = self.stats[k]
+            s.centre, s.level = float(np.median(peaks)), float(np.median(medians))
+            s.scale = max(1.4826 * float(np.median(np.abs(peaks - s.centre))), self.params.min_std)
+        self.peaks = {}
 
     def to_dict(self) -> dict[str, Any]:
         """The camera's whole scoring state as plain JSON types (arrays as nested lists)."""
         return {
             "version": STATE_VERSION, "mode": self.mode, "learned": self.learned, "recent": list(self.recent),
             "gain": dict(self.gain), "stats": {k: v.to_dict() for k, v in self.stats.items()},
+            "peaks": {k: [list(r) for r in v] for k, v in self.peaks.items()},
             "events": self.events.to_dict(),
         }  # fmt: skip
 
@@ -335,6 +360,7 @@ class CameraScoring:
                                        for k, v in cam.stats.items()):
             cam.stats = stats
             cam.gain = {k: _finite(d["gain"].get(k, 0.0)) for k in stats}
+        cam.peaks = {k: [(_finite(a), _finite(b)) for a, b in v[:MAX_PEAKS]] for k, v in d.get("peaks", {}).items() if k in MAPS}
         cam.events = EventTracker.from_dict(d["events"], events)
         return cam
 
@@ -347,17 +373,6 @@ def _spread(z: np.ndarray, radius: int) -> np.ndarray:
     import cv2
 
     return cv2.dilate(z.astype(np.float32), np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)).astype(np.float64)
-
-
-def _running_peak(s: LocationStats, logs: np.ndarray, count: int, min_scale: float) -> None:
-    """Update a map's centre, scale and level with one more frame (running mean / variance; ``count`` >= 1)."""
-    excess = logs - s.baseline()
-    peak = float(excess.max())
-    s.level += (float(np.median(excess)) - s.level) / count
-    old = s.centre
-    s.centre += (peak - old) / count
-    var = (s.scale ** 2 if count > 2 else 0.0) * (count - 2) / max(count - 1, 1) + (peak - old) * (peak - s.centre) / max(count - 1, 1)
-    s.scale = max(math.sqrt(max(var, 0.0)), min_scale)
 
 
 def _finite(v: Any) -> float:
@@ -383,8 +398,9 @@ def calibrate(clips: list[list[Observation]], params: ScoringParams, cell_px: in
     names = [k for k in MAPS if all(k in o.maps for o in frames)]
     scored = None
     if zones is not None:
-        cells = zones.cells(grid)
-        scored = cells[:-1, :-1] | cells[1:, :-1] | cells[:-1, 1:] | cells[1:, 1:]
+        probe = CameraScoring(params, EventParams(), None, zones)
+        probe._zone_cells(grid)
+        scored = probe._where()
     stats = {k: LocationStats.fit([o.maps[k] for o in frames], params.log_eps or None, params.location_weight,
                                   params.min_std, scored) for k in names}
     draft = Calibration(grid, cell_px, stats, math.inf, math.inf, len(frames), source)

@@ -74,22 +74,25 @@ class LocationStats:
         """``log(window + eps)`` of a cell grid ``(h, w)``."""
         return np.log(np.maximum(window_means(np.asarray(grid, np.float64)), 0.0) + self.eps)
 
-    def baseline(self) -> np.ndarray:
+    def baseline(self, where: np.ndarray | None = None) -> np.ndarray:
         """Each location's expected log level: its own mean pulled towards the scene's by ``weight``.
 
         A location seldom visited in the calibration footage (a corner where one person walked once) has
         a narrow, low mean of its own; the blend keeps such a place from alerting on every walker while a
         path and a lawn still differ.
         """
-        return (1.0 - self.weight) * self.mean + self.weight * float(self.mean.mean())
+        pooled = float(self.mean.mean() if where is None or not where.any() else self.mean[where].mean())
+        return (1.0 - self.weight) * self.mean + self.weight * pooled
 
-    def z(self, logs: np.ndarray, gain: float = 0.0) -> np.ndarray:
-        """z per location of one frame's ``logs``."""
-        return (logs - self.baseline() - gain - self.centre) / self.scale
+    def z(self, logs: np.ndarray, gain: float = 0.0, where: np.ndarray | None = None) -> np.ndarray:
+        """z per location of one frame's ``logs`` (``where``: the scored locations, for the pooled baseline)."""
+        return (logs - self.baseline(where) - gain - self.centre) / self.scale
 
-    def overall(self, logs: np.ndarray) -> float:
-        """How far one frame's overall level lies from the calibrated one (log units; 0 = as calibrated)."""
-        return float(np.median(logs - self.baseline())) - self.level
+    def overall(self, logs: np.ndarray, where: np.ndarray | None = None) -> float:
+        """How far one frame's overall level lies from the calibrated one (log units; 0 = as calibrated),
+        over the scored locations ``where`` (all by default)."""
+        excess = logs - self.baseline(where)
+        return float(np.median(excess if where is None else excess[where])) - self.level
 
     @classmethod
     def fit(cls, grids: Iterable[np.ndarray], eps: float | None = None, weight: float = 1.0,
@@ -109,9 +112,7 @@ class LocationStats:
         stats = cls(logs.mean(axis=0), logs.var(axis=0), eps, len(windows), weight)
         excess = logs - stats.baseline()
         stats.level = float(np.median(np.median(excess, axis=(1, 2))))
-        if scored is not None:
-            excess = np.where(scored, excess, -np.inf)
-        peaks = excess.reshape(len(excess), -1).max(axis=1)
+        peaks = (excess if scored is None else np.where(scored, excess, -np.inf)).reshape(len(excess), -1).max(axis=1)
         stats.centre, stats.scale = float(np.median(peaks)), max(float(np.std(peaks)), min_scale)
         return stats
 
@@ -127,11 +128,11 @@ class LocationStats:
         self.mean = self.mean + weight * delta
         self.var = (1.0 - weight) * (self.var + weight * delta * delta)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (floats rounded to 6 significant digits)."""
+    def to_dict(self, digits: int | None = None) -> dict[str, Any]:
+        """JSON-ready dict; ``digits`` significant digits for the arrays (None: exact, for saved states)."""
         return {"shape": list(self.mean.shape), "eps": self.eps, "n": self.n, "weight": self.weight,
                 "centre": self.centre, "scale": self.scale, "level": self.level,
-                "mean": _round(self.mean), "var": _round(self.var)}
+                "mean": _round(self.mean, digits), "var": _round(self.var, digits)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LocationStats:
@@ -148,8 +149,10 @@ class LocationStats:
         return cls(mean, var, n=int(d.get("n", 0)), **scalars)
 
 
-def _round(a: np.ndarray) -> list[list[float]]:
-    return [[float(f"{v:.6g}") for v in row] for row in a]
+def _round(a: np.ndarray, digits: int | None) -> list[list[float]]:
+    if digits is None:
+        return a.tolist()
+    return [[float(f"{v:.{digits}g}") for v in row] for row in a]
 
 
 @dataclass
@@ -181,7 +184,7 @@ class Calibration:
         return {"version": CALIBRATION_VERSION, "grid": list(self.grid), "cell_px": self.cell_px,
                 "threshold": round(self.threshold, 4), "normal_max": round(self.normal_max, 4),
                 "frames": self.frames, "source": self.source, **self.extra,
-                "stats": {k: v.to_dict() for k, v in self.stats.items()}}
+                "stats": {k: v.to_dict(digits=6) for k, v in self.stats.items()}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:

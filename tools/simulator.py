@@ -159,22 +159,29 @@ def evaluate(sim: SimStream, events: list[tuple[int, int, int]], eval_from: int 
 
 
 def score_messages(
-    camera_id: str, sim: SimStream, start_seq: int = 0, warmup_frames: int = 0, heatmap: bool = False, t0_ns: int = 0,
+    camera_id: str, sim: SimStream, start_seq: int = 0, warmup_frames: int = 0, heatmap: bool = True, t0_ns: int = 0,
+    model_version: str = "1", seed: int = 0,
 ) -> list[bytes]:  # fmt: skip
-    """Encode a simulated stream as score messages (the worker's wire format), one per frame."""
+    """Encode a simulated stream as score messages (the worker's wire format), one per frame.
+
+    Each carries its error map (:func:`frame_maps`: the anomaly on one of :data:`PATHS`), quantised as the
+    worker quantises it; ``heatmap=False`` sends features only (an old worker: the scorer cannot score it).
+    """
+    from vigil.model.messages import MAP_ENCODING
     from vigil.shared.schemas import ErrorFeatures, ScoreMessage
 
+    rng = np.random.default_rng(seed)
     out = []
     for i in range(len(sim.mse)):
-        hm = np.zeros((6, 8), np.float32)
-        if heatmap and sim.label[i]:
-            hm[2:4, 3:5] = float(sim.patch_max[i])
-        payload, scale = ScoreMessage.quantize_heatmap(hm) if heatmap else (b"", 0.0)
+        grid = frame_maps(sim, i, rng)["error"]
+        payload, scale = ScoreMessage.quantize_heatmap(grid, MAP_ENCODING) if heatmap else (b"", 0.0)
+        h, w = grid.shape if heatmap else (0, 0)
         msg = ScoreMessage(
             camera_id=camera_id, seq=start_seq + i, capture_ns=t0_ns + int(sim.t_ns[i]), processed_ns=t0_ns + int(sim.t_ns[i]),
-            model_id="sim", model_version="1", warmup=i < warmup_frames, latency_ms=1.0,
+            model_id="sim", model_version=model_version, warmup=i < warmup_frames, latency_ms=1.0,
             features=ErrorFeatures(mse=float(sim.mse[i]), psnr=float(-10 * np.log10(sim.mse[i])), patch_max=float(sim.patch_max[i])),
-            heatmap_height=6 if heatmap else 0, heatmap_width=8 if heatmap else 0, heatmap_scale=scale, payload=payload,
+            heatmap_height=h, heatmap_width=w, heatmap_scale=scale, heatmap_encoding=MAP_ENCODING, payload=payload,
+            frame_width=w * 8, frame_height=h * 8,
         )  # fmt: skip
         out.append(msg.encode())
     return out

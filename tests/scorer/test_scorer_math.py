@@ -1,211 +1,26 @@
-"""Scoring math against numpy batch references, event rules, order rule, pickling and river checks."""
+"""The scorer's per-camera state: event rules, order rule, the scoring core through ScorerState, safe
+serialisation, zones from the cameras file, settings."""
 
 from __future__ import annotations
 
-import copy
-import math
+import json
 import pickle
 
-import numpy as np
 import pytest
-from river import checks
 
+from vigil.model.alerting import calibrate
 from vigil.model.events import EventParams, EventTracker, Frame
-from vigil.services.scorer.scoring import (
-    FEATURES,
-    OPTIONAL,
-    AdaptiveThreshold,
-    CameraScorer,
-    LevelNormaliser,
-    ScoringParams,
-    normal_cdf,
-)
 from vigil.services.scorer.settings import ScorerSettings
 from vigil.services.scorer.state import CameraParams, ScorerState
 from vigil.shared.schemas import ScoreMessage
-from vigil.tools.simulator import score_messages, scripted
+from vigil.shared.scorer_params import ScoringParams
+from vigil.tools.simulator import PATHS, score_messages, scripted
+
+FAST = ScoringParams(grace_frames=100, fading_factor=0.03)
 
 
-def _ew_reference(values: np.ndarray, a: float) -> tuple[float, float]:
-    """Batch EW mean and variance (first value initialises, then x_t weighted a, as river)."""
-    n = len(values)
-    w = a * (1 - a) ** np.arange(n - 1, -1, -1, dtype=float)
-    w[0] = (1 - a) ** (n - 1)
-    mean = float(np.sum(w * values))
-    return mean, float(np.sum(w * values**2)) - mean**2
-
-
-def _features(rng: np.random.Generator, n: int) -> list[dict[str, float]]:
-    return [{"mse": float(m), "patch_max": float(p), "motion_max": float(v)}
-            for m, p, v in zip(rng.lognormal(-6, 0.2, n), rng.lognormal(-4, 0.3, n), rng.lognormal(0, 0.4, n), strict=True)]
-
-
-def test_normaliser_matches_numpy_after_every_update() -> None:
-    rng = np.random.default_rng(0)
-    xs = _features(rng, 200)
-    norm = LevelNormaliser(fading_factor=0.05, grace_period=10, min_std=1e-9, eps=1e-6)
-    probe = {"mse": 0.004, "patch_max": 0.03, "motion_max": 2.5}
-    for i, x in enumerate(xs, start=1):
-        norm.learn_one(x)
-        zs = []
-        for f in FEATURES:
-            logs = np.log(np.array([v[f] for v in xs[:i]]) + 1e-6)
-            mean, var = _ew_reference(logs, 0.05)
-            got_mean, got_std = norm.level(f)
-            assert got_mean == pytest.approx(mean, rel=1e-9, abs=1e-9)
-            assert got_std == pytest.approx(max(math.sqrt(max(var, 0)), 1e-9), rel=1e-6, abs=1e-9)
-            zs.append((math.log(probe[f] + 1e-6) - mean) / max(math.sqrt(max(var, 0)), 1e-9))
-        if i < 10:
-            assert norm.z_one(probe) is None and norm.score_one(probe) == 0.0
-        else:
-            assert norm.z_one(probe) == pytest.approx(max(zs), rel=1e-6)
-            assert norm.score_one(probe) == pytest.approx(normal_cdf(max(zs)), rel=1e-9, abs=1e-12)
-
-
-def test_normal_cdf_matches_reference() -> None:
-    from statistics import NormalDist
-
-    for z in np.linspace(-8, 8, 33):
-        assert normal_cdf(float(z)) == pytest.approx(NormalDist().cdf(float(z)), abs=1e-12)
-
-
-def test_threshold_quantile_tracks_numpy_quantile() -> None:
-    rng = np.random.default_rng(1)
-    thr = AdaptiveThreshold(LevelNormaliser(fading_factor=0.01, grace_period=50), q=0.95, min_threshold=0.0)
-    scores = []
-    for x in _features(rng, 3000):
-        s = thr.score_one(x)
-        if thr.anomaly_detector.ready:
-            scores.append(s)
-        thr.learn_one(x, s)
-        if len(scores) > 500 and len(scores) % 250 == 0:  # P^2 is approximate: compare within 2 percentiles
-            lo, hi = np.quantile(scores, [0.93, 0.97])
-            assert lo <= thr.threshold <= hi
-
-
-def test_protection_keeps_anomalies_out_of_the_normal_level() -> None:
-    rng = np.random.default_rng(2)
-    scorer = CameraScorer(ScoringParams(fading_factor=0.05, grace_frames=50, q=0.99, max_protected_frames=10_000))
-    for x in _features(rng, 500):
-        scorer.update(x)
-    before = scorer.filter.anomaly_detector.level("patch_max")
-    for _ in range(200):
-        x = {"mse": 0.0025, "patch_max": 0.5}
-        s = scorer.score(x)
-        assert scorer.classify(s)
-        scorer.update(x, s)
-    assert scorer.filter.anomaly_detector.level("patch_max") == before
-    unprotected = CameraScorer(ScoringParams(fading_factor=0.05, grace_frames=50, q=0.99, protect=False))
-    for x in _features(np.random.default_rng(2), 500):
-        unprotected.update(x)
-    for _ in range(200):
-        unprotected.update({"mse": 0.0025, "patch_max": 0.5})
-    assert not unprotected.classify(unprotected.score({"mse": 0.0025, "patch_max": 0.5}))
-
-
-def test_hold_freezes_everything_and_max_protected_relearns() -> None:
-    scorer = CameraScorer(ScoringParams(fading_factor=0.05, grace_frames=40, max_protected_frames=30))
-    for x in _features(np.random.default_rng(3), 100):
-        scorer.update(x)
-    q_before = scorer.filter.quantile.get()
-    for _ in range(20):
-        scorer.update({"mse": 0.01, "patch_max": 0.5}, hold=True)
-    assert scorer.filter.quantile.get() == q_before
-    for _ in range(300):  # a lasting change of scene becomes the new normal
-        scorer.update({"mse": 0.01, "patch_max": 0.5})
-    assert not scorer.classify(scorer.score({"mse": 0.01, "patch_max": 0.5}))
-
-
-@pytest.mark.parametrize(
-    "estimator",
-    [LevelNormaliser(fading_factor=0.1, grace_period=5), AdaptiveThreshold(LevelNormaliser(fading_factor=0.1, grace_period=5), q=0.9)],
-    ids=["LevelNormaliser", "AdaptiveThreshold"],
-)
-def test_river_generic_checks(estimator) -> None:  # noqa: ANN001
-    offline = {"check_learn_one", "check_pickling", "check_shuffle_features_no_impact", "check_emerging_features",
-               "check_disappearing_features", "check_radically_disappearing_features", "check_predict_one_pure",
-               "check_predict_one_before_any_learn", "check_no_state_aliasing_with_input", "check_clone_is_independent",
-               "check_roc_auc", "check_bounded_memory_growth"}  # fmt: skip  # these download a data set
-    ran = 0
-    for check in checks.yield_checks(estimator):
-        if check.__name__ not in offline:
-            check(copy.deepcopy(estimator))
-            ran += 1
-    assert ran >= 10
-
-
-@pytest.mark.parametrize("make", [lambda: LevelNormaliser(0.1, 5), lambda: CameraScorer(ScoringParams(grace_frames=5, fading_factor=0.5))])
-def test_no_input_mutation_and_clone_independence(make) -> None:  # noqa: ANN001
-    est = make()
-    xs = _features(np.random.default_rng(4), 30)
-    frozen = copy.deepcopy(xs)
-    for x in xs:
-        (est.learn_one if hasattr(est, "learn_one") else est.update)(x)
-        (est.score_one if hasattr(est, "score_one") else est.score)(x)
-    assert xs == frozen
-    if isinstance(est, LevelNormaliser):
-        clone = est.clone()
-        assert clone.n == 0 and est.n == 30
-        clone.learn_one(xs[0])
-        assert est.n == 30
-
-
-def _roundtrip(obj):  # noqa: ANN001, ANN202
-    return pickle.loads(pickle.dumps(obj))
-
-
-def test_pickle_roundtrip_of_every_per_camera_object() -> None:
-    xs = _features(np.random.default_rng(5), 200)
-    norm, scorer = LevelNormaliser(0.05, 20), CameraScorer(ScoringParams(grace_frames=20, fading_factor=0.1))
-    tracker = EventTracker(EventParams(k=2, n=3, m=2, min_duration_s=0))
-    for i, x in enumerate(xs[:100]):
-        norm.learn_one(x)
-        scorer.update(x)
-        tracker.step(Frame(i, i * 10**8, 0.999, i % 3 == 0, 0.99))
-    n2, s2, t2 = _roundtrip(norm), _roundtrip(scorer), _roundtrip(tracker)
-    for i, x in enumerate(xs[100:], start=100):
-        assert n2.score_one(x) == norm.score_one(x)
-        assert s2.score(x) == scorer.score(x) and s2.threshold == scorer.threshold
-        norm.learn_one(x), n2.learn_one(x), scorer.update(x), s2.update(x)
-        f = Frame(i, i * 10**8, 0.999, i % 3 == 0, 0.99)
-        assert t2.step(f) == tracker.step(f)
-
-
-def test_camera_state_roundtrip_continues_identically() -> None:
-    sim = scripted(500, [(300, 340)])
-    msgs = [ScoreMessage.decode(b) for b in score_messages("cam-p", sim, heatmap=True)]
-    params = CameraParams(ScoringParams(grace_frames=100, fading_factor=0.03), EventParams(k=3, n=5, m=5, min_duration_s=0.2))
-    a = ScorerState("cam-p", params)
-    for m in msgs[:320]:
-        a.step(m)
-    assert a.outbox  # the open is pending (no Redis here)
-    b = ScorerState.loads(a.dumps())
-    assert [p.alert.alert_id for p in b.outbox] == [p.alert.alert_id for p in a.outbox]
-    for m in msgs[320:]:
-        ra, rb = a.step(m), b.step(m)
-        assert (ra.score, ra.threshold, ra.status) == (rb.score, rb.threshold, rb.status)
-        assert [p.dedupe for p in ra.alerts] == [p.dedupe for p in rb.alerts]
-
-
-def test_a_new_model_relearns_the_normal_level() -> None:
-    sim = scripted(400, [])
-    msgs = [ScoreMessage.decode(b) for b in score_messages("cam-m", sim)]
-    params = CameraParams(ScoringParams(grace_frames=100, fading_factor=0.03), EventParams())
-    st = ScorerState("cam-m", params)
-    for m in msgs[:200]:
-        st.step(m)
-    assert st.scorer.ready and st.model == "sim:1"
-    same = st.step(msgs[200])
-    assert same.status == "normal"
-    # The worker swapped in another model: its error scale differs, so the old level means nothing.
-    swapped = msgs[201].model_copy(update={"model_version": "2"})
-    assert st.step(swapped).status == "grace" and st.model == "sim:2"
-    for m in msgs[202:301]:
-        st.step(m.model_copy(update={"model_version": "2"}))
-    assert st.scorer.ready  # 100 grace frames later it scores again
-    old = ScorerState.loads(st.dumps())
-    del old.__dict__["model"]  # a state pickled before this field existed
-    assert ScorerState.loads(old.dumps()).model is None
+def _msgs(cam: str, sim, **kw) -> list[ScoreMessage]:  # noqa: ANN001
+    return [ScoreMessage.decode(b) for b in score_messages(cam, sim, **kw)]
 
 
 # ---------------------------------------------------------------------------------------------- events
@@ -257,19 +72,109 @@ def test_order_rule_duplicates_late_and_restart() -> None:
     assert st.last_seq == 0
 
 
-def test_state_alerts_once_after_grace_and_ignores_warmup() -> None:
+
+def test_state_learns_online_then_alerts_once_and_ignores_warmup() -> None:
     sim = scripted(600, [(50, 80), (400, 449)])
-    msgs = [ScoreMessage.decode(b) for b in score_messages("cam-s", sim, heatmap=True, warmup_frames=20)]
-    st = ScorerState("cam-s", ScorerSettings(scoring=ScoringParams(grace_frames=100, fading_factor=0.03)).camera_params("cam-s"))
+    msgs = _msgs("cam-s", sim, warmup_frames=20)
+    st = ScorerState("cam-s", ScorerSettings(scoring=FAST).camera_params("cam-s"))
     results = [st.step(m) for m in msgs]
-    assert {r.status for r in results[:20]} == {"warmup"} and results[20].status == "grace"
+    assert {r.status for r in results[:20]} == {"warmup"} and results[20].status == "learning"
+    assert results[200].mode == "online" and results[200].status == "normal"
     changes = [p.alert for r in results for p in r.alerts]
-    assert [(a.event, a.alert_id) for a in changes if a.event != "update"] == [("open", "cam-s:400"), ("close", "cam-s:400")]
+    start = changes[0].start_seq  # the first frame whose smoothed (5-frame) score is above
+    ms = msgs[start].capture_ns // 10**6
+    assert 400 <= start <= 402
+    assert [(a.event, a.alert_id) for a in changes if a.event != "update"] == [("open", f"cam-s:{start}:{ms}"),
+                                                                                 ("close", f"cam-s:{start}:{ms}")]
     close = changes[-1]
-    assert 449 <= close.end_seq <= 455 and close.start_ns == msgs[400].capture_ns  # noise may stay above briefly
-    assert close.end_ns == msgs[close.end_seq].capture_ns
-    assert close.snapshot_key == "vigil:snapshot:cam-s:400" and st.outbox[0].snapshot_jpeg[:2] == b"\xff\xd8"
+    assert 449 <= close.end_seq <= 455 and close.start_ns == msgs[start].capture_ns
+    assert close.end_ns == msgs[close.end_seq].capture_ns and close.scoring_mode == "online"
+    opened = changes[0]
+    assert opened.snapshot_key == f"vigil:snapshot:cam-s:{start}:{ms}" and st.outbox[0].snapshot_jpeg[:2] == b"\xff\xd8"
+    r, c = PATHS[(start // 30) % len(PATHS)]  # where the simulator put the anomaly at that frame
+    assert opened.box == (c / 6, r / 4, (c + 2) / 6, (r + 2) / 4)
+    assert opened.box_px == (c * 8, r * 8, (c + 2) * 8, (r + 2) * 8)
     assert all(st.step(m).admission == "duplicate" for m in msgs[-1:])  # replayed last score
+
+
+def _calibration(cam: str, n: int = 1500) -> object:
+    normal = _msgs(cam, scripted(n, [], seed=11))
+    from vigil.model.alerting import Observation
+
+    return calibrate([[Observation.from_message(m) for m in normal]], ScoringParams(), cell_px=8)
+
+
+def test_a_calibrated_camera_scores_from_its_first_frame_after_warmup() -> None:
+    cal = _calibration("cam-c")
+    msgs = _msgs("cam-c", scripted(200, [(30, 60)], seed=2), warmup_frames=10)
+    st = ScorerState("cam-c", CameraParams(), resolve=lambda camera, version: cal)
+    results = [st.step(m) for m in msgs]
+    assert results[10].status == "normal" and results[10].mode == "calibrated"
+    opens = [p.alert for r in results for p in r.alerts if p.alert.event == "open"]
+    assert len(opens) == 1 and 30 <= opens[0].trigger_seq <= 40, [(a.trigger_seq, a.peak_score) for a in opens]
+
+
+def test_json_state_roundtrip_continues_identically() -> None:
+    cal = _calibration("cam-j")
+    msgs = _msgs("cam-j", scripted(300, [(100, 140), (200, 260)], seed=4))
+    a = ScorerState("cam-j", CameraParams(), resolve=lambda c, v: cal)
+    for m in msgs[:120]:  # stop inside an event, with alerts unconfirmed
+        a.step(m)
+    data = a.dumps()
+    assert data[:1] == b"{" and json.loads(data)["version"] == 2
+    b = ScorerState.loads(data, "cam-j", CameraParams(), lambda c, v: cal)
+    for m in msgs[120:]:
+        ra, rb = a.step(m), b.step(m)
+        assert (ra.status, ra.score, [p.alert.alert_id for p in ra.alerts]) == (rb.status, rb.score, [p.alert.alert_id for p in rb.alerts])
+    assert [p.dedupe for p in a.outbox] == [p.dedupe for p in b.outbox]
+
+
+@pytest.mark.parametrize("data", [
+    pickle.dumps({"version": 2}),  # a pickle is never unpickled
+    b'{"version": 2, "camera_id": "cam-x", "last_seq": NaN}',
+    b'{"version": 1}',
+    b"\xff\xfe",
+    json.dumps({"version": 2, "camera_id": "other"}).encode(),
+])  # fmt: skip
+def test_forged_or_foreign_state_bytes_are_rejected(data: bytes) -> None:
+    with pytest.raises((ValueError, KeyError, TypeError, UnicodeDecodeError)):
+        ScorerState.loads(data, "cam-x", CameraParams(), lambda c, v: None)
+
+
+def test_a_huge_outbox_is_trimmed_to_fit_one_kafka_record() -> None:
+    st = ScorerState("cam-big", CameraParams(outbox_limit=100_000, scoring=FAST))
+    msgs = _msgs("cam-big", scripted(600, [(200, 230)]))
+    for m in msgs:
+        st.step(m)
+    big = st.outbox[0]
+    st.outbox.extend([big] * 5000)
+    data = st.dumps()
+    assert len(data) <= 900_000 and st.outbox_dropped > 0
+
+
+def test_zones_from_the_cameras_file_silence_the_excluded_place_only(tmp_path) -> None:  # noqa: ANN001
+    cameras = tmp_path / "cameras.yaml"
+    # frames 420..449 of a scripted stream put the anomaly on the patch at cells (2..3, 4..5): the right third
+    cameras.write_text("cameras:\n"
+                       "  - {id: road, url: rtsp://h/a, zones: {exclude: [[[0.6, 0], [1, 0], [1, 1], [0.6, 1]]]}}\n"
+                       "  - {id: lawn, url: rtsp://h/b, zones: {include: [[[0.6, 0], [1, 0], [1, 1], [0.6, 1]]]}}\n")
+    settings = ScorerSettings(cameras={"file": cameras})
+    cal = _calibration("zones")  # calibrated on the whole frame: zones only say where alerts may come from
+    opened = {}
+    for cam in ("road", "lawn"):
+        st = ScorerState(cam, settings.camera_params(cam), resolve=lambda c, v: cal)
+        results = [st.step(m) for m in _msgs(cam, scripted(600, [(420, 449)]))]
+        opened[cam] = [p.alert.trigger_seq for r in results for p in r.alerts if p.alert.event == "open"]
+    assert opened["road"] == [] and len(opened["lawn"]) == 1
+
+
+def test_a_new_model_gets_its_own_calibration_or_learns_online() -> None:
+    cal = _calibration("cam-m")
+    st = ScorerState("cam-m", CameraParams(scoring=FAST), resolve=lambda c, v: cal if v == "1" else None)
+    msgs = _msgs("cam-m", scripted(300, []))
+    assert st.step(msgs[0]).mode == "calibrated"
+    swapped = msgs[1].model_copy(update={"model_version": "2"})
+    assert st.step(swapped).status == "learning" and st.model == "sim:2"
 
 
 def test_settings_overrides_are_validated() -> None:
@@ -281,42 +186,3 @@ def test_settings_overrides_are_validated() -> None:
         ScorerSettings(events={"k": 20})
 
 
-def test_scored_features_are_the_score_message_fields_but_psnr() -> None:
-    assert FEATURES == ("mse", "patch_max", "motion_max") and OPTIONAL == ("motion_max",)
-
-
-def test_fast_motion_alone_raises_the_score() -> None:
-    norm = LevelNormaliser(fading_factor=0.05, grace_period=40)
-    for x in _features(np.random.default_rng(3), 200):
-        norm.learn_one(x)
-    usual = {"mse": math.exp(-6), "patch_max": math.exp(-4), "motion_max": 1.0}
-    assert norm.score_one(usual) < 0.9
-    assert norm.score_one({**usual, "motion_max": 8.0}) > 0.999  # well predicted, but 8x the usual speed
-
-
-def test_a_state_learned_without_motion_keeps_scoring_with_its_features() -> None:
-    norm = LevelNormaliser(fading_factor=0.05, grace_period=40)
-    for f in OPTIONAL:  # as unpickled from a changelog written before motion_max existed
-        del norm._mean[f], norm._var[f]
-    for x in _features(np.random.default_rng(4), 100):
-        norm.learn_one(x)
-    probe = {"mse": math.exp(-6), "patch_max": math.exp(-4)}  # an old worker: no motion_max at all
-    assert norm.score_one({**probe, "motion_max": 50.0}) == pytest.approx(norm.score_one(probe))
-    assert norm.score_one({**probe, "patch_max": math.exp(-1)}) > 0.999
-
-
-def test_motion_switched_on_later_joins_only_after_its_own_grace() -> None:
-    norm = LevelNormaliser(fading_factor=0.05, grace_period=40)
-    xs = _features(np.random.default_rng(5), 300)
-    for x in xs[:100]:
-        norm.learn_one({**x, "motion_max": 0.0})  # motion not measured (worker setting off / old worker)
-    usual = {"mse": math.exp(-6), "patch_max": math.exp(-4)}
-    base = norm.score_one(usual)
-    assert base < 0.9
-    for x in xs[100:139]:  # motion arrives: 39 frames learned, one short of the grace period
-        assert norm.score_one(x) < 0.999
-        norm.learn_one(x)
-    assert norm.score_one({**usual, "motion_max": 50.0}) == pytest.approx(norm.score_one(usual))  # not yet scored
-    norm.learn_one(xs[139])
-    assert norm.score_one({**usual, "motion_max": 1.0}) < 0.9
-    assert norm.score_one({**usual, "motion_max": 50.0}) > 0.999
