@@ -102,10 +102,12 @@ def evaluate_cmd(
         from vigil.model.train import command_line
 
         record_evaluation(model or DEFAULT_MODEL_DIR, metrics, command_line())
-    head = metrics["headline"]
-    typer.echo(f"causal AUC {head['auc']:.4f} EER {head['eer']:.4f} ({head['feature']}); "
-               f"per-clip min-max AUC {metrics['per_clip_minmax'][head['base_feature']]['auc']:.4f}; "
-               f"wrote {out / 'metrics.json'}")
+    head, ev = metrics["headline"], metrics["events"]
+    typer.echo(f"live path: frame AUC {head['auc']:.4f} (scored frames {head['auc_scored_frames']:.4f}); alerts: "
+               f"recall {ev['recall']} clips, {ev['false_alerts']} false of {ev['alerts']}, median delay "
+               f"{ev['median_delay_s']:.1f} s; held-out normal clips: {metrics['held_out_normal']['total_alerts']} alerts; "
+               f"model alone AUC {metrics['model_only']['auc_all_frames']:.4f}; per-clip min-max AUC "
+               f"{metrics['per_clip_minmax']['live_auc']:.4f}; wrote {out / 'metrics.json'}")
 
 
 def score_cmd(
@@ -125,18 +127,45 @@ def score_cmd(
 
 def calibrate_cmd(
     model: Path = typer.Option(None, help="Model directory (default: the committed Ped2 model)."),
-    data: Path = typer.Option(None, help="Training data the model card's held-out clips come from "
-                              "(default: $VIGIL_PED2_DIR or ../shared/data/ucsd_ped2)."),
+    data: Path = typer.Option(None, help="Training data of the model (default: $VIGIL_PED2_DIR or ../shared/data/ucsd_ped2)."),
+    clips: str = typer.Option("", help="Comma-separated normal clips to calibrate on (default: the card's training clips)."),
+    camera: str = typer.Option("", help="Calibrate this camera on its own normal footage (--folder, or --since/--until)."),
+    folder: Path = typer.Option(None, help="With --camera: a folder of the camera's normal videos."),
+    since: str = typer.Option("", help="With --camera: start of a normal stretch of its stream (ISO time, UTC by default)."),
+    until: str = typer.Option("", help="With --camera: end of that stretch."),
+    out: Path = typer.Option(None, help="With --camera: the calibration file (default: calibrations/<camera>.json)."),
 ) -> None:
-    """Recompute a model's calibration (warm-up, feature statistics) on its held-out normal clips."""
+    """Measure normal statistics per location: for a model (its card), or for one camera (a file its
+    `calibration:` in the cameras file names)."""
     _setup_logging()
     from vigil.model.data import ped2_dir
     from vigil.model.streaming import DEFAULT_MODEL_DIR
-    from vigil.model.train import recalibrate
+    from vigil.model.train import command_line
 
-    cal = recalibrate(model or DEFAULT_MODEL_DIR, data if data is not None else ped2_dir(None))
-    typer.echo(f"calibrated on {', '.join(cal['clips'])}: warm-up {cal['n_warmup']} frames, "
-               f"features {', '.join(cal['feature_stats'])}")
+    if not camera:
+        from vigil.model.calibrate import calibrate_model
+
+        cal = calibrate_model(model or DEFAULT_MODEL_DIR, data if data is not None else ped2_dir(None),
+                              [c for c in clips.split(",") if c], command_line())
+        typer.echo(f"calibrated {model or DEFAULT_MODEL_DIR} on {cal.source}: {cal.frames} frames, threshold {cal.threshold:.2f}")
+        return
+    out = out or Path("calibrations") / f"{camera}.json"
+    cal = _calibrate_camera(camera, folder, since, until, model or DEFAULT_MODEL_DIR, out, command_line())
+    typer.echo(f"camera {camera}: {cal.frames} normal frames ({cal.source}), threshold {cal.threshold:.2f}; wrote {out}.\n"
+               f"Add `calibration: {out}` to camera {camera} in the cameras file (paths are relative to that file).")
+
+
+def _calibrate_camera(camera: str, folder: Path | None, since: str, until: str, model: Path, out: Path, command: str):  # noqa: ANN202
+    from vigil.model import calibrate as c
+
+    if folder is not None:
+        return c.calibrate_folder(camera, folder, model, out, command)
+    if not (since and until):
+        raise typer.BadParameter("--camera needs --folder, or --since and --until (a normal stretch of its stream)")
+    from vigil.shared.settings import KafkaSettings, TopicSettings
+
+    return c.calibrate_stream(camera, c.parse_time(since), c.parse_time(until), KafkaSettings(), TopicSettings().scores,
+                              out, command)
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:

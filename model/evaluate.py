@@ -1,18 +1,19 @@
-"""``vigil evaluate`` (UCSD Ped2 frame-level metrics) and ``vigil score`` (one video).
+"""``vigil evaluate`` (UCSD Ped2) and ``vigil score`` (one video), through the live scoring path.
 
-The headline is the **causal** score of ``fused``: the sum of the log z-scores of PredNet's
-``patch_max`` (largest mean squared prediction error over 16x16 model-pixel patches) and of
-``motion_max`` (largest mean optical-flow speed over the same patches), both standardised with the
-statistics of held-out normal training clips, averaged over a trailing window of
-``HEADLINE_SMOOTH`` frames (0.5 s at 10 fps; like the scorer's k-of-n hysteresis it needs an
-anomaly to last a few frames), warm-up frames scored neutral (0). Every single feature (PredNet
-alone: ``patch_max_smooth5``) and the per-clip min-max variants are reported beside it.
+The model steps each clip as the worker would, every frame becomes the score message the worker would
+publish (:mod:`vigil.model.replay`), and the messages go through the scorer's own per-camera core
+(:mod:`vigil.model.alerting`, via :mod:`vigil.model.live`), calibrated from the model card, causally,
+with the event rules. The headline is that path's figure, as operators get it:
 
-How it was chosen (docs/model.md says the same): ``patch_max_smooth5`` was fixed as the headline
-before any test label was looked at and is still reported. ``fused`` replaced it in the third
-session, *after* the PredNet-only score had been analysed on the test set and found to miss fast,
-smoothly moving objects; its form (equal-weight sum of log z-scores, OpenCV's example flow
-parameters, the same patch size) was not tuned, and the analysis scores are listed in docs/model.md.
+* frame AUC over every test frame (warm-up frames, which the scorer does not score, count as a typical
+  normal frame), and over the scored frames only;
+* events: clips alerted (recall), alerts overlapping no labelled frame (false), median delay from the
+  span's first scored frame to the alert;
+* alerts on the held-out normal clips (the model card's ``val_clips``).
+
+Beside it, labelled: the model alone (the error map without the motion map), the literature's per-clip
+min-max protocol of both (uses each clip's future), and the previous releases' frame-feature score
+(``reference_frame_features``), for continuity. docs/model.md says how each parameter was chosen.
 """
 
 from __future__ import annotations
@@ -22,64 +23,136 @@ import json
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vigil.model.calibration import (
-    FUSED,
-    FUSED_FEATURE,
-    FeatureStats,
-    causal_scores,
-    fused_values,
-    per_clip_minmax,
-)
-from vigil.model.features import FEATURE_NAMES, FrameFeatures
+from vigil.model.alerting import Observation
+from vigil.model.baseline import Calibration
+from vigil.model.live import ClipReplay, event_metrics, frame_metrics, per_clip_minmax, replay
 from vigil.model.roc import eer, roc_auc, roc_curve
 
 log = logging.getLogger(__name__)
 
-HEADLINE_FEATURE = FUSED_FEATURE
-(PREDNET_FEATURE,) = FrameFeatures.names(source="prednet", scope="patch")
-"""The PredNet-only score (``patch_max``), reported beside the headline."""
-SCORED = (*FEATURE_NAMES, FUSED_FEATURE)
-HEADLINE_SMOOTH = 5
+CACHE_DIR = Path(".state/replay")
+"""Score messages of clips, cached by model version (relative to the working directory)."""
+FPS = 10.0
 
 
-def calibration(card: dict[str, Any]) -> tuple[int, dict[str, FeatureStats]]:
-    """Warm-up length and per-feature statistics from a model card's calibration block."""
-    cal = card.get("calibration")
-    if not cal:
-        raise ValueError("The model card has no calibration (train with `vigil train`, which writes it).")
+def location_calibration(card: dict[str, Any]) -> Calibration:
+    """The per-location calibration of a model card; raises with the command that writes it."""
+    block = card.get("calibration", {}).get("locations")
+    if not block:
+        raise ValueError("The model card has no per-location calibration; run `vigil calibrate --model DIR`.")
+    return Calibration.from_dict(block)
+
+
+def model_only(calibration: Calibration) -> Calibration:
+    """The calibration restricted to the model's error map (the motion map's statistics removed)."""
+    return replace(calibration, stats={"error": calibration.stats["error"]})
+
+
+def observations(messages: dict[str, list[Any]], maps: tuple[str, ...] = ("error", "motion")) -> dict[str, list[Observation]]:
+    """Score messages as the core's observations, keeping only the named maps."""
+    out = {}
+    for name, msgs in messages.items():
+        obs = [Observation.from_message(m) for m in msgs]
+        out[name] = [replace(o, maps={k: v for k, v in o.maps.items() if k in maps}) for o in obs]
+    return out
+
+
+def evaluate(model_dir: str | os.PathLike, data: str | os.PathLike | None, out: str | os.PathLike,
+             clips: list[str] | None = None, plots: bool = True) -> dict[str, Any]:
+    """Evaluate a model directory on UCSD Ped2 test; writes ``metrics.json``, ``scores.csv`` and plots."""
+    from vigil.model.data import load_ped2_labels, load_ped2_masks, ped2_dir
+    from vigil.model.replay import ped2_messages
+    from vigil.model.streaming import StreamingPredictor
+
+    start = time.time()
+    root, out = ped2_dir(data), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    predictor = StreamingPredictor.load(model_dir)
+    cal = location_calibration(predictor.card)
+    labels = load_ped2_labels(root)
+    names = clips or sorted(labels)
+    unknown = [n for n in names if n not in labels]
+    if unknown:
+        raise FileNotFoundError(f"No labels for {unknown} under {root} (test clips are named Test001..Test012).")
+    held = list(predictor.card.get("data", {}).get("val_clips", []))
+    messages = ped2_messages(root, predictor, CACHE_DIR, names + held)
+    labels = {n: labels[n][: len(messages[n])] for n in names}
+    runs = _runs(messages, names, held, cal)
+    metrics = _metrics(predictor, labels, runs, cal, held)
+    metrics["reference_frame_features"] = _reference(predictor.card, messages, labels)
+    metrics["localisation"] = localisation(labels, _heatmaps(messages, names), load_ped2_masks(root), _n_warmup(runs))
+    metrics["runtime_s"] = round(time.time() - start, 1)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    _write_scores_csv(out / "scores.csv", labels, messages, runs)
+    if plots:
+        _plots(out, labels, runs, root, predictor, messages)
+    log.info("evaluation done in %.1f s: %s", metrics["runtime_s"], metrics["headline"])
+    return metrics
+
+
+def _runs(messages: dict[str, list[Any]], names: list[str], held: list[str], cal: Calibration) -> dict[str, dict[str, ClipReplay]]:
+    """The live path (fused) and the model alone on the test clips, the live path on the held-out normal clips."""
+    obs = observations({n: messages[n] for n in names})
+    return {
+        "live": replay(obs, cal),
+        "model_only": replay(observations({n: messages[n] for n in names}, ("error",)), model_only(cal)),
+        "held_out_normal": replay(observations({n: messages[n] for n in held}), cal),
+    }
+
+
+def _n_warmup(runs: dict[str, dict[str, ClipReplay]]) -> int:
+    first = next(iter(runs["live"].values()))
+    return int(first.warmup.sum())
+
+
+def _metrics(predictor: Any, labels: dict[str, np.ndarray], runs: dict[str, dict[str, ClipReplay]],
+             cal: Calibration, held: list[str]) -> dict[str, Any]:
+    live, alone = runs["live"], runs["model_only"]
+    y = np.concatenate(list(labels.values())).astype(bool)
+    minmax = {k: roc_auc(y, np.concatenate([per_clip_minmax(r)[n] for n in labels])) for k, r in (("live", live), ("model_only", alone))}
+    head = frame_metrics(labels, live)
+    normal_alerts = {n: len(r.events) for n, r in runs["held_out_normal"].items()}
+    return {
+        "model_id": predictor.model_id, "model_version": predictor.model_version, "clips": list(labels),
+        "headline": {"path": "live scoring core (vigil.model.alerting), causal, calibrated from the model card",
+                     "auc": head["auc_all_frames"], "eer": eer(y, np.concatenate([live[n].scores for n in labels])),
+                     **head, "threshold": cal.threshold},
+        "events": event_metrics(labels, live, FPS),
+        "held_out_normal": {"clips": held, "alerts": normal_alerts, "total_alerts": sum(normal_alerts.values())},
+        "model_only": {"what": "the model's error map alone (no motion map), same core", **frame_metrics(labels, alone)},
+        "per_clip_minmax": {"what": "literature protocol: each clip min-max scaled with its own future; comparison only",
+                            "live_auc": minmax["live"], "model_only_auc": minmax["model_only"]},
+        "calibration": {"source": cal.source, "frames": cal.frames, "normal_max": cal.normal_max},
+    }  # fmt: skip
+
+
+def _reference(card: dict[str, Any], messages: dict[str, list[Any]], labels: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The previous releases' headline (frame features standardised with the card's statistics, fused, 5-frame
+    mean) on the same messages, for continuity; not the alert path."""
+    from vigil.model.calibration import FeatureStats, causal_scores, fused_values
+    from vigil.model.features import FrameFeatures
+
+    cal = card.get("calibration", {})
+    if "feature_stats" not in cal:
+        return {}
     stats = {f: FeatureStats(**v) for f, v in cal["feature_stats"].items()}
-    missing = [f for f in SCORED if f not in stats or not np.isfinite(stats[f].log_std)]
-    if missing:
-        raise ValueError(f"The model card's calibration lacks {missing} (written before these features existed); "
-                         "run `vigil calibrate --model DIR` to recompute it.")
-    return int(cal["n_warmup"]), stats
+    scores = []
+    for name in labels:
+        feats = FrameFeatures.from_mapping({f: [getattr(m.features, f) for m in messages[name]] for f in FrameFeatures.names()})
+        scores.append(causal_scores(fused_values(feats, stats), "fused", stats["fused"], int(cal["n_warmup"]), 5))
+    y = np.concatenate(list(labels.values()))
+    return {"what": "frame features, card statistics, fused, 5-frame mean (previous headline)",
+            "auc": roc_auc(y, np.concatenate(scores))}
 
 
-def clip_scores(features: FrameFeatures, n_warmup: int,
-                stats: dict[str, FeatureStats]) -> dict[str, dict[str, np.ndarray]]:
-    """All score variants of one clip: ``{"causal": {name: scores}, "per_clip_minmax": {...}}``."""
-    values = {**features.as_dict(), FUSED_FEATURE: fused_values(features, stats)}
-    causal, minmax = {}, {}
-    for f in SCORED:
-        causal[f] = causal_scores(values[f], f, stats[f], n_warmup)
-        causal[f"{f}_smooth{HEADLINE_SMOOTH}"] = causal_scores(values[f], f, stats[f], n_warmup,
-                                                               HEADLINE_SMOOTH)
-        minmax[f] = per_clip_minmax(values[f], f, n_warmup)
-    return {"causal": causal, "per_clip_minmax": minmax}
-
-
-def pooled_metrics(labels: dict[str, np.ndarray], scores: dict[str, dict[str, np.ndarray]]) -> dict[str, Any]:
-    """AUC and EER of each score variant over all frames of all clips pooled."""
-    names = list(labels)
-    y = np.concatenate([labels[n] for n in names])
-    return {key: {"auc": roc_auc(y, s), "eer": eer(y, s)}
-            for key in scores[names[0]]
-            for s in [np.concatenate([scores[n][key] for n in names])]}
+def _heatmaps(messages: dict[str, list[Any]], names: list[str]) -> dict[str, np.ndarray]:
+    return {n: np.stack([m.heatmap() for m in messages[n]]) for n in names}
 
 
 def localisation(labels: dict[str, np.ndarray], heatmaps: dict[str, np.ndarray], masks: dict[str, np.ndarray],
@@ -118,48 +191,6 @@ def _patch_overlap(heat_shape: tuple[int, int], mask: np.ndarray) -> np.ndarray:
     return cell[:-1, :-1] | cell[1:, :-1] | cell[:-1, 1:] | cell[1:, 1:]
 
 
-def evaluate(model_dir: str | os.PathLike, data: str | os.PathLike | None, out: str | os.PathLike,
-             clips: list[str] | None = None, plots: bool = True) -> dict[str, Any]:
-    """Evaluate a model directory on UCSD Ped2 test; writes ``metrics.json``, ``scores.csv`` and plots."""
-    from vigil.model.data import load_ped2_labels, load_ped2_masks, ped2_dir, read_video
-    from vigil.model.inference import run_clips
-    from vigil.model.streaming import StreamingPredictor
-
-    start = time.time()
-    root = ped2_dir(data)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    predictor = StreamingPredictor.load(model_dir)
-    n_warmup, stats = calibration(predictor.card)
-    labels = load_ped2_labels(root)
-    names = clips or sorted(labels)
-    missing = [n for n in names if n not in labels or not (root / "test" / f"{n}.mkv").is_file()]
-    if missing:
-        raise FileNotFoundError(f"Test clips not found under {root / 'test'}: {missing}")
-    h, w, c = predictor.input_shape
-    frames = {n: read_video(root / "test" / f"{n}.mkv", h, w, c) for n in names}
-    outputs = run_clips(predictor, frames)
-    labels = {n: labels[n][:len(frames[n])] for n in names}
-    scores = {n: clip_scores(outputs[n].features, n_warmup, stats) for n in names}
-    metrics = _metrics(predictor, names, labels, scores, n_warmup)
-    masks = load_ped2_masks(root)
-    metrics["localisation"] = localisation(labels, {n: outputs[n].heatmaps for n in names}, masks, n_warmup)
-    metrics["runtime_s"] = round(time.time() - start, 1)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    _write_scores_csv(out / "scores.csv", labels, outputs, scores)
-    if plots:
-        from vigil.model.plots import plot_clip_scores, plot_localisation, plot_roc
-
-        key = metrics["headline"]["feature"]
-        plot_clip_scores(out / "clip_scores.png", labels, {n: scores[n]["causal"][key] for n in names}, key)
-        plot_roc(out / "roc.png", labels, scores, [key, *(f"{f}_smooth{HEADLINE_SMOOTH}" for f in FUSED)],
-                 roc_curve, minmax_key=HEADLINE_FEATURE)
-        plot_localisation(out / "localisation.png", labels, frames, {n: outputs[n].heatmaps for n in names},
-                          masks, n_warmup)
-    log.info("evaluation done in %.1f s: %s", metrics["runtime_s"], metrics["headline"])
-    return metrics
-
-
 def record_evaluation(model_dir: str | os.PathLike, metrics: dict[str, Any], command: str) -> None:
     """Add the evaluation summary (and the command that produced it) to the model card."""
     from vigil.model.streaming import CARD_FILE
@@ -167,61 +198,51 @@ def record_evaluation(model_dir: str | os.PathLike, metrics: dict[str, Any], com
 
     model_dir = Path(model_dir)
     card = json.loads((model_dir / CARD_FILE).read_text())
+    ev = metrics["events"]
     card["evaluation"] = {
-        "command": command, "clips": metrics["clips"], "frames": metrics["frames"],
-        "headline_causal": metrics["headline"],
-        "causal_auc": {k: round(v["auc"], 4) for k, v in metrics["causal"].items()},
-        "causal_eer": {k: round(v["eer"], 4) for k, v in metrics["causal"].items()},
-        "per_clip_minmax_auc": {k: round(v["auc"], 4) for k, v in metrics["per_clip_minmax"].items()},
-        "per_clip_minmax_eer": {k: round(v["eer"], 4) for k, v in metrics["per_clip_minmax"].items()},
-        "localisation": metrics["localisation"],
-    }
+        "command": command, "clips": metrics["clips"], "headline": metrics["headline"],
+        "events": {k: ev[k] for k in ("recall", "precision", "false_alerts", "median_delay_s")},
+        "held_out_normal_alerts": metrics["held_out_normal"]["total_alerts"], "model_only": metrics["model_only"],
+        "per_clip_minmax": metrics["per_clip_minmax"], "localisation": metrics["localisation"],
+    }  # fmt: skip
     write_card(model_dir, card)
 
 
-def _metrics(predictor: Any, names: list[str], labels: dict[str, np.ndarray],
-             scores: dict[str, dict[str, dict[str, np.ndarray]]], n_warmup: int) -> dict[str, Any]:
-    causal = pooled_metrics(labels, {n: scores[n]["causal"] for n in names})
-    minmax = pooled_metrics(labels, {n: scores[n]["per_clip_minmax"] for n in names})
-    key = f"{HEADLINE_FEATURE}_smooth{HEADLINE_SMOOTH}"
-    per_clip = {n: roc_auc(labels[n], scores[n]["causal"][key])
-                for n in names if 0 < labels[n].sum() < len(labels[n])}
-    y = np.concatenate([labels[n] for n in names])
-    return {
-        "model_id": predictor.model_id, "model_version": predictor.model_version,
-        "clips": names, "frames": int(len(y)), "anomalous_frames": int(y.sum()), "n_warmup": n_warmup,
-        "headline": {"kind": "causal", "feature": key, "base_feature": HEADLINE_FEATURE,
-                     "smooth_frames": HEADLINE_SMOOTH, **causal[key]},
-        "prednet_only": {"feature": f"{PREDNET_FEATURE}_smooth{HEADLINE_SMOOTH}",
-                         **causal[f"{PREDNET_FEATURE}_smooth{HEADLINE_SMOOTH}"]},
-        "causal": causal,
-        "per_clip_minmax": minmax,
-        "causal_auc_within_clip": per_clip,
-        "notes": ("causal: score uses only the frame, earlier frames of its clip and statistics of held-out "
-                  "normal training clips; warm-up frames (fresh state) score 0 (neutral). per_clip_minmax: "
-                  "each clip's scores rescaled to [0, 1] with its own min/max (uses future frames). fused: "
-                  "log z(patch_max) + log z(motion_max); prednet_only: patch_max alone."),
-    }
+def _plots(out: Path, labels: dict[str, np.ndarray], runs: dict[str, dict[str, ClipReplay]], root: Path,
+           predictor: Any, messages: dict[str, list[Any]]) -> None:
+    from vigil.model.data import load_ped2_masks, read_video
+    from vigil.model.plots import plot_clip_scores, plot_localisation, plot_roc
+
+    live = runs["live"]
+    plot_clip_scores(out / "clip_scores.png", labels, {n: live[n].scores for n in labels}, "live score")
+    curves = {n: {"causal": {"live": live[n].scores, "model_only": runs["model_only"][n].scores},
+                  "per_clip_minmax": {"live": per_clip_minmax(live)[n]}} for n in labels}
+    plot_roc(out / "roc.png", labels, curves, ["live", "model_only"], roc_curve, minmax_key="live")
+    frames = {n: read_video(root / "test" / f"{n}.mkv", *predictor.input_shape) for n in labels}
+    plot_localisation(out / "localisation.png", labels, frames, _heatmaps(messages, list(labels)),
+                      load_ped2_masks(root), _n_warmup(runs))
 
 
-def _write_scores_csv(path: Path, labels: dict[str, np.ndarray], outputs: dict[str, Any],
-                      scores: dict[str, dict[str, dict[str, np.ndarray]]]) -> None:
-    keys = list(next(iter(scores.values()))["causal"])
+def _write_scores_csv(path: Path, labels: dict[str, np.ndarray], messages: dict[str, list[Any]],
+                      runs: dict[str, dict[str, ClipReplay]]) -> None:
+    from vigil.model.features import FEATURE_NAMES
+
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["clip", "frame", "label", *FEATURE_NAMES, *(f"causal_{k}" for k in keys)])
+        writer.writerow(["clip", "frame", "label", "warmup", *FEATURE_NAMES, "score", "model_only_score"])
         for name, lab in labels.items():
+            live, alone = runs["live"][name], runs["model_only"][name]
             for t in range(len(lab)):
-                writer.writerow([name, t, int(lab[t]),
-                                 *(f"{v:.6g}" for v in outputs[name].features.frame(t).values()),
-                                 *(f"{scores[name]['causal'][k][t]:.4f}" for k in keys)])
+                f = messages[name][t].features
+                writer.writerow([name, t, int(lab[t]), int(live.warmup[t]), *(f"{getattr(f, k):.6g}" for k in FEATURE_NAMES),
+                                 f"{live.scores[t]:.4f}", f"{alone.scores[t]:.4f}"])
 
 
 def score_video(video: str | os.PathLike, model_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Score one video with the streaming step; writes ``scores.csv``, ``scores.json``, ``scores.png``."""
+    """Score one video through the live path; writes ``scores.csv``, ``scores.json`` (with the alerts) and a plot."""
     from vigil.model.data import read_video
-    from vigil.model.inference import run_clips
     from vigil.model.plots import plot_clip_scores
+    from vigil.model.replay import clip_messages
     from vigil.model.streaming import StreamingPredictor
 
     video, out = Path(video), Path(out)
@@ -229,19 +250,19 @@ def score_video(video: str | os.PathLike, model_dir: str | os.PathLike, out: str
         raise FileNotFoundError(f"Video not found: {video}")
     out.mkdir(parents=True, exist_ok=True)
     predictor = StreamingPredictor.load(model_dir)
-    n_warmup, stats = calibration(predictor.card)
-    frames = read_video(video, *predictor.input_shape)
-    feats = run_clips(predictor, {video.stem: frames})[video.stem].features
-    key = f"{HEADLINE_FEATURE}_smooth{HEADLINE_SMOOTH}"
-    score = clip_scores(feats, n_warmup, stats)["causal"][key]
-    rows = [{"frame": t, "warmup": t < n_warmup, **feats.frame(t), "score": float(score[t])}
-            for t in range(len(frames))]
+    cal = location_calibration(predictor.card)
+    msgs = clip_messages(predictor, {video.stem: read_video(video, *predictor.input_shape)})[video.stem]
+    run = replay(observations({video.stem: msgs}), cal)[video.stem]
+    rows = [{"frame": t, "warmup": bool(run.warmup[t]), **msgs[t].features.model_dump(), "score": round(float(run.scores[t]), 4)}
+            for t in range(len(msgs))]  # fmt: skip
     with (out / "scores.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    (out / "scores.json").write_text(json.dumps({"video": str(video), "model_id": predictor.model_id,
-                                                 "model_version": predictor.model_version, "score": key,
-                                                 "frames": rows}, indent=1) + "\n")
-    plot_clip_scores(out / "scores.png", {video.stem: np.zeros(len(frames), np.int8)}, {video.stem: score}, key)
+    alerts = [{"start_frame": e.start_seq, "alert_frame": e.open_seq, "end_frame": e.end_seq, "peak_score": e.peak_score,
+               "box": e.box} for e in run.events]  # fmt: skip
+    (out / "scores.json").write_text(json.dumps({
+        "video": str(video), "model_id": predictor.model_id, "model_version": predictor.model_version,
+        "threshold": cal.threshold, "alerts": alerts, "frames": rows}, indent=1) + "\n")  # fmt: skip
+    plot_clip_scores(out / "scores.png", {video.stem: np.zeros(len(msgs), np.int8)}, {video.stem: run.scores}, "live score")
     return out / "scores.csv"

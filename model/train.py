@@ -244,8 +244,24 @@ def train(config: PredNetConfig, settings: TrainSettings) -> dict[str, Any]:
     card = _card(config, settings, train_paths, val_paths, read_history(settings.work_dir, history.history),
                  elapsed)
     card["calibration"] = calibrate(settings.out, val_clips)
+    card["calibration"]["locations"] = location_calibration(settings.out, train_clips)
     write_card(settings.out, card)
     return card
+
+
+def location_calibration(out: Path, clips: list[Clip]) -> dict[str, Any]:
+    """The per-location calibration every camera of this model starts from, on its training clips."""
+    from vigil.model.alerting import Observation
+    from vigil.model.alerting import calibrate as calibrate_locations
+    from vigil.model.replay import clip_messages
+    from vigil.model.streaming import StreamingPredictor
+    from vigil.shared.scorer_params import ScoringParams
+
+    predictor = StreamingPredictor.load(out)
+    messages = clip_messages(predictor, {c.name: c.frames for c in clips})
+    cal = calibrate_locations([[Observation.from_message(m) for m in msgs] for msgs in messages.values()],
+                              ScoringParams(), predictor.config.features.heatmap_stride, ",".join(messages))
+    return cal.to_dict()
 
 
 def read_history(work_dir: Path, fallback: dict[str, list[float]]) -> dict[str, list[float]]:
@@ -319,8 +335,12 @@ def render_card(card: dict[str, Any]) -> str:
                                                                                     strict=False))]
     lines += ["", "## Config", "", "```json", json.dumps(card["config"], indent=2), "```", ""]
     if "calibration" in card:
-        lines += ["## Calibration (held-out normal clips)", "", "```json",
-                  json.dumps(card["calibration"], indent=2), "```", ""]
+        cal = {k: v for k, v in card["calibration"].items() if k != "locations"}
+        lines += ["## Calibration (held-out normal clips)", "", "```json", json.dumps(cal, indent=2), "```", ""]
+        if "locations" in card["calibration"]:
+            loc = {k: v for k, v in card["calibration"]["locations"].items() if k != "stats"}
+            lines += ["## Per-location calibration (what each camera starts from; statistics in model_card.json)",
+                      "", "```json", json.dumps(loc, indent=2), "```", ""]
     if "evaluation" in card:
         lines += ["## Evaluation", "", "```json", json.dumps(card["evaluation"], indent=2), "```", ""]
     return "\n".join(lines)

@@ -2,10 +2,16 @@
 
 Per alert change, one Lua script runs atomically in Redis:
 
-1. ``HSETNX vigil:alert-changes:<alert_id> <kind>:<n>`` -- the dedupe mark; if it exists the change was
+1. ``HEXISTS vigil:alert-changes:<alert_id> <kind>:<n>`` -- the dedupe mark; if it exists the change was
    already published (a replay after a restart) and nothing else happens;
 2. ``XADD vigil:alerts MAXLEN ~ N * alert_id .. camera_id .. event .. json <Alert JSON>``;
-3. ``PUBLISH vigil:alerts:<camera_id> <Alert JSON>``.
+3. ``HSET`` the dedupe mark (only now: Redis does not roll a script back, so a write refused at step 2
+   -- OOM, READONLY, WRONGTYPE -- leaves no mark, and the change is sent again later);
+4. ``PUBLISH vigil:alerts:<camera_id> <Alert JSON>``.
+
+A change Redis refuses (a ``ResponseError``) stays at the head of its camera's outbox, with the ones
+after it, and is retried with backoff; it is counted (``vigil_scorer_redis_rejected``) and logged, never
+dropped. Only a full outbox drops changes (the oldest first), and that is counted too.
 
 Snapshots (``SET vigil:snapshot:<alert_id> <jpeg> EX ttl``) and the camera hashes (``HSET
 vigil:camera:<camera_id>``) are plain overwrites, idempotent by nature. All writes of one batch go in
@@ -32,7 +38,7 @@ CHANGES_PREFIX = "vigil:alert-changes:"
 """Hash per alert: change id (``open:0``, ``update:3``, ``close:0``) -> stream entry id."""
 
 _PUBLISH_LUA = """
-if redis.call('HSETNX', KEYS[1], ARGV[1], '') == 0 then return false end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return false end
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*',
   'alert_id', ARGV[4], 'camera_id', ARGV[5], 'event', ARGV[6], 'json', ARGV[7])
 redis.call('HSET', KEYS[1], ARGV[1], id)
@@ -100,8 +106,7 @@ class RedisSink:
             if any(isinstance(r, redis.ConnectionError | redis.TimeoutError) for r in results):
                 self._failed(next(r for r in results if isinstance(r, Exception)))
                 return False
-            self._confirm(sent, results)
-            return True
+            return self._confirm(sent, results)
 
     def _build(self, states: Iterable[ScorerState], hashes: Mapping[str, Mapping[str, Any]]) -> tuple[Any, list]:
         o = self.options
@@ -128,21 +133,33 @@ class RedisSink:
             pipe.hset(camera_hash(cam), mapping=dict(fields))
         return pipe, sent
 
-    def _confirm(self, sent: list[tuple[ScorerState, int, list[int]]], results: list[Any]) -> None:
+    def _confirm(self, sent: list[tuple[ScorerState, int, list[int]]], results: list[Any]) -> bool:
+        """Drop what Redis took from the outboxes; False (and a backoff) when it refused a change."""
+        rejected = None
         for st, n, idx in sent:
+            done = 0
             for i, p in zip(idx, list(st.outbox)[:n], strict=True):
                 r = results[i]
-                if isinstance(r, Exception):
-                    log.error("camera %s: Redis rejected alert change %s %s: %s", st.camera_id, p.alert.alert_id, p.dedupe, r)
-                elif r is None:
+                if isinstance(r, Exception):  # kept with the ones after it, in order: retried after the backoff
+                    metrics.REDIS_REJECTED.inc()
+                    log.error("camera %s: Redis refused alert change %s %s (kept, retried): %s", st.camera_id,
+                              p.alert.alert_id, p.dedupe, str(r)[:300])  # fmt: skip
+                    rejected = r
+                    break
+                if r is None:
                     metrics.DEDUPED.inc()
                 else:
                     metrics.PUBLISHED.labels(p.alert.event).inc()
-            st.confirm(n)
+                done += 1
+            st.confirm(done)
+        if rejected is not None:
+            self._failed(rejected)
+            return False
         if not self.healthy:
             log.info("Redis is reachable again; pending alerts published")
         self.healthy, self._delay = True, 0.0
         metrics.REDIS_UP.set(1)
+        return True
 
     def _failed(self, exc: BaseException) -> None:
         o = self.options

@@ -154,7 +154,7 @@ class ScorerState:
         alert_id = Alert.make_id(self.camera_id, c.start_seq, c.start_ns)
         peak = c.peak_heat if isinstance(c.peak_heat, dict) else {}
         box = tuple(float(v) for v in peak["box"]) if "box" in peak else None
-        jpeg = _render(peak) if c.kind == "open" and "heat" in peak else None
+        jpeg = _render(peak) if "heat" in peak else None  # the peak so far: the key is overwritten as it grows
         skey = snapshot_key(alert_id) if jpeg is not None else None
         alert = Alert(
             alert_id=alert_id, camera_id=self.camera_id, event=c.kind, start_seq=c.start_seq, end_seq=c.end_seq,
