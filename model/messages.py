@@ -13,7 +13,7 @@ Example:
     ...                        "heatmaps": np.full((1, 2, 3), 0.01, np.float32),
     ...                        "motion_maps": np.full((1, 2, 3), 2.0, np.float32)})()
     >>> ref = FrameRef("cam", seq=7, session=3, pts=0.7, capture_ns=10**18)
-    >>> msg = score_message(ref, ("m", "v1"), out, 0, warmup=False, gap=2, received_ns=10**18)
+    >>> msg = score_message(ref, ("m", "v1"), out, 0, warmup=False, gap=2, received_ns=10**18, now_ns=10**18)
     >>> msg.session, msg.features.motion_max, msg.heatmap_planes, float(msg.motion_map().max())
     (3, 1.0, 2, 1.0)
 """
@@ -53,7 +53,7 @@ def _finite(value: float, default: float = 0.0) -> float:
 
 
 def score_message(ref: FrameRef, model: tuple[str, str], out: Any, i: int, *, warmup: bool, gap: int,
-                  received_ns: int, maps: bool = True) -> ScoreMessage:
+                  received_ns: int, maps: bool = True, now_ns: int | None = None) -> ScoreMessage:
     """The score message of camera ``i`` of a streaming step's output.
 
     Args:
@@ -66,6 +66,7 @@ def score_message(ref: FrameRef, model: tuple[str, str], out: Any, i: int, *, wa
             reading); the flow across skipped frames is spread over them (pixels per frame).
         received_ns: When the worker received the frame (for ``latency_ms``).
         maps: Attach the quantised error map and, when the step has one, the motion map.
+        now_ns: The processing time (default: now); replays pass the frame's own time.
     """
     feats = out.features
     per_frame = 1.0 / gap if gap > 0 else 0.0
@@ -78,7 +79,7 @@ def score_message(ref: FrameRef, model: tuple[str, str], out: Any, i: int, *, wa
     extra: dict[str, Any] = {}
     if maps:
         extra = _maps(np.asarray(out.heatmaps[i], np.float32), getattr(out, "motion_maps", None), i, per_frame)
-    now = time.time_ns()
+    now = time.time_ns() if now_ns is None else now_ns
     return ScoreMessage(
         camera_id=ref.camera_id, seq=ref.seq, session=ref.session, pts=_finite(ref.pts), capture_ns=ref.capture_ns,
         processed_ns=now, model_id=model[0], model_version=model[1], warmup=warmup, features=features,

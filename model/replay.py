@@ -27,6 +27,8 @@ FPS = 10.0
 """Frame rate of the replayed clips (UCSD Ped2 and the demo cameras run at 10 fps)."""
 WORKER_WARMUP_FRAMES = 10
 """Frames the worker marks ``warmup`` after a state reset (its ``warmup_frames`` default)."""
+CACHE_FORMAT = 2
+"""Bumped whenever the messages a replay builds change (the cache file name carries it)."""
 T0_NS = 1_750_000_000 * 10**9
 """Capture time of a replayed clip's first frame (a fixed time, so replays are deterministic)."""
 
@@ -52,7 +54,8 @@ def clip_messages(predictor: object, clips: dict[str, np.ndarray], *, warmup_fra
     for name, o in outputs.items():
         out[name] = [
             score_message(FrameRef(name, seq=t, pts=t / fps, capture_ns=T0_NS + t * step_ns, width=w, height=h), model, o, t,
-                          warmup=t < warmup_frames, gap=min(t, 1), received_ns=T0_NS + t * step_ns)
+                          warmup=t < warmup_frames, gap=min(t, 1), received_ns=T0_NS + t * step_ns,
+                          now_ns=T0_NS + t * step_ns)
             for t in range(len(o.features))
         ]  # fmt: skip
     return out
@@ -82,6 +85,14 @@ class MessageCache:
         with np.load(self.path, allow_pickle=False) as z:
             names = [str(n) for n in z["names"]]
             return {n: [ScoreMessage.decode(b) for b in _split(z[f"{n}/data"], z[f"{n}/offsets"])] for n in names}
+
+    def load_or_none(self) -> dict[str, list[ScoreMessage]] | None:
+        """:meth:`load`, or None when the file is unreadable or holds messages this build rejects (then rebuilt)."""
+        try:
+            return self.load()
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("cache %s not used (%s); rebuilding it", self.path, exc)
+            return None
 
     def save(self, messages: dict[str, list[ScoreMessage]]) -> None:
         """Write the messages (atomically: a temporary file, then a rename)."""
@@ -113,13 +124,14 @@ def ped2_messages(root: Path, predictor: object, cache_dir: Path | None,
         raise FileNotFoundError(f"Clips not found under {root}/train or {root}/test: {missing}")
     cache = None
     if cache_dir is not None:
-        cache = MessageCache(Path(cache_dir) / f"{predictor.model_id}-{predictor.model_version}.npz")  # type: ignore[attr-defined]
-        cached = cache.load() or {}
+        name = f"{predictor.model_id}-{predictor.model_version}-v{CACHE_FORMAT}.npz"  # type: ignore[attr-defined]
+        cache = MessageCache(Path(cache_dir) / name)
+        cached = cache.load_or_none() or {}
         if all(n in cached for n in names):
             return {n: cached[n] for n in names}
     h, w, c = predictor.input_shape  # type: ignore[attr-defined]
     log.info("running the model over %d clips (cached afterwards)", len(names))
     fresh = clip_messages(predictor, {n: read_video(videos[n], h, w, c) for n in names})
     if cache is not None:
-        cache.save({**(cache.load() or {}), **fresh})
+        cache.save({**(cache.load_or_none() or {}), **fresh})
     return fresh

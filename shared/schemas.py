@@ -32,6 +32,23 @@ _HEADER = struct.Struct(">2sBBI")
 # Kafka's default max message size is 1 MiB; frames are resized at ingest and stay far below this.
 MAX_PAYLOAD_BYTES = 900 * 1024
 MAX_META_BYTES = 64 * 1024
+MAX_META_DEPTH = 8
+"""Deepest nesting of JSON arrays / objects the metadata may have (the schemas need 2)."""
+MAX_RECORD_BYTES = 1_000_000
+"""Default bound of one produced record (key + value): under Kafka's 1 MiB default ``max.message.bytes`` and
+``max.request.size``, leaving room for the record batch framing."""
+RECORD_HEADROOM_BYTES = 512
+"""Bytes kept free in a record for Kafka's per-record and batch framing (varints, headers, CRC)."""
+
+# Integer bounds of every message (documented in docs/reliability.md).
+MAX_INT64 = 2**63 - 1
+"""Largest sequence number, session, offset: Kafka and Java readers use signed 64-bit integers."""
+MAX_TIME_NS = 4_102_444_800 * 10**9
+"""Latest wall-clock time a message may carry (2100-01-01T00:00:00Z, ns since epoch). A time between now and
+this bound is still checked against the receiver's clock (the worker's ``max_future_skew_s``)."""
+MAX_PTS_S = 1e10
+"""Largest absolute presentation timestamp (seconds, ~317 years of stream)."""
+MAX_PARTITION = 2**31 - 1
 
 CameraId = Annotated[
     str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Camera id")
@@ -70,11 +87,11 @@ class Topics:
 class _Message(BaseModel):
     """Base of all envelope messages: metadata in JSON, optional raw payload."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     KIND: ClassVar[int]
     TOPIC: ClassVar[str]
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = Field(SCHEMA_VERSION, ge=0, le=255)
 
     def _payload(self) -> bytes:
         return b""
@@ -145,18 +162,98 @@ def _split_envelope(data: bytes, cls: type[_Message]) -> tuple[dict[str, Any], b
     end = _HEADER.size + meta_len
     if len(data) < end:
         raise TruncatedMessageError(f"metadata announces {meta_len} bytes but only {len(data) - _HEADER.size} follow")
-    try:
-        meta = json.loads(data[_HEADER.size : end])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SchemaError(f"metadata is not valid JSON: {exc}") from exc
-    if not isinstance(meta, dict):
-        raise SchemaError("metadata must be a JSON object")
+    meta = _parse_meta(data[_HEADER.size : end])
     if meta.get("schema_version", version) != version:
         raise SchemaError("schema_version in the metadata disagrees with the header")
     payload = data[end:]
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise PayloadSizeError(f"payload of {len(payload)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit")
     return meta, payload
+
+
+def _parse_meta(raw: bytes) -> dict[str, Any]:
+    """Parse the JSON metadata; any failure (bad JSON, too deep, huge numbers) is a SchemaError."""
+    if _nesting_depth(raw) > MAX_META_DEPTH:
+        raise SchemaError(f"metadata nests JSON arrays / objects deeper than {MAX_META_DEPTH} levels")
+    try:
+        meta = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: JSON errors, >4300-digit ints
+        raise SchemaError(f"metadata is not valid JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
+    if not isinstance(meta, dict):
+        raise SchemaError("metadata must be a JSON object")
+    return meta
+
+
+def _nesting_depth(raw: bytes) -> int:
+    """Upper bound of the JSON nesting depth of ``raw`` (brackets inside strings count too: never too low).
+
+    Cheap (C-level byte counts) and run before parsing, so a 60 KB ``[[[[...`` never reaches the parser's
+    recursion. Only when the bracket count could exceed the limit is the exact depth computed.
+
+    Example:
+        >>> _nesting_depth(b'{"a": [1, {"b": 2}]}'), _nesting_depth(b"[" * 50)
+        (3, 50)
+    """
+    opens = raw.count(b"[") + raw.count(b"{")
+    if opens <= MAX_META_DEPTH:
+        return opens
+    depth = deepest = 0
+    in_str = escaped = False
+    for byte in raw:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # closing quote
+                in_str = False
+        elif byte == 0x22:
+            in_str = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_META_DEPTH:
+                return deepest
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def jpeg_size(data: bytes) -> tuple[int, int, int]:
+    """``(height, width, components)`` declared by a JPEG's start-of-frame marker, read without decoding.
+
+    Raises:
+        PayloadSizeError: no SOI marker, or no readable start-of-frame marker.
+
+    Example:
+        >>> import cv2
+        >>> ok, buf = cv2.imencode(".jpg", np.zeros((5, 7), np.uint8))
+        >>> jpeg_size(buf.tobytes())
+        (5, 7, 1)
+    """
+    if not data.startswith(b"\xff\xd8"):
+        raise PayloadSizeError("jpeg payload does not start with a JPEG SOI marker")
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            raise PayloadSizeError(f"jpeg payload has no marker at byte {i}: not a valid JPEG")
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # standalone markers
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if length < 8 or i + 10 > n:
+                break
+            height, width = int.from_bytes(data[i + 5 : i + 7], "big"), int.from_bytes(data[i + 7 : i + 9], "big")
+            return height, width, data[i + 9]
+        if marker == 0xDA or length < 2:  # scan data before any frame header
+            break
+        i += 2 + length
+    raise PayloadSizeError("jpeg payload has no readable start-of-frame (SOF) marker: not a valid JPEG")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -172,15 +269,16 @@ class FrameMessage(_Message):
     TOPIC: ClassVar[str] = Topics.FRAMES
 
     camera_id: CameraId
-    seq: int = Field(ge=0, description="Per-camera sequence number, gap-free unless frames were dropped")
-    pts: float = Field(description="Presentation timestamp in seconds, from the stream")
-    capture_ns: int = Field(ge=0, description="Wall-clock time the frame was decoded at ingest (ns since epoch)")
+    seq: int = Field(ge=0, le=MAX_INT64, description="Per-camera sequence number, gap-free unless frames were dropped")
+    pts: float = Field(ge=-MAX_PTS_S, le=MAX_PTS_S, description="Presentation timestamp in seconds, from the stream")
+    capture_ns: int = Field(ge=0, le=MAX_TIME_NS,
+                            description="Wall-clock time the frame was decoded at ingest (ns since epoch)")
     width: int = Field(ge=1, le=4096)
     height: int = Field(ge=1, le=4096)
     channels: Literal[1, 3] = 1
     encoding: FrameEncoding = "gray8"
     session: int = Field(
-        default=0, ge=0,
+        default=0, ge=0, le=MAX_INT64,
         description="Changes when the camera (re)connects, increasing across ingest restarts too (ingest uses "
         "its start time in ms plus the reconnect count); a change resets state. Order is (session, seq)",
     )
@@ -198,8 +296,12 @@ class FrameMessage(_Message):
                     f"{self.encoding} payload of {len(self.payload)} bytes does not match "
                     f"{self.height}x{self.width}x{self.channels} = {expected}"
                 )
-        elif not self.payload.startswith(b"\xff\xd8"):
-            raise PayloadSizeError("jpeg payload does not start with a JPEG SOI marker")
+        else:
+            height, width, _components = jpeg_size(self.payload)
+            if (height, width) != (self.height, self.width):
+                raise PayloadSizeError(
+                    f"jpeg payload declares {height}x{width} but the metadata says {self.height}x{self.width}"
+                )
         return self
 
     def _payload(self) -> bytes:
@@ -259,9 +361,9 @@ class FrameMessage(_Message):
 # score (vigil.scores)
 # --------------------------------------------------------------------------------------------------
 class ErrorFeatures(BaseModel):
-    """Prediction-error features of one frame."""
+    """Prediction-error features of one frame (all finite: NaN and infinities are rejected)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     mse: float = Field(ge=0, description="Frame mean squared error, pixels in [0, 1]")
     psnr: float = Field(description="Peak signal-to-noise ratio in dB (higher = better predicted)")
@@ -283,16 +385,16 @@ class ScoreMessage(_Message):
     TOPIC: ClassVar[str] = Topics.SCORES
 
     camera_id: CameraId
-    seq: int = Field(ge=0)
-    session: int = Field(default=0, ge=0, description="Copied from the frame; order is (session, seq)")
-    pts: float = 0.0
-    capture_ns: int = Field(ge=0, description="Copied from the frame")
-    processed_ns: int = Field(ge=0, description="When the worker produced this score (ns since epoch)")
+    seq: int = Field(ge=0, le=MAX_INT64)
+    session: int = Field(default=0, ge=0, le=MAX_INT64, description="Copied from the frame; order is (session, seq)")
+    pts: float = Field(0.0, ge=-MAX_PTS_S, le=MAX_PTS_S)
+    capture_ns: int = Field(ge=0, le=MAX_TIME_NS, description="Copied from the frame")
+    processed_ns: int = Field(ge=0, le=MAX_TIME_NS, description="When the worker produced this score (ns since epoch)")
     model_id: str = Field(min_length=1, max_length=128)
     model_version: str = Field(min_length=1, max_length=128)
     warmup: bool = Field(description="True for the first frames after a state reset: no alerts on these")
     features: ErrorFeatures
-    latency_ms: float = Field(ge=0, description="Worker processing latency for this frame")
+    latency_ms: float = Field(ge=0, le=1e9, description="Worker processing latency for this frame")
     heatmap_height: int = Field(default=0, ge=0, le=512)
     heatmap_width: int = Field(default=0, ge=0, le=512)
     heatmap_scale: float = Field(default=0.0, ge=0, description="Largest value of the error map (plane 0)")
@@ -380,9 +482,9 @@ class CameraStatus(_Message):
     camera_id: CameraId
     state: Literal["online", "reconnecting", "offline"]
     reason: str = Field(default="", max_length=2000)
-    time_ns: int = Field(default_factory=time.time_ns, ge=0)
-    attempt: int = Field(default=0, ge=0, description="Reconnect attempt number (0 when online)")
-    session: int = Field(default=0, ge=0)
+    time_ns: int = Field(default_factory=time.time_ns, ge=0, le=MAX_TIME_NS)
+    attempt: int = Field(default=0, ge=0, le=MAX_PARTITION, description="Reconnect attempt number (0 when online)")
+    session: int = Field(default=0, ge=0, le=MAX_INT64)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -395,25 +497,37 @@ class DeadLetter(_Message):
     TOPIC: ClassVar[str] = Topics.DLQ
 
     source_topic: str = Field(max_length=249)
-    partition: int = Field(default=-1, ge=-1)
-    offset: int = Field(default=-1, ge=-1)
+    partition: int = Field(default=-1, ge=-1, le=MAX_PARTITION)
+    offset: int = Field(default=-1, ge=-1, le=MAX_INT64)
     service: str = Field(max_length=64)
     error: str = Field(max_length=4000)
     camera_id: str | None = Field(default=None, max_length=256)
-    time_ns: int = Field(default_factory=time.time_ns, ge=0)
+    time_ns: int = Field(default_factory=time.time_ns, ge=0, le=MAX_TIME_NS)
     payload: bytes = Field(default=b"", repr=False)
 
     @classmethod
     def for_record(
         cls, *, source_topic: str, partition: int, offset: int, service: str, error: str | Exception,
-        original: bytes | None, camera_id: str | None = None,
+        original: bytes | None, camera_id: str | None = None, key_bytes: int = 0,
+        max_record_bytes: int = MAX_RECORD_BYTES,
     ) -> DeadLetter:  # fmt: skip
-        """Build a dead letter for a failed record, truncating what would not fit."""
+        """Build a dead letter for a failed record, truncating what would not fit.
+
+        The whole Kafka record (key of ``key_bytes`` + the encoded letter + :data:`RECORD_HEADROOM_BYTES`)
+        stays within ``max_record_bytes``: the original bytes are cut to fit, and the error text says so
+        (``[original record of N bytes truncated to M]``).
+        """
         text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-        return cls(
-            source_topic=source_topic, partition=partition, offset=offset, service=service,
-            error=text[:4000], camera_id=camera_id, payload=(original or b"")[:MAX_PAYLOAD_BYTES],
-        )  # fmt: skip
+        original = bytes(original or b"")
+        fields = {"source_topic": source_topic[:249], "partition": partition, "offset": offset, "service": service[:64],
+                  "camera_id": None if camera_id is None else camera_id[:256]}  # fmt: skip
+        note = f" [original record of {len(original)} bytes truncated to {{kept}}]"
+        head = cls(error=text[:4000 - len(note) - 12] + note, **fields)  # the largest the metadata can get
+        budget = max_record_bytes - key_bytes - RECORD_HEADROOM_BYTES - len(head.encode())
+        kept = max(0, min(len(original), budget, MAX_PAYLOAD_BYTES))
+        if kept < len(original):
+            text = text[:4000 - len(note) - 12] + note.format(kept=kept)
+        return cls(error=text[:4000], payload=original[:kept], **fields)
 
     def _payload(self) -> bytes:
         return self.payload
@@ -425,24 +539,24 @@ class DeadLetter(_Message):
 class Alert(BaseModel):
     """One alert event change. Serialised as JSON into Redis (stream field ``json``, pub/sub message)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     schema_version: int = SCHEMA_VERSION
     alert_id: str = Field(max_length=200, description="Unique per incident, the same on replay: "
                           "'<camera_id>:<start_seq>:<start capture time in ms>'")
     camera_id: CameraId
     event: Literal["open", "update", "close"]
-    start_seq: int = Field(ge=0)
-    end_seq: int | None = Field(default=None, ge=0)
-    start_ns: int = Field(ge=0, description="Capture time of the first frame of the event")
-    end_ns: int | None = Field(default=None, ge=0)
+    start_seq: int = Field(ge=0, le=MAX_INT64)
+    end_seq: int | None = Field(default=None, ge=0, le=MAX_INT64)
+    start_ns: int = Field(ge=0, le=MAX_TIME_NS, description="Capture time of the first frame of the event")
+    end_ns: int | None = Field(default=None, ge=0, le=MAX_TIME_NS)
     peak_score: float = Field(ge=-1e6, le=1e6, description="Highest anomaly score in the event so far (z units)")
     score: float = Field(ge=-1e6, le=1e6, description="Anomaly score of the frame that caused this change (z units)")
     threshold: float = Field(ge=-1e6, le=1e6, description="The camera's threshold at the time (z units)")
-    peak_seq: int = Field(ge=0)
-    trigger_seq: int | None = Field(default=None, ge=0, description="The frame whose score caused this change")
+    peak_seq: int = Field(ge=0, le=MAX_INT64)
+    trigger_seq: int | None = Field(default=None, ge=0, le=MAX_INT64, description="The frame whose score caused this change")
     trigger_capture_ns: int | None = Field(
-        default=None, ge=0, description="Capture time of that frame; time_ns - trigger_capture_ns = end-to-end latency"
+        default=None, ge=0, le=MAX_TIME_NS, description="Capture time of that frame; time_ns - trigger_capture_ns = end-to-end latency"
     )
     snapshot_key: str | None = None
     box: tuple[float, float, float, float] | None = Field(
@@ -454,7 +568,7 @@ class Alert(BaseModel):
         default="", description="calibrated: from the model's (or camera's) calibration; online: learnt on the camera")
     model_id: str = ""
     model_version: str = ""
-    time_ns: int = Field(default_factory=time.time_ns, ge=0, description="When this change was published")
+    time_ns: int = Field(default_factory=time.time_ns, ge=0, le=MAX_TIME_NS, description="When this change was published")
 
     @staticmethod
     def make_id(camera_id: str, start_seq: int, start_ns: int) -> str:

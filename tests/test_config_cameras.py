@@ -40,8 +40,8 @@ def test_model_is_relative_to_the_file_and_scorer_overrides_are_typed(tmp_path: 
     [
         ({"scorer": {"grace_frame": 10}}, "camera cam: scorer.grace_frame: unknown key"),
         ({"scorer": {"k": 0}}, "camera cam: scorer.k: Input should be greater than or equal to 1"),
-        ({"scorer": {"q": 1.5}}, "camera cam: scorer.q: Input should be less than 1"),
-        ({"scorer": {"protect": "maybe"}}, "camera cam: scorer.protect: Input should be a valid boolean"),
+        ({"scorer": {"location_weight": 1.5}}, "camera cam: scorer.location_weight: Input should be less than or equal to 1"),
+        ({"scorer": {"smooth": "maybe"}}, "camera cam: scorer.smooth: Input should be a valid integer"),
         ({"scorer": [1, 2]}, "camera cam: scorer: Input should be a valid dictionary"),
         ({"model": ["a"]}, "camera cam: model: Input is not a valid path"),
     ],

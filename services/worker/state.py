@@ -25,8 +25,9 @@ Example:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
@@ -56,6 +57,7 @@ class StreamState:
     warmup_left: int
     last_seq: int | None = None
     frames: int = 0  # frames processed since the last reset
+    last_seen: float = field(default_factory=time.monotonic)  # monotonic time of the last frame stepped
 
 
 def reset_reason(
@@ -145,6 +147,7 @@ class StreamStateStore:
         state.states = new_state
         state.last_seq = seq
         state.frames += 1
+        state.last_seen = time.monotonic()
         return warmup
 
     def drop(self, camera_id: str) -> None:
@@ -161,6 +164,16 @@ class StreamStateStore:
         if dropped:
             log.info("dropped the state of %d cameras on partitions %s: %s", len(dropped), sorted(gone), dropped)
         return dropped
+
+    def evict_idle(self, idle_s: float, now: float | None = None) -> list[str]:
+        """Forget the cameras with no frame stepped for more than ``idle_s`` seconds; return their ids."""
+        now = time.monotonic() if now is None else now
+        idle = [cam for cam, st in self._cameras.items() if now - st.last_seen > idle_s]
+        for cam in idle:
+            del self._cameras[cam]
+        if idle:
+            log.info("evicted the state of %d cameras idle for more than %.0fs: %s", len(idle), idle_s, idle[:20])
+        return idle
 
     def clear(self) -> None:
         """Forget every camera."""

@@ -81,10 +81,10 @@ def test_status_dead_letter_alert_round_trip() -> None:
                                    error=ValueError("bad"), original=b"\x00garbage")  # fmt: skip
     back = DeadLetter.decode(letter.encode())
     assert back.payload == b"\x00garbage" and back.error == "ValueError: bad"
-    alert = Alert(alert_id=Alert.make_id("cam-1", 10), camera_id="cam-1", event="open", start_seq=10,
+    alert = Alert(alert_id=Alert.make_id("cam-1", 10, 1), camera_id="cam-1", event="open", start_seq=10,
                   start_ns=1, peak_score=0.9, score=0.9, threshold=0.5, peak_seq=10)  # fmt: skip
     assert Alert.from_json(alert.to_json()) == alert
-    assert alert.alert_id == "cam-1:10"
+    assert alert.alert_id == "cam-1:10:0"
 
 
 def test_wrong_version_is_rejected_clearly() -> None:
