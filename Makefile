@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 STACK := infra/local/stack.sh
 ENV   := set -a; [ -f .state/local.env ] && source .state/local.env; set +a;
 
-.PHONY: help install up down status test test-fast lint smoke bench demo clean
+.PHONY: help install up down status test test-fast test-faults lint smoke bench demo clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -27,6 +27,11 @@ test:  ## the whole suite against real servers (installs and starts what it need
 
 test-fast:  ## unit tests only (no servers)
 	$(PY) -m pytest -q -m "not integration"
+
+test-faults: up  ## the hostile-input and fault tests of issue #15 (docs/reliability.md), one directory per run
+	$(ENV) $(PY) -m pytest -q tests/reliability tests/shared/test_telemetry.py tests/shared/test_schemas.py && \
+	$(PY) -m pytest -q tests/worker/test_worker_faults.py tests/worker/test_worker_kafka_faults.py && \
+	$(PY) -m pytest -q tests/ingest/test_ingest_faults.py
 
 lint:  ## ruff
 	$(VENV)/bin/ruff check .

@@ -6,6 +6,8 @@ every formatted message, argument and exception text so that no credential reach
 Example:
     >>> mask_url("rtsp://admin:hunter2@10.0.0.5:554/live?token=abc&ch=1")
     'rtsp://***:***@10.0.0.5:554/live?token=***&ch=1'
+    >>> mask_url("rtsp://admin:p/a?s#s@w0rd@10.0.0.5/live, http://cam/x?password=p%40ss&a=1")
+    'rtsp://***:***@10.0.0.5/live, http://cam/x?password=***&a=1'
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ import sys
 import time
 from typing import Any
 
-_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+# User info runs to the LAST "@" of the URL's whitespace-free run, so a password holding a raw "@", "/", "?" or
+# "#" is masked whole (masking a later "@" of the path too is the safe side). Percent-escaped secrets (the
+# cameras file fills them in escaped) never hold whitespace, so nothing of them can be left over.
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>\S+)@")
 _SECRET_PARAMS = re.compile(
     r"(?P<key>[?&;](?:password|passwd|pwd|pass|token|access_token|api_key|apikey|key|secret|auth|signature|sig)=)"
     r"(?P<value>[^&;#\s]+)",

@@ -9,7 +9,9 @@ which does everything that is the same for all of them, in this order:
 1. logging (:func:`vigil.shared.logging.configure_logging`);
 2. the Vigil topics (created if missing; how strictly is the service's :data:`TopicPolicy`);
 3. ``build(settings)``; a :class:`StartupError` there is logged and ends the process with exit code 2;
-4. ``/metrics``, ``/healthz`` and ``/readyz`` on ``metrics_port`` (:func:`vigil.shared.telemetry.start_http`);
+4. ``/metrics``, ``/healthz`` and ``/readyz`` on ``metrics_host:metrics_port``
+   (:func:`vigil.shared.telemetry.start_http`); ``/healthz`` fails when the service's ``heartbeat`` (a
+   :class:`~vigil.shared.telemetry.Heartbeat`, optional) has not been beaten for ``heartbeat_timeout_s``;
 5. SIGTERM / SIGINT ask the service to stop (Faust services install Faust's own handlers, which do the same);
 6. ``service.start()`` and ``service.wait()``; then, always, ``service.stop()``, which flushes what is in
    flight, and the HTTP server is shut down.
@@ -36,6 +38,7 @@ from collections.abc import Callable
 from typing import Any, Literal, Protocol, TypeVar
 
 from vigil.shared.settings import ServiceSettings
+from vigil.shared.telemetry import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,7 @@ def run_service(
     from vigil.shared.logging import configure_logging
 
     configure_logging(settings.log_level, settings.log_json)
+    settings.kafka.warn_insecure()
     _ensure_topics(settings, topics)
     try:
         service = build(settings)
@@ -117,33 +121,76 @@ def _ensure_topics(settings: ServiceSettings, policy: TopicPolicy) -> None:
         log.warning("could not check the topics (%s); the service will wait for Kafka", exc)
 
 
-def _start_http(settings: ServiceSettings, service: Service):  # noqa: ANN202 - ThreadingHTTPServer | None
-    """Serve /metrics, /healthz and /readyz when a port is set."""
+def _start_http(settings: ServiceSettings, service: Service):  # noqa: ANN202 - BoundedHTTPServer | None
+    """Serve /metrics, /healthz and /readyz when a port is set; /healthz follows the service's heartbeat."""
     if not settings.metrics_port:
         return None
     from vigil.shared.telemetry import start_http
 
-    return start_http(settings.metrics_port, ready=service.ready)
+    heartbeat = getattr(service, "heartbeat", None)
+    if heartbeat is not None:
+        heartbeat.timeout_s = settings.heartbeat_timeout_s
+    log.info("serving /metrics, /healthz, /readyz on %s:%d", settings.metrics_host, settings.metrics_port)
+    return start_http(settings.metrics_port, ready=service.ready, host=settings.metrics_host, heartbeat=heartbeat)
+
+
+HEARTBEAT_EVERY_S = 1.0
+"""How often a Faust service's event loop beats its heartbeat (a timer of the app)."""
 
 
 class FaustService:
     """Base of the services that run a Faust app (worker, scorer): Faust owns the event loop and the signals.
 
     Subclasses set :attr:`app` in their constructor (``faust.App`` with agents and timers) and override
-    :meth:`ready` and :meth:`stop`. Faust installs its own SIGTERM / SIGINT handlers when it starts; they
-    stop the consumer, flush the producer and commit, after which :meth:`wait` returns.
+    :meth:`stop` (and :meth:`ready` to add conditions). Faust installs its own SIGTERM / SIGINT handlers when it
+    starts; they stop the consumer, flush the producer and commit, after which :meth:`wait` returns.
+
+    Generic health: :meth:`wait` adds a timer that beats :attr:`heartbeat` every second (a blocked event loop
+    stops beating; subclasses wrap long work in ``heartbeat.working()``), and a partitions-assigned hook; the
+    service is ready once Kafka assigned it partitions (it is connected and in its group) while its loop lives.
     """
 
     app: Any = None
     log_level: str = "INFO"
+    _heartbeat: Heartbeat | None = None
+    assigned: bool = False
+
+    @property
+    def heartbeat(self) -> Heartbeat:
+        """The service loop's heartbeat (/healthz)."""
+        if self._heartbeat is None:
+            self._heartbeat = Heartbeat()
+        return self._heartbeat
+
+    def alive(self) -> bool:
+        """Whether the event loop beats and no batch is stuck."""
+        return self.heartbeat.alive()
 
     def start(self) -> None:
         """Nothing to do before the Faust worker runs (it starts the app in :meth:`wait`)."""
+
+    def install_health(self) -> None:
+        """Add the heartbeat timer and the partitions-assigned hook to :attr:`app` (once, before it runs)."""
+        if getattr(self, "_health_installed", False) or self.app is None:
+            return
+        self._health_installed = True
+
+        async def _beat() -> None:
+            self.heartbeat.beat()
+
+        async def _assigned(sender: Any, assigned: Any, **_: Any) -> None:
+            self.assigned = True
+            self.heartbeat.beat()
+
+        self.app.timer(HEARTBEAT_EVERY_S, name="vigil-heartbeat")(_beat)
+        self.app.on_partitions_assigned.connect(_assigned)
 
     def wait(self) -> int:
         """Run the Faust worker until it is stopped; returns its exit code."""
         import faust
 
+        self.install_health()
+        self.heartbeat.beat()
         worker = faust.Worker(self.app, loglevel=self.log_level, override_logging=False, quiet=True)
         try:
             worker.execute_from_commandline()
@@ -158,5 +205,5 @@ class FaustService:
         """Release what the service holds besides the Faust app (none by default)."""
 
     def ready(self) -> bool:
-        """Ready once the app runs (subclasses refine this)."""
-        return True
+        """Ready once Kafka assigned the service its partitions, while its loop is alive (subclasses may add)."""
+        return self.assigned and self.alive()

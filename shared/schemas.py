@@ -185,14 +185,16 @@ def _parse_meta(raw: bytes) -> dict[str, Any]:
 
 
 def _nesting_depth(raw: bytes) -> int:
-    """Upper bound of the JSON nesting depth of ``raw`` (brackets inside strings count too: never too low).
+    """The JSON nesting depth of ``raw``, or a number above :data:`MAX_META_DEPTH` as soon as it exceeds it.
 
     Cheap (C-level byte counts) and run before parsing, so a 60 KB ``[[[[...`` never reaches the parser's
-    recursion. Only when the bracket count could exceed the limit is the exact depth computed.
+    recursion. Only when the bracket count could exceed the limit are the brackets outside strings walked.
 
     Example:
-        >>> _nesting_depth(b'{"a": [1, {"b": 2}]}'), _nesting_depth(b"[" * 50)
-        (3, 50)
+        >>> _nesting_depth(b'{"a": [1, {"b": 2}]}'), _nesting_depth(b"[" * 50) > MAX_META_DEPTH
+        (3, True)
+        >>> _nesting_depth(b'{"reason": "' + b"[" * 50 + b'"}')
+        1
     """
     opens = raw.count(b"[") + raw.count(b"{")
     if opens <= MAX_META_DEPTH:

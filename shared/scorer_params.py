@@ -47,7 +47,7 @@ class ScoringParams:
     threshold_offset: Annotated[float, Field(ge=-100, le=100, description="Added to the calibrated threshold "
                                              "(negative = more sensitive)")] = 0.0  # fmt: skip
     online_threshold: Annotated[float, Field(gt=0, le=1000, description="Threshold of a camera without "
-                                             "calibration")] = 5.0  # fmt: skip
+                                             "calibration")] = 2.5  # fmt: skip
     learn_margin: Annotated[float, Field(ge=0, le=100, description="Learn only frames this far below the "
                                          "threshold")] = 1.0  # fmt: skip
     gain_fading: Annotated[float, Field(gt=0, le=1, description="EW weight of a normal frame in the global "

@@ -77,6 +77,13 @@ class KafkaSettings(BaseSettings):
             )
         return self
 
+    def warn_insecure(self) -> None:
+        """Log a warning when SASL credentials would cross the network in clear text (call once at start)."""
+        if self.security_protocol == "SASL_PLAINTEXT" and self.sasl_mechanism == "PLAIN":
+            log.warning("Kafka SASL PLAIN over SASL_PLAINTEXT sends the password %s in clear text to %s; use "
+                        "VIGIL_KAFKA_SECURITY_PROTOCOL=SASL_SSL (or a SCRAM mechanism) outside a trusted network",
+                        "of user " + repr(self.sasl_username), self.bootstrap_servers)  # fmt: skip
+
     @property
     def servers(self) -> list[str]:
         """Bootstrap servers as a list."""
@@ -181,6 +188,11 @@ class TopicSettings(BaseSettings):
     dlq: str = Topics.DLQ
     partitions: int = Field(12, ge=1, le=1000, description="Partitions of frames and scores")
     replication_factor: int = Field(1, ge=1, le=7)
+    dlq_max_record_bytes: int = Field(
+        1_000_000, ge=16 * 1024, le=64 * 1024 * 1024,
+        description="Largest dead-letter record (key + value); the original bytes are truncated to fit. Keep it "
+        "under the DLQ topic's max.message.bytes and the producers' max request size (1 MiB by default)",
+    )  # fmt: skip
 
 
 class ProducerSettings(BaseModel):
@@ -265,6 +277,15 @@ class ServiceSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = Field(False, description="Log one JSON object per line")
     metrics_port: int = Field(0, ge=0, le=65535, description="Port of /metrics and /healthz; 0 = off")
+    metrics_host: str = Field(
+        "127.0.0.1", min_length=1, max_length=255,
+        description="Address /metrics, /healthz and /readyz bind to: loopback by default; containers set 0.0.0.0 "
+        "(docker-compose.yml and the k8s manifests do) so that Prometheus and the probes reach it",
+    )  # fmt: skip
+    heartbeat_timeout_s: float = Field(
+        60.0, ge=1, le=3600, description="/healthz fails when the service loop has not beaten for this long, or one "
+        "batch has been in progress for this long (a stuck loop)",
+    )  # fmt: skip
 
 
 # -- settings that moved (kept for one release) ---------------------------------------------------------

@@ -209,6 +209,8 @@ class _Session:
         self.skipping = False
         self.last_pts: float | None = None
         self.wall_anchor: float | None = None
+        self.size: tuple[int, int] | None = None  # (height, width) of the source frames
+        self.max_wait_s = max(self.cam.max_lag_s, 5 * self.frame_period)  # realtime files: longest pacing wait
 
     def packet(self, packet: Any) -> StreamEnd | None:
         """Decode one packet and handle its frames; a StreamEnd when too many errors in a row."""
@@ -250,11 +252,23 @@ class _Session:
             self.corrupt += 1
             metrics.FRAMES_DROPPED.labels(self.cam.id, "corrupt").inc()
             return
+        self._check_size(frame)
         pts = self._pts(frame)
         if not self._on_time(pts):
             return
         if self.sampler.accept(pts):
             self._publish(frame, pts, time.time_ns())  # capture time: when the frame is released (after pacing)
+
+    def _check_size(self, frame: Any) -> None:
+        """A source resolution change starts a new session: the worker restarts the camera's state (warm-up)."""
+        size = (int(frame.height), int(frame.width))
+        if self.size is not None and size != self.size:
+            self.r.session += 1
+            self.sampler.reset()
+            metrics.STREAM_EVENTS.labels(self.cam.id, "resolution_change").inc()
+            log.warning("camera %s: source resolution changed from %dx%d to %dx%d; new session %d (the worker "
+                        "restarts this camera's state)", self.cam.id, *self.size[::-1], *size[::-1], self.r.session)
+        self.size = size
 
     def _pts(self, frame: Any) -> float:
         t = frame.time
@@ -275,12 +289,22 @@ class _Session:
                 return False
             return True
         if self.r.realtime:
-            if self.wall_anchor is None or pts + self.wall_anchor < now - self.cam.max_lag_s:
-                self.wall_anchor = now - pts
-            delay = self.wall_anchor + pts - now
-            if delay > 0:
-                self.r.stop.wait(delay)
+            self._pace(pts, now)
         return True
+
+    def _pace(self, pts: float, now: float) -> None:
+        """Realtime files: wait until the frame's time; a forward jump in pts re-anchors (counted) instead of
+        sleeping through it, and a reader fallen behind by more than ``max_lag_s`` re-anchors too."""
+        if self.wall_anchor is None or pts + self.wall_anchor < now - self.cam.max_lag_s:
+            self.wall_anchor = now - pts
+        delay = self.wall_anchor + pts - now
+        if delay > self.max_wait_s:
+            metrics.STREAM_EVENTS.labels(self.cam.id, "pts_jump").inc()
+            log.warning("camera %s: presentation time jumped %+.1fs; pacing restarts at pts %.3f", self.cam.id,
+                        delay, pts)  # fmt: skip
+            self.wall_anchor, delay = now - pts, 0.0
+        if delay > 0:
+            self.r.stop.wait(delay)
 
     def _publish(self, frame: Any, pts: float, capture_ns: int) -> None:
         cam, r = self.cam, self.r

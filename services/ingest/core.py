@@ -21,6 +21,7 @@ from vigil.services.ingest.settings import IngestSettings
 from vigil.shared.cameras import CamerasConfig, RejectedCamera
 from vigil.shared.logging import mask_url
 from vigil.shared.schemas import CameraStatus, DeadLetter
+from vigil.shared.telemetry import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class IngestService:
             max_frame_age_s=settings.max_frame_age_s, max_inflight_bytes=settings.max_inflight_bytes,
         )  # fmt: skip
         self.readers = [CameraReader(cam, self.publisher, self.stop_event, settings.realtime) for cam in cameras.cameras]
+        self.heartbeat = Heartbeat(settings.heartbeat_timeout_s)
 
     def start(self) -> None:
         """Start the publisher and every camera, and report the rejected cameras."""
@@ -62,12 +64,18 @@ class IngestService:
             reader.start()
 
     def ready(self) -> bool:
-        """Ready while sends to Kafka succeed."""
-        return self.publisher.kafka_ok
+        """Ready once Kafka acknowledged a record (connected) while sends succeed and the loops are alive."""
+        return self.publisher.sent > 0 and self.publisher.kafka_ok and self.heartbeat.alive()
 
     def wait(self) -> int:
-        """Block until a stop is requested or every camera has ended; returns 0."""
+        """Block until a stop is requested or every camera has ended; returns 0.
+
+        Beats :attr:`heartbeat` (``/healthz``) every half second while the publisher thread also loops: a
+        stuck publisher stops the beat, so the orchestrator restarts the process.
+        """
         while not self.stop_event.wait(0.5):
+            if self.publisher.loop_age() < self.heartbeat.timeout_s:
+                self.heartbeat.beat()
             if self.readers and not any(r.thread.is_alive() for r in self.readers):
                 log.info("every camera has ended")
                 break

@@ -12,6 +12,10 @@ FRAMES_DROPPED = counter(
     "stale (too old to send), kafka (delivery failed), encode",
     ["camera", "reason"],
 )
+STREAM_EVENTS = counter(
+    "vigil_ingest_stream_events", "Irregularities of a source: resolution_change (new session), pts_jump "
+    "(realtime file pacing re-anchored)", ["camera", "event"],
+)  # fmt: skip
 RECONNECTS = counter("vigil_ingest_reconnects", "Connection attempts after a failure or drop", ["camera"])
 DECODE_SECONDS = histogram("vigil_ingest_decode_seconds", "Decode + resize + encode time per published frame", ["camera"])
 PUBLISH_SECONDS = histogram("vigil_ingest_publish_seconds", "Capture time to Kafka acknowledgement", ["camera"])

@@ -125,6 +125,13 @@ class Publisher:
         self._generation = 0
         self._last_callback = time.monotonic()
         self._reset_needed = False
+        self._last_loop = time.monotonic()
+
+    def loop_age(self) -> float:
+        """Seconds since the publisher thread last went round its loop (inf once the thread has died)."""
+        if self._thread.ident is not None and not self._thread.is_alive() and not self._stop.is_set():
+            return float("inf")
+        return time.monotonic() - self._last_loop
 
     # -- API for camera threads ------------------------------------------------------------------
     def publish_frame(self, msg: FrameMessage) -> None:
@@ -164,6 +171,7 @@ class Publisher:
         from kafka.errors import KafkaError, KafkaTimeoutError
 
         while True:
+            self._last_loop = time.monotonic()
             self._maybe_reset_producer()
             item = self.control.get_nowait() or self.frames.get(timeout=0.1)
             if item is None:

@@ -54,6 +54,25 @@ class WorkerSettings(ServiceSettings):
                           description="Faust data directory (no tables are kept; holds only faust's files)")
     offset_reset: str = Field("latest", pattern=r"^(earliest|latest)$",
                               description="Where a new consumer group starts reading frames")
+    max_future_skew_s: float = Field(86_400.0, ge=0, le=365 * 86_400,
+                                     description="Dead-letter frames captured more than this ahead of the worker's "
+                                     "clock (0 = off)")  # fmt: skip
+    allowed_cameras: frozenset[str] = Field(
+        frozenset(), description="JSON list of the camera ids this worker scores; others are dead-lettered and "
+        "counted. Empty = any id (bounded by max_cameras)",
+    )  # fmt: skip
+    max_cameras: int = Field(10_000, ge=1, le=1_000_000, description="Most cameras with a state on one worker; frames "
+                             "of a new camera beyond it are dead-lettered")  # fmt: skip
+    idle_evict_s: float = Field(600.0, ge=0, le=7 * 86_400,
+                                description="Forget a camera's state after this long without a frame (0 = never)")
+    session_stick_s: float = Field(10.0, ge=0, le=3600, description="Frames of an older ingest session are skipped "
+                                   "while the newest one sent a frame this recently (0 = off)")  # fmt: skip
+    metric_cameras: int = Field(100, ge=0, le=10_000, description="Most camera label values in per-camera metrics "
+                                "(the allow-list when set, else the first cameras seen; the rest are 'other')")  # fmt: skip
+    clock_skew_warn_s: float = Field(2.0, gt=0, le=3600, description="Warn when a camera's frames arrive this much "
+                                     "behind (or ahead of) the worker's clock at best")  # fmt: skip
+    report_interval_s: float = Field(60.0, ge=1, le=86_400, description="At most one warning, camera status or "
+                                     "skipped-frames dead letter per camera and kind per this interval")  # fmt: skip
 
     @model_validator(mode="after")
     def _merge_camera_models(self) -> WorkerSettings:

@@ -21,13 +21,22 @@ from pathlib import Path
 from typing import Any
 
 from vigil.services.worker import metrics
-from vigil.services.worker.core import SERVICE, BatchResult, EngineConfig, Output, WorkerEngine
+from vigil.services.worker.core import (
+    MAX_DLQ_KEY_BYTES,
+    SERVICE,
+    BatchResult,
+    EngineConfig,
+    Output,
+    Skipped,
+    WorkerEngine,
+)
+from vigil.services.worker.guards import OTHER, CameraLabels, Throttle
 from vigil.services.worker.registry import ModelRegistry, import_loader
 from vigil.services.worker.settings import WorkerSettings
 from vigil.services.worker.state import StreamStateStore
 from vigil.shared.kafka import KafkaRecord
 from vigil.shared.runner import FaustService
-from vigil.shared.schemas import DeadLetter
+from vigil.shared.schemas import CameraStatus, DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +61,9 @@ class WorkerService(FaustService):
         self._resets_seen: dict[str, int] = {}
         self._scored_since = (0, time.monotonic())
         self._topics: dict[str, Any] = {}
+        self.labels = CameraLabels(settings.allowed_cameras, settings.metric_cameras)
+        self._throttle = Throttle(settings.report_interval_s)
+        self._skipped: dict[tuple[str, str], Skipped] = {}  # since the last summary: reported as dead letters
 
     # ---------------------------------------------------------------------------------------------
     def build(self) -> Any:
@@ -69,7 +81,8 @@ class WorkerService(FaustService):
             stream_buffer_maxsize=max(4 * s.max_batch, 256),
         )  # fmt: skip
         raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-        self._topics = {name: app.topic(getattr(topics, name), **raw) for name in ("frames", "scores", "dlq")}
+        self._topics = {name: app.topic(getattr(topics, name), **raw)
+                        for name in ("frames", "scores", "dlq", "camera_status")}  # fmt: skip
         app.agent(self._topics["frames"], name=f"{s.app_id}.frames")(self._agent)
         app.on_partitions_assigned.connect(self._on_assigned)
         app.on_partitions_revoked.connect(self._on_revoked)
@@ -95,23 +108,66 @@ class WorkerService(FaustService):
         received_ns = time.time_ns()
         loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(self._pool, self.engine.process, mine, received_ns)
+            with self.heartbeat.working():
+                result = await loop.run_in_executor(self._pool, self.engine.process, mine, received_ns)
         except Exception as exc:  # top of the service loop: log, dead-letter the batch, keep going
             log.exception("batch of %d records failed; dead-lettering it and resetting all camera states", len(mine))
-            result = _failed_batch(mine, exc)
+            result = _failed_batch(mine, exc, self.settings.topics.dlq_max_record_bytes)
             await loop.run_in_executor(self._pool, self.engine.reset_all)
         await self._publish(result)
+        await self._report(result)
         self._observe(result, time.perf_counter() - t0)
 
     async def _publish(self, result: BatchResult) -> None:
-        futures = [await self._send("scores", o) for o in result.scores]
-        futures += [await self._send("dlq", o) for o in result.dead_letters]
-        if futures:
-            await asyncio.gather(*futures)
+        """Produce scores and dead letters and wait for Kafka; a record Kafka refuses is logged and counted."""
+        sends = [("scores", o) for o in result.scores] + [("dlq", o) for o in result.dead_letters]
+        futures = [(topic, f) for topic, o in sends if (f := await self._send(topic, o)) is not None]
+        acks = await asyncio.gather(*(f for _t, f in futures), return_exceptions=True)
+        for (topic, _f), ack in zip(futures, acks, strict=True):
+            if isinstance(ack, BaseException):
+                self._publish_failed(topic, ack)
 
     async def _send(self, topic: str, out: Output) -> Any:
-        # force=True: publish now instead of attaching to the current event (sent only at its ack).
-        return await self._topics[topic].send(key=out.key, value=out.value, partition=out.partition, force=True)
+        """Hand one record to the producer; None (logged, counted) when it refuses it at once."""
+        try:
+            # force=True: publish now instead of attaching to the current event (sent only at its ack).
+            return await self._topics[topic].send(key=out.key, value=out.value, partition=out.partition, force=True)
+        except Exception as exc:  # noqa: BLE001 - e.g. a record over the size limit: lose it, not the batch
+            self._publish_failed(topic, exc)
+            return None
+
+    def _publish_failed(self, topic: str, exc: BaseException) -> None:
+        metrics.PUBLISH_ERRORS.labels(topic).inc()
+        log.error("a record for %s was not acknowledged by Kafka (%s: %s); it is lost, the batch goes on",
+                  topic, type(exc).__name__, exc)  # fmt: skip
+
+    async def _report(self, result: BatchResult) -> None:
+        """One log line per batch for skipped frames; status records for cameras that two ingests publish."""
+        for key, skipped in result.skipped.items():
+            total = self._skipped.setdefault(key, Skipped(skipped.partition, skipped.first_offset, skipped.first_seq,
+                                                          skipped.last_seq))  # fmt: skip
+            total.count += skipped.count
+            total.last_seq = skipped.last_seq
+        if result.skipped:
+            log.info("batch: %d frames skipped without a score: %s", sum(k.count for k in result.skipped.values()),
+                     ", ".join(f"{cam} {n.count} {reason}" for (reason, cam), n in list(result.skipped.items())[:20]))
+        now = time.monotonic()
+        for cam, (kept, other) in result.conflicts.items():
+            metrics.SESSION_CONFLICTS.labels(self.labels.label(cam)).inc()
+            if self._throttle.due(f"session:{cam}", now):
+                await self._session_conflict(cam, kept, other)
+
+    async def _session_conflict(self, camera_id: str, kept: int, other: int) -> None:
+        why = (f"worker: two ingest processes publish camera {camera_id} (sessions {kept} and {other}); scoring the "
+               f"newest ({kept}) and skipping the other's frames: stop the older ingest")  # fmt: skip
+        log.warning("camera %s: %s", camera_id, why)
+        status = CameraStatus(camera_id=camera_id, state="online", reason=why, session=kept)
+        out = Output(camera_id.encode(), status.encode())
+        if (future := await self._send("camera_status", out)) is not None:
+            try:
+                await future
+            except Exception as exc:  # noqa: BLE001 - a lost status record is logged, never fatal
+                self._publish_failed("camera_status", exc)
 
     def _observe(self, result: BatchResult, seconds: float) -> None:
         metrics.BATCH_SECONDS.observe(seconds)
@@ -122,8 +178,12 @@ class WorkerService(FaustService):
         metrics.FRAMES.labels("stale").inc(sum(result.stale.values()))
         metrics.FRAMES.labels("dead_letter").inc(len(result.dead_letters))
         metrics.FRAMES.labels("replayed").inc(result.replayed)
-        for cam, n in result.stale.items():
-            log.info("camera %s: %d stale frames skipped (older than %.1fs)", cam, n, self.settings.staleness_s)
+        for (reason, cam), skipped in result.skipped.items():
+            metrics.SKIPPED.labels(reason, self.labels.label(cam)).inc(skipped.count)
+        for reason, n in result.refused.items():
+            metrics.REFUSED.labels(reason).inc(n)
+        metrics.ERRORS.inc(result.errors)
+        metrics.EVICTED.inc(len(result.evicted))
         for reason, total in self.engine.store.resets.items():
             metrics.RESETS.labels(str(reason)).inc(total - self._resets_seen.get(str(reason), 0))
             self._resets_seen[str(reason)] = total
@@ -162,6 +222,38 @@ class WorkerService(FaustService):
         lag = await self._lag()
         log.info("%.1f frames/s scored, %d cameras, partitions %s, lag %s",
                  fps, len(self.engine.store), sorted(self.owned or ()), lag)  # fmt: skip
+        self._report_skew(now)
+        await self._report_skipped(now)
+
+    def _report_skew(self, now: float) -> None:
+        """Export each camera's smallest receive - capture delay; warn (once per interval) when it is large."""
+        warn_s = self.settings.clock_skew_warn_s
+        for cam, skew in self.engine.skew.take().items():
+            seconds = skew.min_ns / 1e9
+            label = self.labels.label(cam)
+            if label != OTHER:
+                metrics.CLOCK_SKEW.labels(label).set(seconds)
+            if abs(seconds) > warn_s and self._throttle.due(f"skew:{cam}", now):
+                side = "behind" if seconds > 0 else "ahead of"
+                log.warning("camera %s: its %d frames of the last %.0fs arrived at best %.1fs %s this worker's clock: "
+                            "the ingest host's clock is off (check NTP) or the worker is that far behind (see lag); "
+                            "frames older than staleness_s=%.1fs are skipped", cam, skew.frames, SUMMARY_EVERY_S,
+                            abs(seconds), side, self.settings.staleness_s)  # fmt: skip
+
+    async def _report_skipped(self, now: float) -> None:
+        """One dead letter (no payload) per camera and reason with the frames skipped since the last report."""
+        pending, self._skipped = self._skipped, {}
+        for (reason, cam), n in pending.items():
+            if not self._throttle.due(f"skipped:{reason}:{cam}", now):
+                self._skipped[(reason, cam)] = n  # keep counting; reported when due
+                continue
+            why = SKIP_REASONS.get(reason, reason).format(s=self.settings)
+            letter = DeadLetter.for_record(
+                source_topic=self.settings.topics.frames, partition=n.partition, offset=n.first_offset,
+                service=SERVICE, camera_id=cam, original=b"",
+                error=f"skipped: {n.count} frames of camera {cam} (seq {n.first_seq}..{n.last_seq}) got no score: {why}",
+            )  # fmt: skip
+            await self._send("dlq", Output(cam.encode(), letter.encode()))
 
     async def _lag(self) -> dict[int, int]:
         """Frames per owned partition not processed yet: end offset - (last processed offset + 1)."""
@@ -182,21 +274,32 @@ class WorkerService(FaustService):
         return dict(sorted(lag.items()))
 
     def ready(self) -> bool:
-        """Ready once Kafka has assigned this worker its partitions."""
-        return self._assigned
+        """Ready once Kafka has assigned this worker its partitions and its loop is alive."""
+        return self._assigned and self.alive()
 
     def stop(self) -> None:
         """Stop the step thread (after Faust has produced and committed the last batch)."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _failed_batch(records: Sequence[KafkaRecord], exc: Exception) -> BatchResult:
+SKIP_REASONS = {
+    "stale": "older than staleness_s={s.staleness_s:g}s when the worker reached them (a backlog after a worker "
+             "restart or overload, or the ingest clock behind the worker's)",
+    "superseded": "they came from an older ingest session while a newer one publishes the camera (two ingest "
+                  "processes; stop the older one)",
+}  # fmt: skip
+"""Why frames were skipped, for the skipped-frames dead letter (formatted with the settings as ``s``)."""
+
+
+def _failed_batch(records: Sequence[KafkaRecord], exc: Exception, max_record_bytes: int) -> BatchResult:
     result = BatchResult()
     for rec in records:
+        key = rec.key[:MAX_DLQ_KEY_BYTES] if rec.key is not None else None
         letter = DeadLetter.for_record(source_topic=rec.topic, partition=rec.partition, offset=rec.offset,
                                        service=SERVICE, error=f"worker error: {type(exc).__name__}: {exc}",
-                                       original=rec.value)  # fmt: skip
-        result.dead_letters.append(Output(rec.key, letter.encode()))
+                                       original=rec.value, key_bytes=len(key or b""),
+                                       max_record_bytes=max_record_bytes)  # fmt: skip
+        result.dead_letters.append(Output(key, letter.encode()))
     return result
 
 
@@ -212,7 +315,14 @@ def build_engine(settings: WorkerSettings) -> WorkerEngine:
 
     registry = ModelRegistry(loader, settings.model_path(), settings.camera_models)
     store = StreamStateStore(settings.warmup_frames, settings.max_seq_gap)
-    return WorkerEngine(registry, store, EngineConfig(staleness_s=settings.staleness_s, heatmap=settings.heatmap))
+    config = EngineConfig(
+        staleness_s=settings.staleness_s, heatmap=settings.heatmap, max_future_skew_s=settings.max_future_skew_s,
+        allowed_cameras=settings.allowed_cameras, max_cameras=settings.max_cameras,
+        idle_evict_s=settings.idle_evict_s, session_stick_s=settings.session_stick_s,
+    )  # fmt: skip
+    engine = WorkerEngine(registry, store, config)
+    engine.max_record_bytes = settings.topics.dlq_max_record_bytes
+    return engine
 
 
 def build_service(settings: WorkerSettings) -> WorkerService:

@@ -49,7 +49,7 @@ def test_scores_in_alerts_out_and_dead_letters(scorer_processes, topic_settings,
     assert kinds[0] == "open" and kinds[-1] == "close" and set(kinds[1:-1]) <= {"update"}, [(a.alert_id, a.event, a.start_seq, a.end_seq) for a in alerts]
     start = alerts[0].start_seq  # the first frame whose 5-frame mean score is above
     assert 400 <= start <= 402 and {(a.alert_id, a.camera_id) for a in alerts} == {(Alert.make_id(cam, start, t0 + start * 10**8), cam)}
-    assert 459 <= alerts[-1].end_seq <= 462 and alerts[-1].start_ns == t0 + start * 10**8
+    assert 459 <= alerts[-1].end_seq <= 465 and alerts[-1].start_ns == t0 + start * 10**8
     assert _alerts(redis_client, quiet, since) == []
 
     consumer = KafkaConsumer(topic_settings.dlq, auto_offset_reset="earliest", consumer_timeout_ms=15_000,

@@ -87,7 +87,7 @@ def test_state_learns_online_then_alerts_once_and_ignores_warmup() -> None:
     assert [(a.event, a.alert_id) for a in changes if a.event != "update"] == [("open", f"cam-s:{start}:{ms}"),
                                                                                  ("close", f"cam-s:{start}:{ms}")]
     close = changes[-1]
-    assert 449 <= close.end_seq <= 455 and close.start_ns == msgs[start].capture_ns
+    assert 449 <= close.end_seq <= 456 and close.start_ns == msgs[start].capture_ns
     assert close.end_ns == msgs[close.end_seq].capture_ns and close.scoring_mode == "online"
     opened = changes[0]
     assert opened.snapshot_key == f"vigil:snapshot:cam-s:{start}:{ms}" and st.outbox[0].snapshot_jpeg[:2] == b"\xff\xd8"

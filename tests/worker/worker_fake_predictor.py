@@ -97,3 +97,13 @@ def offline_features(predictor: FakePredictor | object, frames: np.ndarray) -> d
         steps.append(res.features)
     feats = FrameFeatures.concat(steps)
     return {k: getattr(feats, k).astype(np.float64) for k in FrameFeatures.names(source="prednet")}
+
+
+class PoisonedPredictor(FakePredictor):
+    """A fake whose step fails for any batch holding an all-white frame (a frame that breaks the model)."""
+
+    def step(self, frames: np.ndarray, states: list[list[np.ndarray]]) -> FakeStepResult:
+        """Raise on an all-white frame, else as :class:`FakePredictor`."""
+        if any(bool((f == 255).all()) for f in frames):
+            raise FloatingPointError("poisoned frame: the model produced NaN")
+        return super().step(frames, states)
