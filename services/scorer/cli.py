@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 alerts_app = typer.Typer(help="Follow, list and label alerts in Redis.", no_args_is_help=True)
+cameras_app = typer.Typer(help="What the scorer knows of each camera.", no_args_is_help=True)
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -16,6 +17,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     app.command("scorer")(scorer)
     app.command("scorer-reset")(scorer_reset)
     app.add_typer(alerts_app, name="alerts")
+    app.add_typer(cameras_app, name="cameras")
 
 
 def scorer() -> None:
@@ -110,3 +112,27 @@ def alerts_label(
     typer.echo(f"{alert_id}: {kind}")
 
 
+
+
+@cameras_app.command("status")
+def cameras_status(camera: str = typer.Option("", help="Only this camera")) -> None:
+    """Per camera: scoring mode (calibrated / online), status, score and threshold, model, last frame."""
+    from vigil.shared.redis_keys import camera_hash
+
+    client = _redis()
+    keys = [camera_hash(camera)] if camera else sorted(client.scan_iter(match=camera_hash("*"), count=1000))
+    if not keys:
+        typer.echo("no camera has been scored yet (is the scorer running? `vigil scorer`)")
+        return
+    for key in keys:
+        h = {k.decode(): v.decode() for k, v in client.hgetall(key).items()}
+        if not h:
+            typer.echo(f"{key.decode() if isinstance(key, bytes) else key}: unknown")
+            continue
+        name = (key.decode() if isinstance(key, bytes) else key).split(":", 2)[-1]
+        mode = h.get("scoring_mode", "")
+        why = {"online": " (no calibration for its model: learning its normal level; `vigil calibrate --camera`)",
+               "calibrated": ""}.get(mode, "")  # fmt: skip
+        typer.echo(f"{name}: {h.get('status', '?')}, scoring {mode or '?'}{why}; score {h.get('score', '-')} / "
+                   f"threshold {h.get('threshold', '-')}; model {h.get('model', '?')}; last frame {h.get('last_frame_time', '?')}"
+                   f"{'; alert ' + h['alert_id'] if h.get('alert_id') else ''}")

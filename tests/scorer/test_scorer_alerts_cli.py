@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 
 def _alert(cam: str, seq: int, event: str = "open") -> Alert:
-    return Alert(alert_id=Alert.make_id(cam, seq), camera_id=cam, event=event, start_seq=seq, start_ns=seq,
+    return Alert(alert_id=Alert.make_id(cam, seq, seq), camera_id=cam, event=event, start_seq=seq, start_ns=seq,
                  peak_score=0.99, score=0.99, threshold=0.99, peak_seq=seq)  # fmt: skip
 
 
@@ -58,12 +58,12 @@ def test_alerts_list_and_label_commands(redis_client) -> None:  # noqa: ANN001
     out = subprocess.run([sys.executable, "-m", "vigil.cli", "alerts", "list", "--since", "10m", "--camera", cam],
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert out.stdout.count(f"{cam}:7") == 2 and "open" in out.stdout and "close" in out.stdout
-    lab = subprocess.run([sys.executable, "-m", "vigil.cli", "alerts", "label", f"{cam}:7", "--kind", "bike"],
+    assert out.stdout.count(f"{cam}:7:0") == 2 and "open" in out.stdout and "close" in out.stdout
+    lab = subprocess.run([sys.executable, "-m", "vigil.cli", "alerts", "label", f"{cam}:7:0", "--kind", "bike"],
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert lab.returncode == 0, lab.stderr
-    assert b'"bike"' in redis_client.hget(ALERT_LABELS, f"{cam}:7")
-    bad = subprocess.run([sys.executable, "-m", "vigil.cli", "alerts", "label", f"{cam}:7", "--kind", "Not A Kind!"],
+    assert b'"bike"' in redis_client.hget(ALERT_LABELS, f"{cam}:7:0")
+    bad = subprocess.run([sys.executable, "-m", "vigil.cli", "alerts", "label", f"{cam}:7:0", "--kind", "Not A Kind!"],
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert bad.returncode != 0 and "kind must be" in (bad.stdout + bad.stderr)
-    redis_client.hdel(ALERT_LABELS, f"{cam}:7")
+    redis_client.hdel(ALERT_LABELS, f"{cam}:7:0")
