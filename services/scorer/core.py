@@ -24,6 +24,7 @@ from vigil.shared.kafka import KafkaRecord
 from vigil.shared.schemas import Alert, DeadLetter, SchemaError, ScoreMessage
 
 log = logging.getLogger(__name__)
+_EMPTY = type("_Empty", (), {"outbox": ()})()
 
 
 
@@ -49,6 +50,9 @@ class ScorerCore:
         self.dead_letter = dead_letter
         self.book = settings.calibration_book()
         self.states: dict[str, ScorerState] = {}
+        self._seen: dict[str, float] = {}
+        self._last_sweep = time.monotonic()
+        self._known_ids: set[str] | None = None
 
     def forget(self) -> None:
         """Drop the in-memory cache (partitions were revoked; states are reloaded from the table)."""
@@ -104,8 +108,13 @@ class ScorerCore:
             msg = await self._decode(rec)
             if msg is None:
                 continue
-            st = self.state(msg.camera_id)
-            result = st.step(msg)
+            try:
+                st = self.state(msg.camera_id)
+                result = st.step(msg)
+            except Exception as exc:  # noqa: BLE001 - one bad record costs one record, never the batch
+                log.exception("camera %s: score %d could not be processed; dead-lettered", msg.camera_id, msg.seq)
+                await self._reject(rec, f"processing failed: {type(exc).__name__}: {exc}", msg.camera_id)
+                continue
             metrics.SCORES.labels(result.admission).inc()
             touched[msg.camera_id] = st
             if result.status is not None:
@@ -113,7 +122,24 @@ class ScorerCore:
         await self.flush(hashes)
         for cam, st in touched.items():
             self.save(cam, st.dumps())
+        self._evict_idle(touched)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - t0)
+        metrics.CAMERAS.set(len(self.states))
+
+    def _evict_idle(self, touched: dict[str, ScorerState]) -> None:
+        """Drop from memory the cameras idle for ``idle_evict_s`` (their state stays in the table)."""
+        now = time.monotonic()
+        for cam in touched:
+            self._seen[cam] = now
+        if now - self._last_sweep < 60:
+            return
+        self._last_sweep = now
+        idle = [c for c, t in self._seen.items() if now - t > self.settings.idle_evict_s and not self.states.get(c, _EMPTY).outbox]
+        for cam in idle:
+            self.states.pop(cam, None)
+            self._seen.pop(cam, None)
+        if idle:
+            log.info("%d idle camera(s) dropped from memory (kept in the state table)", len(idle))
 
     async def flush(self, hashes: dict[str, dict[str, Any]] | None = None) -> bool:
         """Write pending alerts of every cached camera (and ``hashes``) to Redis; False if Redis is down."""
@@ -128,17 +154,46 @@ class ScorerCore:
             msg = ScoreMessage.decode(rec.value)
             if rec.key is not None and rec.key != msg.camera_id.encode():
                 raise SchemaError(f"record key {rec.key[:64]!r} does not match camera_id {msg.camera_id!r}")
+            self._admissible(msg)
         except SchemaError as exc:
-            metrics.DLQ.inc()
             cam = rec.key.decode("utf-8", "replace")[:256] if rec.key else None
-            letter = DeadLetter.for_record(
-                source_topic=rec.topic, partition=rec.partition, offset=rec.offset, service="scorer",
-                error=exc, original=rec.value, camera_id=cam,
-            )  # fmt: skip
-            log.warning("camera %s: malformed score at %s[%d]@%d: %s", cam, rec.topic, rec.partition, rec.offset, exc)
-            await self.dead_letter(letter, rec.key)
+            await self._reject(rec, exc, cam)
             return None
         return msg
+
+    def _admissible(self, msg: ScoreMessage) -> None:
+        """Refuse a capture time far in the future (it would make every later score of the camera "late"), an
+        unknown camera when only known ones are allowed, and a new camera beyond ``max_cameras``."""
+        ahead_s = (msg.capture_ns - time.time_ns()) / 1e9
+        if ahead_s > self.settings.max_future_s:
+            raise SchemaError(f"capture time {ahead_s:.0f} s in the future (limit {self.settings.max_future_s:.0f} s): "
+                              "a wrong clock at ingest; fix its time sync")  # fmt: skip
+        known = self._known()
+        if known is not None and msg.camera_id not in known:
+            raise SchemaError(f"camera {msg.camera_id!r} is not in the cameras file and VIGIL_SCORER_KNOWN_CAMERAS_ONLY is set")
+        if msg.camera_id not in self.states and len(self.states) >= self.settings.max_cameras:
+            raise SchemaError(f"{len(self.states)} cameras in memory, the limit (VIGIL_SCORER_MAX_CAMERAS); "
+                              f"camera {msg.camera_id!r} refused")  # fmt: skip
+
+    def _known(self) -> set[str] | None:
+        if not self.settings.known_cameras_only:
+            return None
+        if self._known_ids is None:
+            from vigil.shared.cameras import load_cameras
+
+            file = self.settings.cameras.file
+            self._known_ids = set() if file is None else {c.id for c in load_cameras(file, sources=False).cameras}
+        return self._known_ids
+
+    async def _reject(self, rec: KafkaRecord, error: str | Exception, camera_id: str | None) -> None:
+        metrics.DLQ.inc()
+        letter = DeadLetter.for_record(
+            source_topic=rec.topic, partition=rec.partition, offset=rec.offset, service="scorer",
+            error=error, original=rec.value, camera_id=camera_id,
+        )  # fmt: skip
+        log.warning("camera %s: score at %s[%d]@%d dead-lettered: %s", camera_id, rec.topic, rec.partition, rec.offset,
+                    letter.error)  # fmt: skip
+        await self.dead_letter(letter, rec.key)
 
 
 def _hash_fields(st: ScorerState, msg: ScoreMessage, r: ScoreOutcome) -> dict[str, Any]:

@@ -15,3 +15,4 @@ REDIS_FAILURES = counter("vigil_scorer_redis_failures", "Failed Redis write atte
 REDIS_UP = gauge("vigil_scorer_redis_up", "1 when the last Redis write succeeded")
 STATE_DISCARDED = counter("vigil_scorer_states_discarded", "Saved camera states that did not parse and were replaced")
 REDIS_REJECTED = counter("vigil_scorer_redis_rejected", "Alert changes Redis refused (kept in the outbox, retried)")
+CAMERAS = gauge("vigil_scorer_cameras", "Cameras whose scorer state is in memory")

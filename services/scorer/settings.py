@@ -74,6 +74,14 @@ class ScorerSettings(ServiceSettings):
     retry_min_s: float = Field(0.5, gt=0, le=60, description="First Redis retry delay (doubles up to retry_max_s)")
     session_timeout_s: float = Field(30.0, ge=6, le=300, description="Kafka consumer session timeout (failover time)")
     retry_max_s: float = Field(10.0, gt=0, le=600, description="Largest Redis retry delay")
+    # bounds
+    max_cameras: int = Field(10_000, ge=1, le=1_000_000, description="Cameras in memory at most; a new one beyond is "
+                             "dead-lettered")  # fmt: skip
+    known_cameras_only: bool = Field(False, description="Dead-letter scores of cameras not in the cameras file")
+    idle_evict_s: float = Field(3600.0, ge=60, le=30 * 86_400, description="Drop an idle camera's state from memory "
+                                "after this (it stays in the state table)")  # fmt: skip
+    max_future_s: float = Field(3600.0, ge=1, le=7 * 86_400, description="Dead-letter scores captured further "
+                                "ahead of this scorer's clock")  # fmt: skip
 
     @model_validator(mode="before")
     @classmethod

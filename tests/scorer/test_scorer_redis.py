@@ -134,3 +134,34 @@ def test_a_change_redis_refuses_is_kept_and_published_later(private_redis) -> No
     assert asyncio.run(scenario())
     got = [Alert.from_json(f[b"json"]).event for _id, f in client.xrange(ALERTS_STREAM)]
     assert got[0] == "open" and got[-1] == "close" and not core.states[cam].outbox
+
+
+def test_hostile_scores_cost_one_record_each(redis_settings, redis_client, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """A far-future capture time, an unknown camera (known-only), a camera over the cap, and a record whose
+    processing fails: each is one dead letter, and the good scores of the same batch are processed."""
+    from vigil.services.scorer.state import ScorerState
+
+    cameras = tmp_path / "cameras.yaml"
+    good, other = f"g-{uuid.uuid4().hex[:8]}", f"x-{uuid.uuid4().hex[:8]}"
+    cameras.write_text(f"cameras:\n  - {{id: {good}, url: rtsp://h/a}}\n  - {{id: {other}, url: rtsp://h/b}}\n")
+    core, letters = _core(redis_settings, {}, known_cameras_only=True, max_cameras=1, cameras={"file": cameras})
+    now = time.time_ns()
+    records = _records(good, scripted(50, []), t0_ns=now - 10**10)
+    future = _records(good, scripted(1, []), start_seq=1000, t0_ns=now + 2 * 86_400 * 10**9)[0]
+    stranger = _records("stranger", scripted(1, []), t0_ns=now)[0]
+    over_cap = _records(other, scripted(1, []), t0_ns=now)[0]
+    records[10:10] = [future, stranger, over_cap]
+    step = ScorerState.step
+
+    def failing_step(self, msg):  # noqa: ANN001, ANN202 - one record fails in a way no schema catches
+        if msg.seq == 20:
+            raise RuntimeError("unexpected")
+        return step(self, msg)
+
+    monkeypatch.setattr(ScorerState, "step", failing_step)
+    asyncio.run(_feed(core, records, batch=100))
+    reasons = [letter.error for letter in letters]
+    assert len(letters) == 4, reasons
+    assert "in the future" in reasons[0] and "not in the cameras file" in reasons[1] and "limit" in reasons[2]
+    assert "processing failed: RuntimeError" in reasons[3]
+    assert core.states[good].last_seq == 49 and redis_client.hget(camera_hash(good), "last_seq") == b"49"
