@@ -43,7 +43,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import yaml
 from pydantic import (
@@ -231,8 +231,8 @@ def check_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"malformed URL {shown}: {exc}") from None
+    except ValueError:
+        raise ValueError(f"malformed URL {shown}: invalid host or port") from None  # the parser's text can quote a secret
     if not parts.hostname:
         raise ValueError(f"URL {shown} has no host")
     if port == 0:
@@ -240,8 +240,15 @@ def check_url(url: str) -> str:
     return url
 
 
-def expand_secrets(text: str, env: dict[str, str] | None = None) -> str:
+def expand_secrets(text: str, env: dict[str, str] | None = None, quote_values: bool = False) -> str:
     """Replace ``${NAME}`` by the environment variable NAME, or by the file named in NAME_FILE.
+
+    With ``quote_values`` each value is percent-encoded (``urllib.parse.quote(value, safe="")``), as a
+    secret must be inside a URL: a password holding ``/ ? # @`` or a space then stays one password.
+
+    Example:
+        >>> expand_secrets("rtsp://u:${PW}@h/x", {"PW": "a/b@c d"}, quote_values=True)
+        'rtsp://u:a%2Fb%40c%20d@h/x'
 
     Raises:
         ValueError: naming the variable (never its value) when neither is set or the file is unreadable.
@@ -250,17 +257,22 @@ def expand_secrets(text: str, env: dict[str, str] | None = None) -> str:
 
     def _one(m: re.Match[str]) -> str:
         name = m.group(1)
-        if name in env:
-            return env[name]
-        file = env.get(f"{name}_FILE")
-        if file is None:
-            raise ValueError(f"environment variable {name} (or {name}_FILE) is not set")
-        try:
-            return Path(file).read_text().strip()
-        except OSError as exc:
-            raise ValueError(f"cannot read secret file {file} named by {name}_FILE: {exc.strerror}") from None
+        value = _secret(name, env)
+        return quote(value, safe="") if quote_values else value
 
     return _PLACEHOLDER.sub(_one, text)
+
+
+def _secret(name: str, env: Any) -> str:
+    if name in env:
+        return env[name]
+    file = env.get(f"{name}_FILE")
+    if file is None:
+        raise ValueError(f"environment variable {name} (or {name}_FILE) is not set")
+    try:
+        return Path(file).read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read secret file {file} named by {name}_FILE: {exc.strerror}") from None
 
 
 @dataclass(frozen=True)
@@ -355,9 +367,10 @@ def _parse_camera(
     if not isinstance(entry, dict):
         raise ValueError(f"each camera must be a mapping, got {type(entry).__name__}")
     merged = merge_defaults(defaults, entry)
-    fill = expand_secrets if sources else (lambda text, _env: text)
+    fill = expand_secrets if sources else (lambda text, _env, **_kw: text)
     if isinstance(merged.get("url"), str):
-        merged["url"] = _resolve_path(fill(merged["url"], env), base_dir)
+        url = merged["url"]
+        merged["url"] = _resolve_path(fill(url, env, quote_values=url_scheme(url) not in ("", "file")), base_dir)
     if isinstance(merged.get("options"), dict):
         merged["options"] = {k: fill(str(v), env) for k, v in merged["options"].items()}
     for key in ("model", "calibration"):

@@ -95,3 +95,18 @@ def test_the_kubernetes_cameras_file_is_valid_for_every_service(tmp_path: Path) 
     for_worker_and_scorer = load_cameras(path, env={}, sources=False)
     assert for_worker_and_scorer.cameras and not for_worker_and_scorer.errors
     assert not load_cameras(path, env={"CAM_LOBBY_PASSWORD": "pw"}).errors  # and for ingest, with its secret
+
+
+def test_secrets_with_url_characters_are_escaped_and_never_echoed(tmp_path: Path) -> None:
+    from vigil.shared.cameras import load_cameras
+
+    path = tmp_path / "cameras.yaml"
+    path.write_text("cameras:\n  - {id: a, url: 'rtsp://viewer:${PW}@10.0.0.5:554/s?token=${TOK}'}\n"
+                    "  - {id: b, url: 'rtsp://viewer:pa/ss@10.0.0.6:55x/s'}\n")
+    secret = "p@ss/w?rd #1"
+    config = load_cameras(path, env={"PW": secret, "TOK": "t&k"})
+    (a,) = config.cameras
+    assert a.url == "rtsp://viewer:p%40ss%2Fw%3Frd%20%231@10.0.0.5:554/s?token=t%26k"
+    assert secret not in a.masked_url and "p%40ss" not in a.masked_url
+    (bad,) = config.errors  # a raw password the URL parser trips on: its text is never quoted
+    assert bad.who == "b" and "invalid host or port" in bad.message and "pa" not in bad.message.split("@")[0].split("viewer")[-1]

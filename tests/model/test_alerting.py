@@ -65,7 +65,9 @@ def test_a_local_incident_alerts_with_its_box(cal: Calibration) -> None:
 
 
 def test_the_gain_follows_a_scene_wide_change_but_not_a_local_one(cal: Calibration) -> None:
-    dusk = lambda t: 1.0 if t < 200 else min(2.5, 1.0 + (t - 200) / 400)  # noqa: E731: the whole scene x2.5
+    def dusk(t: int) -> float:  # the whole scene slowly x2.5
+        return 1.0 if t < 200 else min(2.5, 1.0 + (t - 200) / 400)
+
     fast = ScoringParams(threshold_margin=1.0, gain_fading=0.02)
     adapting = _run(CameraScoring(fast, EventParams(), cal), _frames(1500, seed=4, level=dusk))
     frozen = _run(CameraScoring(fast, EventParams(), cal, adapt=False), _frames(1500, seed=4, level=dusk))
