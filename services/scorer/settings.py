@@ -68,6 +68,7 @@ class ScorerSettings(ServiceSettings):
     snapshot_ttl_s: int = Field(7 * 86_400, ge=60, description="TTL of snapshot keys")
     stream_maxlen: int = Field(100_000, ge=100, description="Approximate cap of the vigil:alerts stream")
     dedupe_ttl_s: int = Field(30 * 86_400, ge=3600, description="How long published change ids are remembered")
+    camera_ttl_s: int = Field(7 * 86_400, ge=60, description="A camera hash expires this long after its last score")
     # processing
     batch_size: int = Field(500, ge=1, le=100_000, description="Scores handled per batch (one Redis round trip)")
     batch_within_s: float = Field(0.05, gt=0, le=10, description="Max wait to fill a batch")

@@ -63,6 +63,7 @@ class SinkOptions:
     snapshot_ttl_s: int = 7 * 86_400
     retry_min_s: float = 0.5
     retry_max_s: float = 10.0
+    camera_ttl_s: int = 7 * 86_400
 
 
 class RedisSink:
@@ -131,6 +132,7 @@ class RedisSink:
             sent.append((st, len(st.outbox), idx))
         for cam, fields in hashes.items():
             pipe.hset(camera_hash(cam), mapping=dict(fields))
+            pipe.expire(camera_hash(cam), o.camera_ttl_s)  # a camera (or a forged id) that stops sending expires
         return pipe, sent
 
     def _confirm(self, sent: list[tuple[ScorerState, int, list[int]]], results: list[Any]) -> bool:

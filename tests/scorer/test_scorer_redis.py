@@ -78,6 +78,7 @@ def test_alerts_exact_outputs_and_idempotent_replay(redis_settings, redis_client
     h = {k.decode(): v.decode() for k, v in redis_client.hgetall(camera_hash(cam)).items()}
     assert h["status"] == "normal" and h["last_seq"] == "699" and h["scoring_mode"] == "online"
     assert float(h["threshold"]) == ScoringParams().online_threshold
+    assert 0 < redis_client.ttl(camera_hash(cam)) <= 7 * 86_400  # a camera that stops sending expires
     snap = redis_client.get(close.snapshot_key)
     assert snap[:2] == b"\xff\xd8" and 0 < redis_client.ttl(close.snapshot_key) <= 7 * 86400
     assert redis_client.hlen(changes_key(close.alert_id)) == len(alerts)
@@ -165,3 +166,25 @@ def test_hostile_scores_cost_one_record_each(redis_settings, redis_client, tmp_p
     assert "in the future" in reasons[0] and "not in the cameras file" in reasons[1] and "limit" in reasons[2]
     assert "processing failed: RuntimeError" in reasons[3]
     assert core.states[good].last_seq == 49 and redis_client.hget(camera_hash(good), "last_seq") == b"49"
+
+
+def test_a_quiet_camera_s_unconfirmed_alerts_are_published_at_start_up(private_redis, redis_settings, redis_client) -> None:  # noqa: ANN001
+    """Alerts raised while Redis was down, by a camera that then went quiet: a new scorer process loads every
+    saved state that still holds unconfirmed changes and publishes them, without a new score of that camera."""
+    down = RedisSettings(url=private_redis.url, password=private_redis.password, socket_timeout_s=1.0)
+    cam = f"quiet-{uuid.uuid4().hex[:8]}"
+    table: dict[str, bytes] = {}
+    private_redis.stop()
+    first, _ = _core(down, table)
+    asyncio.run(_feed(first, _records(cam, scripted(500, [(300, 339)]))))
+    assert [p.alert.event for p in first.states[cam].outbox][0] == "open"  # kept, saved with the state
+    since = int(time.time() * 1000) - 1
+    second, _ = _core(redis_settings, table)  # restarted scorer, Redis reachable, no new score of cam
+
+    async def start_up() -> bool:
+        assert second.adopt(table.items()) == 1
+        return await second.flush()
+
+    assert asyncio.run(start_up())
+    events = [a.event for a in _entries(redis_client, cam, since)]
+    assert events[0] == "open" and events[-1] == "close" and not second.states[cam].outbox
