@@ -1,11 +1,13 @@
-"""Commands of the model area: ``vigil train``, ``vigil evaluate``, ``vigil score``, ``vigil calibrate``, ``vigil bench model``.
+"""Commands of the model area: ``vigil train``, ``vigil evaluate``, ``vigil score``, ``vigil calibrate``, ``vigil data``, ``vigil bench model``.
 
 Heavy imports (Keras, TensorFlow, PyAV) happen inside the command functions.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -168,9 +170,53 @@ def _calibrate_camera(camera: str, folder: Path | None, since: str, until: str, 
                               out, command)
 
 
+@contextlib.contextmanager
+def _data_errors() -> Iterator[None]:
+    """Bad input to `vigil data`: print the message (it says what to do) and exit with code 2, no traceback."""
+    try:
+        yield
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+
+
+def data_ped2_cmd(
+    src: Path = typer.Option(..., "--from", help="The unpacked UCSD archive (UCSD_Anomaly_Dataset.v1p2 or its UCSDped2/)."),
+    out: Path = typer.Option(..., help="Folder to write Vigil's layout to (train/, test/, labels, masks, manifest)."),
+    overwrite: bool = typer.Option(False, help="Replace the Ped2 files of a non-empty --out."),
+) -> None:
+    """Convert the official UCSD Ped2 archive (.tif frames, .bmp masks, UCSDped2.m) into Vigil's layout, losslessly."""
+    _setup_logging()
+    from vigil.model.ped2_data import convert_official
+
+    with _data_errors():
+        manifest = convert_official(src, out, overwrite)
+    typer.echo(f"wrote {len(manifest['clips'])} clips to {out}; use it with --data {out} or VIGIL_PED2_DIR={out}")
+
+
+def data_ped2_mini_cmd(
+    src: Path = typer.Option(..., "--from", help="A full Ped2 set in Vigil's layout (e.g. ../shared/data/ucsd_ped2)."),
+    out: Path = typer.Option(Path("data/ped2-mini"), help="Folder to write the mini set to."),
+    overwrite: bool = typer.Option(False, help="Replace the files of a non-empty --out."),
+) -> None:
+    """Build the small shipped set (Test001, Test002, Train015, Train016; lossy H.264) from a full set."""
+    _setup_logging()
+    from vigil.model.ped2_data import build_mini
+
+    with _data_errors():
+        manifest = build_mini(src, out, overwrite=overwrite)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    typer.echo(f"wrote {len(manifest['clips'])} clips to {out} ({size / 1e6:.2f} MB in all)")
+
+
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this area's commands to the root CLI and the `bench` group."""
     app.command("train")(train_cmd)
     app.command("evaluate")(evaluate_cmd)
     app.command("score")(score_cmd)
     app.command("calibrate")(calibrate_cmd)
+    data_app = typer.Typer(help="Data sets: convert UCSD Ped2 into Vigil's layout, build the shipped mini set.",
+                           no_args_is_help=True)
+    data_app.command("ped2")(data_ped2_cmd)
+    data_app.command("ped2-mini")(data_ped2_mini_cmd)
+    app.add_typer(data_app, name="data")

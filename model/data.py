@@ -159,21 +159,67 @@ def make_sequence_dataset(clips: list[Clip], nt: int, batch_size: int, stride: i
     return _Sequences()
 
 
+PED2_DEFAULT = Path("..") / "shared" / "data" / "ucsd_ped2"
+"""Where the full set is looked for last, relative to the working directory (beside the repository)."""
+PED2_MINI = Path("data") / "ped2-mini"
+"""The small set shipped in the checkout (Test001, Test002, Train015, Train016; docs/data.md)."""
+PED2_HOWTO = (f"Get the full set: convert the UCSD archive with `vigil data ped2 --from <UCSD archive> --out DIR`, "
+              f"then pass --data DIR or set {PED2_ENV}=DIR (docs/data.md).")
+
+
+def _is_ped2(path: Path) -> bool:
+    return (path / "test").is_dir() and (path / "labels_frame_ped2.json").is_file()
+
+
 def ped2_dir(explicit: str | os.PathLike | None = None) -> Path:
     """Locate UCSD Ped2: ``explicit``, else ``$VIGIL_PED2_DIR``, else ``../shared/data/ucsd_ped2`` (relative to
-    the working directory, i.e. beside the repository when run from it)."""
+    the working directory, i.e. beside the repository when run from it), else the mini set shipped in the
+    checkout (:func:`ped2_mini_dir`, with a warning: two test clips only).
+
+    An ``explicit`` folder or ``$VIGIL_PED2_DIR`` that holds no Ped2 is an error, never replaced by the mini set.
+    """
     if explicit is not None:
         path = Path(explicit)
     elif os.environ.get(PED2_ENV):
         path = Path(os.environ[PED2_ENV])
     else:
-        path = Path("..") / "shared" / "data" / "ucsd_ped2"
-    if not (path / "test").is_dir() or not (path / "labels_frame_ped2.json").is_file():
+        path = PED2_DEFAULT
+        mini = None if _is_ped2(path) else ped2_mini_dir()
+        if mini is not None:
+            log.warning("UCSD Ped2 not found at %s; using the mini set shipped with Vigil, %s: only 2 test clips "
+                        "(Test001, Test002) and 2 normal clips (Train015, Train016), re-encoded lossily. %s",
+                        path, mini, PED2_HOWTO)  # fmt: skip
+            return mini
+    if not _is_ped2(path):
         raise FileNotFoundError(
             f"UCSD Ped2 not found at {path} (needs test/ and labels_frame_ped2.json). "
-            f"Pass --data DIR or set {PED2_ENV}."
+            f"Pass --data DIR or set {PED2_ENV}. {PED2_HOWTO}"
         )
     return path
+
+
+def ped2_mini_dir() -> Path | None:
+    """The mini Ped2 set shipped in the checkout (``data/ped2-mini``), or None when there is none.
+
+    It is looked for beside the installed ``vigil`` package (the repository root of an editable install),
+    then in the working directory and the folders above it (a checkout run with a non-editable install).
+    """
+    from importlib import resources
+
+    package_root = Path(str(resources.files("vigil"))).parent
+    here = Path.cwd().resolve()
+    for root in (package_root, here, *here.parents):
+        if _is_ped2(root / PED2_MINI):
+            return root / PED2_MINI
+    return None
+
+
+def require_ped2_clips(root: Path, names: list[str], labels: dict[str, np.ndarray]) -> None:
+    """Raise when test clips ``names`` have no labels under ``root``, saying which and how to get them."""
+    missing = [n for n in names if n not in labels]
+    if missing:
+        raise FileNotFoundError(f"Clips {missing} are not in the Ped2 set at {root}, which holds {sorted(labels)}. "
+                                f"{PED2_HOWTO}")
 
 
 def load_ped2_labels(path: Path) -> dict[str, np.ndarray]:

@@ -66,7 +66,7 @@ def observations(messages: dict[str, list[Any]], maps: tuple[str, ...] = ("error
 def evaluate(model_dir: str | os.PathLike, data: str | os.PathLike | None, out: str | os.PathLike,
              clips: list[str] | None = None, plots: bool = True) -> dict[str, Any]:
     """Evaluate a model directory on UCSD Ped2 test; writes ``metrics.json``, ``scores.csv`` and plots."""
-    from vigil.model.data import load_ped2_labels, load_ped2_masks, ped2_dir
+    from vigil.model.data import load_ped2_labels, load_ped2_masks, ped2_dir, require_ped2_clips
     from vigil.model.replay import ped2_messages
     from vigil.model.streaming import StreamingPredictor
 
@@ -77,9 +77,7 @@ def evaluate(model_dir: str | os.PathLike, data: str | os.PathLike | None, out: 
     cal = location_calibration(predictor.card)
     labels = load_ped2_labels(root)
     names = clips or sorted(labels)
-    unknown = [n for n in names if n not in labels]
-    if unknown:
-        raise FileNotFoundError(f"No labels for {unknown} under {root} (test clips are named Test001..Test012).")
+    require_ped2_clips(root, names, labels)
     held = list(predictor.card.get("data", {}).get("val_clips", []))
     messages = ped2_messages(root, predictor, CACHE_DIR, names + held)
     labels = {n: labels[n][: len(messages[n])] for n in names}

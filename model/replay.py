@@ -12,6 +12,7 @@ offsets, no pickle), so a second evaluation skips the model.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -107,6 +108,12 @@ class MessageCache:
         tmp.replace(self.path)
 
 
+def _fingerprint(root: Path) -> bytes:
+    """What identifies a copy of the data: its manifest, else its resolved path."""
+    manifest = Path(root) / "manifest.json"
+    return manifest.read_bytes() if manifest.is_file() else str(Path(root).resolve()).encode()
+
+
 def _split(data: np.ndarray, offsets: np.ndarray) -> list[bytes]:
     raw = data.tobytes()
     return [raw[int(a):int(b)] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
@@ -124,7 +131,8 @@ def ped2_messages(root: Path, predictor: object, cache_dir: Path | None,
         raise FileNotFoundError(f"Clips not found under {root}/train or {root}/test: {missing}")
     cache = None
     if cache_dir is not None:
-        name = f"{predictor.model_id}-{predictor.model_version}-v{CACHE_FORMAT}.npz"  # type: ignore[attr-defined]
+        data = hashlib.sha256(_fingerprint(root)).hexdigest()[:8]  # the mini set and the full set differ
+        name = f"{predictor.model_id}-{predictor.model_version}-{data}-v{CACHE_FORMAT}.npz"  # type: ignore[attr-defined]
         cache = MessageCache(Path(cache_dir) / name)
         cached = cache.load_or_none() or {}
         if all(n in cached for n in names):

@@ -43,7 +43,7 @@ class ScoringParams:
 
     smooth: Annotated[int, Field(ge=1, le=100, description="Frames averaged into the score")] = 5
     threshold_margin: Annotated[float, Field(ge=-10, le=100, description="Calibration: margin above the largest "
-                                             "normal score")] = -1.0  # fmt: skip
+                                             "normal score")] = -1.5  # fmt: skip
     threshold_offset: Annotated[float, Field(ge=-100, le=100, description="Added to the calibrated threshold "
                                              "(negative = more sensitive)")] = 0.0  # fmt: skip
     online_threshold: Annotated[float, Field(gt=0, le=1000, description="Threshold of a camera without "
@@ -81,10 +81,10 @@ class EventParams:
     ``scorer:`` in the cameras file); constructed directly, only :meth:`__post_init__` checks them.
     """
 
-    k: Annotated[int, Field(ge=1, le=1000, description="Open after k of the last n frames are above")] = 5
-    n: Annotated[int, Field(ge=1, le=1000, description="Window of the k-of-n rule")] = 10
+    k: Annotated[int, Field(ge=1, le=1000, description="Open after k of the last n frames are above")] = 3
+    n: Annotated[int, Field(ge=1, le=1000, description="Window of the k-of-n rule")] = 6
     m: Annotated[int, Field(ge=1, le=10_000, description="Close after m frames in a row below")] = 20
-    min_duration_s: Annotated[float, Field(ge=0, le=3600, description="Events shorter than this are not announced")] = 0.5
+    min_duration_s: Annotated[float, Field(ge=0, le=3600, description="Events shorter than this are not announced")] = 0.2
     cooldown_s: Annotated[float, Field(ge=0, le=86_400, description="No new event this soon after a close")] = 10.0
     max_length_s: Annotated[float, Field(gt=0, le=86_400, description="Longer events are closed and re-announced")] = 600.0
     update_interval_s: Annotated[float, Field(ge=0, le=3600, description="At most one peak update per interval")] = 2.0

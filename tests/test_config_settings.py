@@ -147,7 +147,7 @@ def test_nested_scorer_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIGIL_SCORER_EVENTS__K", "3")
     settings = ScorerSettings()
     assert (settings.scoring.grace_frames, settings.scoring.fading_factor, settings.scoring.smooth) == (200, 0.02, 5)
-    assert (settings.events.k, settings.events.n) == (3, 10)
+    assert (settings.events.k, settings.events.n) == (3, 6)
     monkeypatch.setenv("VIGIL_SCORER_EVENTS__K", "0")
     with pytest.raises(ValidationError, match="greater than or equal to 1"):
         ScorerSettings()  # the bounds on the dataclass fields apply

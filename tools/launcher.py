@@ -42,9 +42,20 @@ def repo_root(start: Path | None = None) -> Path:
 
 
 def default_ped2_dir() -> Path:
-    """``$VIGIL_PED2_DIR``, else ``../shared/data/ucsd_ped2`` beside the checkout."""
-    env = os.environ.get("VIGIL_PED2_DIR")
-    return Path(env) if env else repo_root().parent / "shared" / "data" / "ucsd_ped2"
+    """``$VIGIL_PED2_DIR``, else ``../shared/data/ucsd_ped2`` beside the checkout, else the checkout's shipped
+    mini set ``data/ped2-mini`` (Test001, Test002, Train015, Train016; logged as a warning)."""
+    from vigil.model.data import PED2_ENV, PED2_HOWTO, PED2_MINI
+
+    env = os.environ.get(PED2_ENV)
+    if env:
+        return Path(env)
+    full = repo_root().parent / "shared" / "data" / "ucsd_ped2"
+    mini = repo_root() / PED2_MINI
+    if full.exists() or not (mini / "labels_frame_ped2.json").is_file():
+        return full
+    log.warning("UCSD Ped2 not found at %s; using the mini set shipped with Vigil, %s: only Test001 and Test002 "
+                "(and normal Train015, Train016), re-encoded lossily. %s", full, mini, PED2_HOWTO)
+    return mini
 
 
 def free_port() -> int:

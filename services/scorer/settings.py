@@ -17,7 +17,7 @@ Example:
     >>> s.camera_params("cam-7").scoring.grace_frames, s.camera_params("cam-7").events.k
     (50, 3)
     >>> s.camera_params("cam-1").scoring.grace_frames, s.camera_params("cam-1").events.k
-    (100, 5)
+    (100, 3)
 """
 
 from __future__ import annotations

@@ -69,8 +69,9 @@ def test_the_gain_follows_a_scene_wide_change_but_not_a_local_one(cal: Calibrati
         return 1.0 if t < 200 else min(2.5, 1.0 + (t - 200) / 400)
 
     fast = ScoringParams(threshold_margin=1.0, gain_fading=0.02)
-    adapting = _run(CameraScoring(fast, EventParams(), cal), _frames(1500, seed=4, level=dusk))
-    frozen = _run(CameraScoring(fast, EventParams(), cal, adapt=False), _frames(1500, seed=4, level=dusk))
+    events = EventParams(k=5, n=10, min_duration_s=0.5)  # the gain is under test, not the event rule
+    adapting = _run(CameraScoring(fast, events, cal), _frames(1500, seed=4, level=dusk))
+    frozen = _run(CameraScoring(fast, events, cal, adapt=False), _frames(1500, seed=4, level=dusk))
     assert not any(c.kind == "open" for v in adapting for c in v.changes)
     assert any(c.kind == "open" for v in frozen for c in v.changes)  # without the gain, dusk is an alarm
 
