@@ -57,6 +57,8 @@ class CameraStats:
     latencies_ms: list[float] = field(default_factory=list)
     recent: list[float] = field(default_factory=list)  # processed times (s) for the fps estimate
     first_seq: int | None = None
+    sessions: dict[int, int] = field(default_factory=dict)
+    """session -> its first seq, in order of appearance: one session per clip (ingest reconnects per clip)."""
 
 
 def prepare_cameras(ped2: Path, clips: list[str], warm_clips: int, n_cameras: int | None = None) -> list[DemoCamera]:
@@ -160,6 +162,7 @@ class Monitor:
                     st.recent = [*st.recent[-49:], time.time()]
                     if st.first_seq is None:
                         st.first_seq = s.seq
+                    st.sessions.setdefault(s.session, s.seq)
         consumer.close()
 
     def _follow_alerts(self) -> None:
@@ -237,25 +240,42 @@ def summarize(monitor: Monitor, cameras: list[DemoCamera]) -> dict:
     }  # fmt: skip
 
 
+def _clip_ranges(cam: DemoCamera, st: CameraStats) -> list[tuple[str, int, list[int]]]:
+    """Per test clip of a camera: its name, the seq of its first frame, and its labelled frame indices.
+
+    Each clip is played over its own RTSP connection, so ingest numbers it as a new session: the k-th
+    session a camera's scores carried is its k-th playlist entry, and a frame's index in that clip is its
+    sequence number minus the session's first one (exact whatever frames the stream added or lost).
+    """
+    starts = sorted(st.sessions.values())
+    warm = len(cam.playlist) - len(cam.segments)
+    out = []
+    for k, (clip, a, b) in enumerate(cam.segments):
+        if warm + k < len(starts):
+            out.append((clip, starts[warm + k], [f for f in range(b - a) if cam.labels[a + f]]))
+    return out
+
+
 def _attribute(alert: dict, monitor: Monitor, cameras: list[DemoCamera], rows: dict[str, dict]) -> None:
-    """Count one alert against the test clip it started in."""
+    """Count one alert for every test clip whose labelled frames it overlaps (an alert can run on from one
+    clip into the next one on the same camera); an alert that overlaps none is false, for the clip it began in."""
     cam = next((c for c in cameras if c.camera_id == alert["camera_id"]), None)
     st = monitor.stats[alert["camera_id"]]
-    if cam is None or st.first_seq is None:
+    if cam is None or not st.sessions:
         return
-    start = alert["start_seq"] - st.first_seq
-    end = (alert["end_seq"] if alert["end_seq"] is not None else st.last_seq) - st.first_seq
-    trigger = (alert.get("open_trigger_seq") or alert["start_seq"]) - st.first_seq
-    for clip, a, b in cam.segments:
-        if not a <= start < b:
-            continue
-        row = rows[clip]
-        span = [f for f in range(a, b) if cam.labels[f]]
-        if span and start <= span[-1] and end >= span[0]:
-            if not row["alerted"]:
-                row["alerted"], row["delay_s"] = True, round(max(0, trigger - span[0]) / FPS, 1)
-        else:
-            row["false_alerts"] += 1
+    start = alert["start_seq"]
+    end = alert["end_seq"] if alert["end_seq"] is not None else st.last_seq
+    trigger = alert.get("open_trigger_seq") or start
+    ranges = _clip_ranges(cam, st)
+    hit = False
+    for clip, base, span in ranges:
+        if span and start <= base + span[-1] and end >= base + span[0]:
+            hit = True
+            if not rows[clip]["alerted"]:
+                rows[clip]["alerted"], rows[clip]["delay_s"] = True, round(max(0, trigger - base - span[0]) / FPS, 1)
+    began = [clip for clip, base, _ in ranges if base <= start]
+    if not hit and began:
+        rows[began[-1]]["false_alerts"] += 1
 
 
 def demo(
