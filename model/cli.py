@@ -87,7 +87,7 @@ def train_cmd(
 
 def evaluate_cmd(
     model: Path = typer.Option(None, help="Model directory (default: the committed Ped2 model)."),
-    data: Path = typer.Option(None, help="UCSD Ped2 folder (default: $VIGIL_PED2_DIR or ../shared/data/ucsd_ped2)."),
+    data: Path = typer.Option(None, help="UCSD Ped2 folder (default: $VIGIL_PED2_DIR, ../shared/data/ucsd_ped2, else the shipped data/ped2-mini)."),
     out: Path = typer.Option(Path("runs/evaluate"), help="Output folder for metrics.json and plots."),
     clips: str = typer.Option("", help="Comma-separated test clips (default: all), e.g. Test001,Test002."),
     plots: bool = typer.Option(True, help="Write PNG plots."),
@@ -129,7 +129,7 @@ def score_cmd(
 
 def calibrate_cmd(
     model: Path = typer.Option(None, help="Model directory (default: the committed Ped2 model)."),
-    data: Path = typer.Option(None, help="Training data of the model (default: $VIGIL_PED2_DIR or ../shared/data/ucsd_ped2)."),
+    data: Path = typer.Option(None, help="Training data of the model (default: $VIGIL_PED2_DIR, ../shared/data/ucsd_ped2, else the shipped data/ped2-mini)."),
     clips: str = typer.Option("", help="Comma-separated normal clips to calibrate on (default: the card's training clips)."),
     camera: str = typer.Option("", help="Calibrate this camera on its own normal footage (--folder, or --since/--until)."),
     folder: Path = typer.Option(None, help="With --camera: a folder of the camera's normal videos."),

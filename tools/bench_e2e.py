@@ -221,7 +221,7 @@ def _bottleneck(run: Run) -> str:
 def bench_e2e(
     cameras: str = typer.Option("1,2,4", help="Camera counts to try, comma-separated"),
     seconds: float = typer.Option(30.0, min=5, help="Measured seconds per camera count (after 10 s warm-up)"),
-    data: Path | None = typer.Option(None, help="UCSD Ped2 folder (default: $VIGIL_PED2_DIR or ../shared/data/ucsd_ped2)"),
+    data: Path | None = typer.Option(None, help="UCSD Ped2 folder (default: $VIGIL_PED2_DIR, ../shared/data/ucsd_ped2, else the shipped data/ped2-mini)"),
     doc: Path | None = typer.Option(None, help="Benchmarks document (default docs/benchmarks.md)"),
 ) -> None:
     """End-to-end latency (capture -> Redis) and sustained cameras of the whole pipeline on this CPU."""

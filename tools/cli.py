@@ -28,7 +28,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
 def bench_ingest(
     seconds: float = typer.Option(8.0, help="Seconds of video per measured file (1280x720 test file made with ffmpeg)"),
-    ped2_dir: Path | None = typer.Option(None, help="UCSD Ped2 folder (default: $VIGIL_PED2_DIR or ../shared/data/ucsd_ped2)"),
+    ped2_dir: Path | None = typer.Option(None, help="UCSD Ped2 folder (default: $VIGIL_PED2_DIR, ../shared/data/ucsd_ped2, else the shipped data/ped2-mini)"),
     latency_s: float = typer.Option(10.0, help="Seconds of real-time replay for the latency measurement"),
     write: bool = typer.Option(True, "--write/--no-write", help="Write the results into docs/benchmarks.md"),
 ) -> None:
@@ -62,7 +62,7 @@ def bench_scorer(
     throughput_scores: Annotated[int, typer.Option(help="Scores pushed through Kafka+Redis; 0 = skip")] = 40_000,
     doc: Annotated[Path | None, typer.Option(help="Benchmarks document to update")] = None,
     ped2: Annotated[bool, typer.Option("--ped2/--no-ped2", help="Frame AUC and event precision/recall on UCSD Ped2")] = True,
-    data: Annotated[Path | None, typer.Option(help="UCSD Ped2 folder (default: $VIGIL_PED2_DIR or ../shared/data/ucsd_ped2)")] = None,
+    data: Annotated[Path | None, typer.Option(help="UCSD Ped2 folder (default: $VIGIL_PED2_DIR, ../shared/data/ucsd_ped2, else the shipped data/ped2-mini)")] = None,
 ) -> None:
     """Simulator comparison (adaptive vs static), throughput through real Kafka and Redis, and UCSD Ped2."""
     from vigil.tools.bench_scorer import run_bench

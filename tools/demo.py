@@ -282,7 +282,7 @@ def demo(
     clips: str = typer.Option(DEFAULT_CLIPS, help="Comma-separated Ped2 test clips, one camera each; 'all' = all 12"),
     cameras_n: int = typer.Option(3, "--cameras", min=1, max=12, help="With --clips all: cameras the clips are dealt to"),
     warm_clips: int = typer.Option(0, min=0, max=8, help="Normal training clips played before a camera's test clips"),
-    data: Path | None = typer.Option(None, help="UCSD Ped2 folder (default: $VIGIL_PED2_DIR or ../shared/data/ucsd_ped2)"),
+    data: Path | None = typer.Option(None, help="UCSD Ped2 folder (default: $VIGIL_PED2_DIR, ../shared/data/ucsd_ped2, else the shipped data/ped2-mini)"),
     model: Path | None = typer.Option(None, help="Model directory (default: the committed Ped2 model)"),
     timeout: float = typer.Option(300.0, help="Stop after this many seconds"),
     workdir: Path | None = typer.Option(None, help="Where logs and the summary go (default: .state/demo of the checkout)"),
