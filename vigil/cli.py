@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "vigil.model.cli",
     "vigil.services.worker.cli",
     "vigil.services.scorer.cli",
+    "vigil.services.api.cli",
     "vigil.tools.cli",  # development tools: demo, smoke, benchmarks
 )
 
