@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import socket
 from typing import Annotated
@@ -53,7 +54,8 @@ def _redis():  # noqa: ANN202
 @alerts_app.command("tail")
 def alerts_tail(
     camera: Annotated[str | None, typer.Option(help="Only this camera")] = None,
-    group: Annotated[str, typer.Option(help="Consumer group (resumes where it left off)")] = "vigil-cli",
+    group: Annotated[str | None, typer.Option(help="Consumer group (resumes where it left off); default: one per "
+                                              "user, and per camera with --camera")] = None,
     consumer: Annotated[str, typer.Option(help="Consumer name within the group")] = f"{socket.gethostname()}-{os.getuid()}",
     from_start: Annotated[bool, typer.Option(help="A new group starts at the oldest entry, not at new ones")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the alert JSON")] = False,
@@ -62,6 +64,9 @@ def alerts_tail(
     from vigil.services.scorer import alerts
 
     client = _redis()
+    # A group acknowledges what its consumers read: a shared group would hand each alert to one user only,
+    # and a camera filter would acknowledge (swallow) the other cameras' alerts for everyone in the group.
+    group = group or f"vigil-cli-{getpass.getuser()}" + (f"-{camera}" if camera else "")
     alerts.ensure_group(client, group, from_start)
     typer.echo(f"following vigil:alerts as {group}/{consumer} (Ctrl-C to stop)", err=True)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -67,3 +68,26 @@ def test_alerts_list_and_label_commands(redis_client) -> None:  # noqa: ANN001
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert bad.returncode != 0 and "kind must be" in (bad.stdout + bad.stderr)
     redis_client.hdel(ALERT_LABELS, f"{cam}:7:0")
+
+
+def test_tail_defaults_to_a_group_per_user_and_camera(redis_client) -> None:  # noqa: ANN001
+    """A camera filter gets its own group, so it never acknowledges (swallows) other cameras' alerts for others."""
+    import getpass
+
+    cam = f"grp-{uuid.uuid4().hex[:6]}"
+    redis_client.xadd(ALERTS_STREAM, {"alert_id": "x", "camera_id": cam, "event": "open", "json": _alert(cam, 1).to_json()})
+    proc = subprocess.Popen([sys.executable, "-m", "vigil.cli", "alerts", "tail", "--camera", cam],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        want = f"vigil-cli-{getpass.getuser()}-{cam}"
+        while time.monotonic() < deadline:
+            groups = [g["name"].decode() for g in redis_client.xinfo_groups(ALERTS_STREAM)]
+            if want in groups:
+                break
+            time.sleep(0.2)
+        assert want in groups, groups
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    redis_client.xgroup_destroy(ALERTS_STREAM, want)
