@@ -10,7 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 RUNTIME = ("vigil", "shared", "model", "services")
-SERVICES = ("ingest", "worker", "scorer")
+SERVICES = ("ingest", "worker", "scorer", "api")
 ROOMS = ("settings.py", "core.py", "transport.py", "metrics.py", "cli.py")
 
 

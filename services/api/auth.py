@@ -61,8 +61,9 @@ class Tokens:
             if not line or line.startswith("#"):
                 continue
             role, sep, token = line.partition(":")
-            if not sep or role not in ROLES:
-                raise ValueError(f"{source} line {n}: expected `viewer:TOKEN` or `operator:TOKEN`. Received role {role!r}")
+            if not sep or role not in ROLES:  # the line may be a bare token: never echo it
+                shown = f"role {role!r}" if sep and len(role) <= 20 else "no `role:` prefix"
+                raise ValueError(f"{source} line {n}: expected `viewer:TOKEN` or `operator:TOKEN`. Received {shown}")
             if len(token) < MIN_TOKEN_CHARS or any(c.isspace() for c in token):
                 raise ValueError(f"{source} line {n}: a token must be at least {MIN_TOKEN_CHARS} characters, no spaces")
             entries.append((role, hashlib.sha256(token.encode()).digest()))  # type: ignore[arg-type]
