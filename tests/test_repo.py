@@ -33,10 +33,10 @@ def test_vigil_help_runs_as_installed_script() -> None:
 def test_compose_services_exist_and_use_cli_commands() -> None:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     services = compose["services"]
-    for name in ("kafka", "redis", "ingest", "worker", "scorer"):
+    for name in ("kafka", "redis", "ingest", "worker", "scorer", "api"):
         assert name in services, f"docker-compose.yml lacks service {name}"
     commands = _cli_commands()
-    for name in ("ingest", "worker", "scorer"):
+    for name in ("ingest", "worker", "scorer", "api"):
         svc = services[name]
         assert svc["build"] or svc["image"]
         cmd = svc["command"]

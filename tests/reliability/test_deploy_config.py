@@ -52,8 +52,9 @@ def test_metrics_bind_to_the_pod_address_in_compose_and_k8s() -> None:
         (container,) = dep["spec"]["template"]["spec"]["containers"]
         assert {"name": f"VIGIL_{name.upper()}_METRICS_HOST", "value": "0.0.0.0"} in container["env"]
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
-    for name in ("ingest", "worker", "scorer"):
+    for name in ("ingest", "worker", "scorer", "api"):
         assert compose[name]["environment"][f"VIGIL_{name.upper()}_METRICS_HOST"] == "0.0.0.0"
+    assert compose["api"]["environment"]["VIGIL_API_TOKENS_FILE"].startswith("/run/secrets/")
 
 
 def test_redis_password_is_not_on_a_command_line() -> None:
