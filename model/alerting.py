@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -131,6 +132,13 @@ class ZoneMask:
         inc = _coverage(self.include, grid) >= 0.5 if self.include else np.ones(grid, bool)
         return inc & (_coverage(self.exclude, grid) < 0.5)
 
+    def windows(self, grid: tuple[int, int]) -> np.ndarray:
+        """``(h - 1, w - 1)`` bool: the scored patches (2x2 cells wholly scored; when a zone is smaller than a
+        patch, the patches that touch it)."""
+        cells = self.cells(grid)
+        windows = cells[:-1, :-1] & cells[1:, :-1] & cells[:-1, 1:] & cells[1:, 1:]
+        return windows if windows.any() else cells[:-1, :-1] | cells[1:, :-1] | cells[:-1, 1:] | cells[1:, 1:]
+
     def to_dict(self) -> dict[str, Any]:
         """Plain lists."""
         return {"include": [[list(p) for p in poly] for poly in self.include],
@@ -198,13 +206,13 @@ class CameraScoring:
             return self.calibration.threshold + self.params.threshold_offset
         return self.params.online_threshold if self.learned >= self.params.grace_frames else None
 
-    def step(self, obs: Observation, evidence: dict[str, Any] | None = None) -> Verdict:
+    def step(self, obs: Observation, evidence: Callable[[], dict[str, Any] | None] | None = None) -> Verdict:
         """Score one frame, update the events, and learn from it when it is confidently normal.
 
         Args:
             obs: The frame.
-            evidence: JSON-ready data the caller wants back with the event's peak frame (e.g. the
-                service's heat map for the snapshot); kept only for frames above the threshold.
+            evidence: Returns JSON-ready data the caller wants back with the event's peak frame (e.g. the
+                service's heat map for the snapshot); called only for frames above the threshold.
         """
         if obs.warmup or "error" not in obs.maps:
             self.recent.clear()
@@ -217,37 +225,32 @@ class CameraScoring:
             self._learn_online(maps)
             return Verdict("learning")
         logs = {k: self.stats[k].logs(m) for k, m in maps.items() if k in self.stats}
-        raw, where = self._raw(logs)
+        bases = {k: self.stats[k].baseline() for k in logs}  # once per frame: z and the gain both use it
+        raw, where = self._raw(logs, bases)
         self.recent.append(raw)
         score = float(np.mean(self.recent))
         above = score >= threshold
         box = self._box(where, maps["error"].shape)
-        peak = {"box": list(box), **(evidence or {})} if above else None
+        peak = {"box": list(box), **((evidence and evidence()) or {})} if above else None
         changes = self._track(obs, score, above, threshold, peak)
         if self.adapt:
-            self._follow(logs, confident=self.events.event is None and score < threshold - self.params.learn_margin)
+            self._follow(logs, bases, confident=self.events.event is None and score < threshold - self.params.learn_margin)
         status: Status = "alert" if self.events.open_start_seq is not None else "normal"
         return Verdict(status, score, raw, threshold, above, box, changes)
 
     def _zone_cells(self, grid: tuple[int, int]) -> None:
         """Rasterise the zones onto this grid once (again if the grid changes)."""
         if self.zones is not None and (self._mask_cache is None or self._mask_cache[0] != grid):
-            cells = self.zones.cells(grid)
-            windows = cells[:-1, :-1] & cells[1:, :-1] & cells[:-1, 1:] & cells[1:, 1:]
-            if not windows.any():  # a zone smaller than a patch: the patches that touch it
-                windows = cells[:-1, :-1] | cells[1:, :-1] | cells[:-1, 1:] | cells[1:, 1:]
-            self._mask_cache = (grid, windows)
+            self._mask_cache = (grid, self.zones.windows(grid))
 
-    def _z(self, name: str, logs: np.ndarray) -> np.ndarray:
-        return self.stats[name].z(logs, self.gain.get(name, 0.0))
 
     def _where(self) -> np.ndarray | None:
         """The scored locations (patches wholly inside the zones), or None for all."""
         return None if self._mask_cache is None else self._mask_cache[1]
 
-    def _raw(self, logs: dict[str, np.ndarray]) -> tuple[float, tuple[int, int]]:
+    def _raw(self, logs: dict[str, np.ndarray], bases: dict[str, np.ndarray]) -> tuple[float, tuple[int, int]]:
         """The frame's fused z over the scored locations, and where its strongest cue is."""
-        zs = {k: self._scored(self._z(k, v)) for k, v in logs.items()}
+        zs = {k: self._scored(self.stats[k].z(v, self.gain.get(k, 0.0), bases[k])) for k, v in logs.items()}
         if self.params.spread < 0:  # each map's largest z, wherever it is
             peaks = {k: float(z.max()) for k, z in zs.items()}
             top = max(peaks, key=peaks.__getitem__)
@@ -276,7 +279,7 @@ class CameraScoring:
                       threshold if threshold is not None else math.inf, peak)
         return tuple(self.events.step(frame))
 
-    def _follow(self, logs: dict[str, np.ndarray], confident: bool) -> None:
+    def _follow(self, logs: dict[str, np.ndarray], bases: dict[str, np.ndarray], confident: bool) -> None:
         """Follow the daily cycle (every frame) and slow drift (confidently normal frames only).
 
         The global gain is the median over locations of the level shift, which a local incident (a bike
@@ -289,7 +292,7 @@ class CameraScoring:
         p = self.params
         for k, v in logs.items():
             s = self.stats[k]
-            gain = (1 - p.gain_fading) * self.gain.get(k, 0.0) + p.gain_fading * s.overall(v)
+            gain = (1 - p.gain_fading) * self.gain.get(k, 0.0) + p.gain_fading * s.overall(v, bases[k])
             self.gain[k] = float(np.clip(gain, -p.max_gain, p.max_gain))
             if confident:  # the spatial pattern only, re-anchored at today's mean: the overall level is the gain's
                 s.learn(v - float(v.mean()) + float(s.mean.mean()), p.fading_factor)
@@ -396,11 +399,7 @@ def calibrate(clips: list[list[Observation]], params: ScoringParams, cell_px: in
                          "footage (a folder of normal clips, or a longer stretch of the stream).")
     grid = frames[0].maps["error"].shape
     names = [k for k in MAPS if all(k in o.maps for o in frames)]
-    scored = None
-    if zones is not None:
-        probe = CameraScoring(params, EventParams(), None, zones)
-        probe._zone_cells(grid)
-        scored = probe._where()
+    scored = None if zones is None else zones.windows(grid)
     stats = {k: LocationStats.fit([o.maps[k] for o in frames], params.log_eps or None, params.location_weight,
                                   params.min_std, scored) for k in names}
     draft = Calibration(grid, cell_px, stats, math.inf, math.inf, len(frames), source)

@@ -74,25 +74,22 @@ class LocationStats:
         """``log(window + eps)`` of a cell grid ``(h, w)``."""
         return np.log(np.maximum(window_means(np.asarray(grid, np.float64)), 0.0) + self.eps)
 
-    def baseline(self, where: np.ndarray | None = None) -> np.ndarray:
+    def baseline(self) -> np.ndarray:
         """Each location's expected log level: its own mean pulled towards the scene's by ``weight``.
 
         A location seldom visited in the calibration footage (a corner where one person walked once) has
         a narrow, low mean of its own; the blend keeps such a place from alerting on every walker while a
         path and a lawn still differ.
         """
-        pooled = float(self.mean.mean() if where is None or not where.any() else self.mean[where].mean())
-        return (1.0 - self.weight) * self.mean + self.weight * pooled
+        return (1.0 - self.weight) * self.mean + self.weight * float(self.mean.mean())
 
-    def z(self, logs: np.ndarray, gain: float = 0.0, where: np.ndarray | None = None) -> np.ndarray:
-        """z per location of one frame's ``logs`` (``where``: the scored locations, for the pooled baseline)."""
-        return (logs - self.baseline(where) - gain - self.centre) / self.scale
+    def z(self, logs: np.ndarray, gain: float = 0.0, base: np.ndarray | None = None) -> np.ndarray:
+        """z per location of one frame's ``logs`` (``base``: :meth:`baseline`, when the caller has it already)."""
+        return (logs - (self.baseline() if base is None else base) - gain - self.centre) / self.scale
 
-    def overall(self, logs: np.ndarray, where: np.ndarray | None = None) -> float:
-        """How far one frame's overall level lies from the calibrated one (log units; 0 = as calibrated),
-        over the scored locations ``where`` (all by default)."""
-        excess = logs - self.baseline(where)
-        return float(np.median(excess if where is None else excess[where])) - self.level
+    def overall(self, logs: np.ndarray, base: np.ndarray | None = None) -> float:
+        """How far one frame's overall level lies from the calibrated one (log units; 0 = as calibrated)."""
+        return float(np.median(logs - (self.baseline() if base is None else base))) - self.level
 
     @classmethod
     def fit(cls, grids: Iterable[np.ndarray], eps: float | None = None, weight: float = 1.0,

@@ -54,13 +54,15 @@ def model_only(calibration: Calibration) -> Calibration:
     return replace(calibration, stats={"error": calibration.stats["error"]})
 
 
-def observations(messages: dict[str, list[Any]], maps: tuple[str, ...] = ("error", "motion")) -> dict[str, list[Observation]]:
-    """Score messages as the core's observations, keeping only the named maps."""
-    out = {}
-    for name, msgs in messages.items():
-        obs = [Observation.from_message(m) for m in msgs]
-        out[name] = [replace(o, maps={k: v for k, v in o.maps.items() if k in maps}) for o in obs]
-    return out
+def observations(messages: dict[str, list[Any]]) -> dict[str, list[Observation]]:
+    """Score messages as the core's observations (maps dequantised)."""
+    return {name: [Observation.from_message(m) for m in msgs] for name, msgs in messages.items()}
+
+
+def keep_maps(clips: dict[str, list[Observation]], maps: tuple[str, ...]) -> dict[str, list[Observation]]:
+    """The same observations with only the named maps (e.g. ``("error",)``: the model alone)."""
+    return {name: [replace(o, maps={k: v for k, v in o.maps.items() if k in maps}) for o in obs]
+            for name, obs in clips.items()}
 
 
 def evaluate(model_dir: str | os.PathLike, data: str | os.PathLike | None, out: str | os.PathLike,
@@ -99,7 +101,7 @@ def _runs(messages: dict[str, list[Any]], names: list[str], held: list[str], cal
     obs = observations({n: messages[n] for n in names})
     return {
         "live": replay(obs, cal),
-        "model_only": replay(observations({n: messages[n] for n in names}, ("error",)), model_only(cal)),
+        "model_only": replay(keep_maps(obs, ("error",)), model_only(cal)),
         "held_out_normal": replay(observations({n: messages[n] for n in held}), cal),
     }
 
@@ -236,11 +238,20 @@ def _write_scores_csv(path: Path, labels: dict[str, np.ndarray], messages: dict[
                                  f"{live.scores[t]:.4f}", f"{alone.scores[t]:.4f}"])
 
 
+def score_clip(predictor: Any, calibration: Calibration, frames: np.ndarray,
+               progress: bool = True) -> tuple[list[Any], ClipReplay]:
+    """One clip through the live path: the worker's score messages for its frames (``(T, H, W, C)`` uint8 at
+    the model's input shape) and what the scoring core made of them. ``vigil score`` and ``POST /v1/score``."""
+    from vigil.model.replay import clip_messages
+
+    msgs = clip_messages(predictor, {"clip": frames}, progress=progress)["clip"]
+    return msgs, replay(observations({"clip": msgs}), calibration)["clip"]
+
+
 def score_video(video: str | os.PathLike, model_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
     """Score one video through the live path; writes ``scores.csv``, ``scores.json`` (with the alerts) and a plot."""
     from vigil.model.data import read_video
     from vigil.model.plots import plot_clip_scores
-    from vigil.model.replay import clip_messages
     from vigil.model.streaming import StreamingPredictor
 
     video, out = Path(video), Path(out)
@@ -249,8 +260,7 @@ def score_video(video: str | os.PathLike, model_dir: str | os.PathLike, out: str
     out.mkdir(parents=True, exist_ok=True)
     predictor = StreamingPredictor.load(model_dir)
     cal = location_calibration(predictor.card)
-    msgs = clip_messages(predictor, {video.stem: read_video(video, *predictor.input_shape)})[video.stem]
-    run = replay(observations({video.stem: msgs}), cal)[video.stem]
+    msgs, run = score_clip(predictor, cal, read_video(video, *predictor.input_shape))
     rows = [{"frame": t, "warmup": bool(run.warmup[t]), **msgs[t].features.model_dump(), "score": round(float(run.scores[t]), 4)}
             for t in range(len(msgs))]  # fmt: skip
     with (out / "scores.csv").open("w", newline="") as fh:

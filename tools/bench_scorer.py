@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,7 @@ def core(calibrated: bool = True, **kw: object) -> Callable[[SimStream], Events]
     """The scorer's core (:class:`CameraScoring`): calibrated on day 1's morning, or learning online."""
 
     def run(sim: SimStream) -> Events:
-        params = ScoringParams(**({f: getattr(SIM_SCORING, f) for f in ("gain_fading", "fading_factor", "grace_frames")} | kw))
+        params = replace(SIM_SCORING, **kw)
         if not calibrated:
             return run_core(sim, CameraScoring(params, SIM_EVENTS, None))
         a, b = (int(h * 3600 * sim.fps) for h in CALIBRATION_HOURS)

@@ -15,12 +15,12 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from vigil.model.events import EventParams, EventTracker, Frame
+from vigil.model.events import Change, EventParams, EventTracker, Frame
 
 DAY_S = 86_400
 
@@ -121,8 +121,7 @@ Detector = Callable[[float, float], tuple[float, bool, float]]
 def run_events(sim: SimStream, detector: Detector, params: EventParams) -> list[tuple[int, int, int]]:
     """Feed a stream through a detector and the event rules; returns (open_idx, start_idx, end_idx)."""
     tracker = EventTracker(params)
-    by_seq: dict[int, int] = {}
-    events = []
+    log = _EventLog()
     last_above = -(10**9)
     for i in range(len(sim.mse)):
         score, above, thr = detector(float(sim.mse[i]), float(sim.patch_max[i]))
@@ -131,13 +130,28 @@ def run_events(sim: SimStream, detector: Detector, params: EventParams) -> list[
         elif tracker.event is None and i - last_above > params.n:
             tracker.window.clear()  # same as stepping: no above frame left in the window
             continue
-        for c in tracker.step(Frame(i, int(sim.t_ns[i]), score, above, thr)):
+        log.add(i, tracker.step(Frame(i, int(sim.t_ns[i]), score, above, thr)))
+    return log.events(len(sim.mse) - 1)
+
+
+class _EventLog:
+    """Collects event changes into (open_idx, start_idx, end_idx); events still open end at the last frame."""
+
+    def __init__(self) -> None:
+        self._open: dict[int, int] = {}
+        self._closed: list[tuple[int, int, int]] = []
+
+    def add(self, i: int, changes: Iterable[Change]) -> None:
+        """The changes frame ``i`` caused."""
+        for c in changes:
             if c.kind == "open":
-                by_seq[c.start_seq] = i
+                self._open[c.start_seq] = i
             elif c.kind == "close":
-                events.append((by_seq.pop(c.start_seq), c.start_seq, c.end_seq or i))
-    events.extend((o, s, len(sim.mse) - 1) for s, o in by_seq.items())
-    return events
+                self._closed.append((self._open.pop(c.start_seq), c.start_seq, c.end_seq or i))
+
+    def events(self, last: int) -> list[tuple[int, int, int]]:
+        """Every event, the ones still open ending at frame ``last``."""
+        return self._closed + [(o, s, last) for s, o in self._open.items()]
 
 
 def evaluate(sim: SimStream, events: list[tuple[int, int, int]], eval_from: int = 0, slack_s: float = 30.0) -> EvalResult:
@@ -229,14 +243,8 @@ def run_core(sim: SimStream, camera: object, start: int = 0, seed: int = 1) -> l
     from vigil.model.alerting import Observation
 
     rng = np.random.default_rng(seed)
-    by_seq: dict[int, int] = {}
-    events = []
+    log = _EventLog()
     for i in range(start, len(sim.mse)):
         verdict = camera.step(Observation(i, int(sim.t_ns[i]), False, frame_maps(sim, i, rng)))  # type: ignore[attr-defined]
-        for c in verdict.changes:
-            if c.kind == "open":
-                by_seq[c.start_seq] = i
-            elif c.kind == "close":
-                events.append((by_seq.pop(c.start_seq), c.start_seq, c.end_seq or i))
-    events.extend((o, s, len(sim.mse) - 1) for s, o in by_seq.items())
-    return events
+        log.add(i, verdict.changes)
+    return log.events(len(sim.mse) - 1)

@@ -27,7 +27,6 @@ from vigil.services.api.core import ClipAlert, FrameScore, ScoreResult, finite
 
 log = logging.getLogger(__name__)
 
-CLIP = "upload"
 MAX_ALERTS = 50
 
 
@@ -154,17 +153,14 @@ class ClipScorer:
             self.pending -= 1
 
     def score_file(self, path: Path) -> ScoreResult:
-        """Decode and score one clip (blocking): the parts of :func:`vigil.model.evaluate.score_video`."""
-        from vigil.model.evaluate import observations
-        from vigil.model.live import replay
+        """Decode and score one clip (blocking) with :func:`vigil.model.evaluate.score_clip`, as `vigil score` does."""
+        from vigil.model.evaluate import score_clip
         from vigil.model.preprocess import InputSpec
-        from vigil.model.replay import clip_messages
 
         t0 = time.perf_counter()
         predictor, cal = self.model()
         frames = decode_clip(path, InputSpec(*predictor.input_shape), self.max_frames, self.max_pixels)
-        msgs = clip_messages(predictor, {CLIP: frames}, progress=False)[CLIP]
-        run = replay(observations({CLIP: msgs}), cal)[CLIP]
+        msgs, run = score_clip(predictor, cal, frames, progress=False)
         rows = [FrameScore(frame=t, warmup=bool(run.warmup[t]), score=round(float(run.scores[t]), 4),
                            **finite(msgs[t].features.model_dump())) for t in range(len(msgs))]  # fmt: skip
         found = sorted(run.events, key=lambda e: -e.peak_score)[:MAX_ALERTS]

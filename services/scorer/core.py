@@ -24,7 +24,6 @@ from vigil.shared.kafka import KafkaRecord
 from vigil.shared.schemas import Alert, DeadLetter, SchemaError, ScoreMessage
 
 log = logging.getLogger(__name__)
-_EMPTY = type("_Empty", (), {"outbox": ()})()
 
 
 
@@ -134,7 +133,8 @@ class ScorerCore:
         if now - self._last_sweep < 60:
             return
         self._last_sweep = now
-        idle = [c for c, t in self._seen.items() if now - t > self.settings.idle_evict_s and not self.states.get(c, _EMPTY).outbox]
+        idle = [c for c, t in self._seen.items()
+                if now - t > self.settings.idle_evict_s and not (c in self.states and self.states[c].outbox)]
         for cam in idle:
             self.states.pop(cam, None)
             self._seen.pop(cam, None)

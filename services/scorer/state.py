@@ -130,7 +130,7 @@ class ScorerState:
         if admission in ("duplicate", "late"):
             return ScoreOutcome(admission)
         core = self._core_for(msg.model_id, msg.model_version)
-        evidence = _evidence(msg) if self.params.snapshots else None
+        evidence = (lambda: _evidence(msg)) if self.params.snapshots else None  # encoded only for frames above
         verdict = core.step(Observation.from_message(msg), evidence)
         pending = tuple(self._pending(c, msg, core.mode) for c in verdict.changes)
         for p in pending:
