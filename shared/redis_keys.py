@@ -20,3 +20,37 @@ def camera_hash(camera_id: str) -> str:
 def snapshot_key(alert_id: str) -> str:
     """JPEG snapshot (frame with heat map overlay) of an alert, with a TTL."""
     return f"vigil:snapshot:{alert_id}"
+
+
+# --- Evidence (vigil evidence), the console (vigil api) and delivery (vigil notify) -------------------------------
+
+EVIDENCE_READY_CHANNEL = "vigil:evidence-ready"
+"""Pub/sub channel: the alert id of each alert whose evidence (snapshot, clip) has just been written."""
+
+NOTIFY_DEAD_LETTERS = "vigil:notify:dead"
+"""Stream of deliveries (webhook or MQTT) that failed after the last retry, with the reason."""
+
+
+def evidence_key(alert_id: str) -> str:
+    """Hash describing an alert's evidence: sizes, MIME type of the clip, frame range, status; with a TTL."""
+    return f"vigil:evidence:{alert_id}"
+
+
+def evidence_snapshot_key(alert_id: str) -> str:
+    """JPEG: the real frame at the alert's peak with the error map and the alert's box overlaid; with a TTL."""
+    return f"vigil:evidence:{alert_id}:snapshot"
+
+
+def evidence_clip_key(alert_id: str) -> str:
+    """The alert's clip (a few seconds before and after, MP4 H.264 or WebM) as bytes; with a TTL."""
+    return f"vigil:evidence:{alert_id}:clip"
+
+
+def latest_frame_key(camera_id: str) -> str:
+    """JPEG of a camera's latest frame for the console's camera wall, refreshed every few seconds; short TTL."""
+    return f"vigil:frame:{camera_id}"
+
+
+def timeline_key(camera_id: str) -> str:
+    """Stream of a camera's score timeline (fields t_ns, score, threshold), at most one entry per second, capped."""
+    return f"vigil:timeline:{camera_id}"

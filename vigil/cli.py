@@ -29,6 +29,8 @@ COMMAND_MODULES = (
     "vigil.services.worker.cli",
     "vigil.services.scorer.cli",
     "vigil.services.api.cli",
+    "vigil.services.evidence.cli",
+    "vigil.services.notify.cli",
     "vigil.tools.cli",  # development tools: demo, smoke, benchmarks
 )
 

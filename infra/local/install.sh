@@ -11,7 +11,8 @@ log() { printf '[install] %s\n' "$*" >&2; }
 
 DEB_PACKAGES=(redis-server ffmpeg gstreamer1.0-tools gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
-  gstreamer1.0-libav python3-gi)
+  gstreamer1.0-libav python3-gi
+  mosquitto chromium chromium-driver)
 
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
