@@ -20,6 +20,7 @@ from vigil.services.scorer import metrics
 from vigil.services.scorer.settings import ScorerSettings
 from vigil.services.scorer.sink import RedisSink
 from vigil.services.scorer.state import ScoreOutcome, ScorerState
+from vigil.services.scorer.timeline import Timeline, TimelinePoint
 from vigil.shared.kafka import KafkaRecord
 from vigil.shared.schemas import Alert, DeadLetter, SchemaError, ScoreMessage
 
@@ -52,6 +53,7 @@ class ScorerCore:
         self._seen: dict[str, float] = {}
         self._last_sweep = time.monotonic()
         self._known_ids: set[str] | None = None
+        self.timeline = Timeline(settings.timeline_interval_s)
 
     def forget(self) -> None:
         """Drop the in-memory cache (partitions were revoked; states are reloaded from the table)."""
@@ -103,6 +105,7 @@ class ScorerCore:
         t0 = time.perf_counter()
         touched: dict[str, ScorerState] = {}
         hashes: dict[str, dict[str, Any]] = {}
+        points: dict[str, list[TimelinePoint]] = {}
         for rec in records:
             msg = await self._decode(rec)
             if msg is None:
@@ -118,7 +121,11 @@ class ScorerCore:
             touched[msg.camera_id] = st
             if result.status is not None:
                 hashes[msg.camera_id] = _hash_fields(st, msg, result)
-        await self.flush(hashes)
+            if result.score is not None and result.threshold is not None:
+                point = self.timeline.add(msg.camera_id, msg.capture_ns, result.score, result.threshold)
+                if point is not None:
+                    points.setdefault(msg.camera_id, []).append(point)
+        await self.flush(hashes, points)
         for cam, st in touched.items():
             self.save(cam, st.dumps())
         self._evict_idle(touched)
@@ -138,15 +145,18 @@ class ScorerCore:
         for cam in idle:
             self.states.pop(cam, None)
             self._seen.pop(cam, None)
+            self.timeline.forget(cam)
         if idle:
             log.info("%d idle camera(s) dropped from memory (kept in the state table)", len(idle))
 
-    async def flush(self, hashes: dict[str, dict[str, Any]] | None = None) -> bool:
-        """Write pending alerts of every cached camera (and ``hashes``) to Redis; False if Redis is down."""
+    async def flush(self, hashes: dict[str, dict[str, Any]] | None = None,
+                    points: dict[str, list[TimelinePoint]] | None = None) -> bool:
+        """Write pending alerts of every cached camera (and ``hashes``, timeline ``points``) to Redis; False if
+        Redis is down (hashes and timeline points of that batch are then skipped: they are history, not alerts)."""
         pending = [st for st in self.states.values() if st.outbox]
-        ok = await self.sink.write(pending, hashes or {})
+        ok = await self.sink.write(pending, hashes or {}, points or {})
         metrics.OUTBOX.set(sum(len(st.outbox) for st in self.states.values()))
-        metrics.OUTBOX_DROPPED.set(sum(st.outbox_dropped for st in self.states.values()))
+        metrics.OUTBOX_DROPS.observe(self.states)
         return ok
 
     async def _decode(self, rec: KafkaRecord) -> ScoreMessage | None:

@@ -69,6 +69,10 @@ class ScorerSettings(ServiceSettings):
     stream_maxlen: int = Field(100_000, ge=100, description="Approximate cap of the vigil:alerts stream")
     dedupe_ttl_s: int = Field(30 * 86_400, ge=3600, description="How long published change ids are remembered")
     camera_ttl_s: int = Field(7 * 86_400, ge=60, description="A camera hash expires this long after its last score")
+    timeline_interval_s: float = Field(1.0, ge=0.1, le=3600, description="One point of a camera's score timeline "
+                                       "(vigil:timeline:<camera>) per interval: the interval's highest score")
+    timeline_maxlen: int = Field(43_200, ge=10, le=10_000_000, description="Approximate cap of each camera's "
+                                 "timeline stream (43,200 = 12 h at 1 s, about 3 MB of Redis per camera)")
     # processing
     batch_size: int = Field(500, ge=1, le=100_000, description="Scores handled per batch (one Redis round trip)")
     batch_within_s: float = Field(0.05, gt=0, le=10, description="Max wait to fill a batch")

@@ -30,7 +30,7 @@ from typing import Any
 
 from vigil.services.scorer import metrics
 from vigil.services.scorer.state import ScorerState
-from vigil.shared.redis_keys import ALERTS_STREAM, alerts_channel, camera_hash
+from vigil.shared.redis_keys import ALERTS_STREAM, alerts_channel, camera_hash, timeline_key
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class SinkOptions:
     retry_min_s: float = 0.5
     retry_max_s: float = 10.0
     camera_ttl_s: int = 7 * 86_400
+    timeline_maxlen: int = 43_200
 
 
 class RedisSink:
@@ -89,15 +90,18 @@ class RedisSink:
         """True while a failed write's backoff has not elapsed."""
         return self.clock() < self._next_try
 
-    async def write(self, states: Iterable[ScorerState], hashes: Mapping[str, Mapping[str, Any]]) -> bool:
-        """Publish every pending change of ``states`` and set ``hashes``; False when Redis is unavailable."""
+    async def write(self, states: Iterable[ScorerState], hashes: Mapping[str, Mapping[str, Any]],
+                    points: Mapping[str, list[tuple[int, float, float]]] | None = None) -> bool:
+        """Publish every pending change of ``states``, set ``hashes`` and append timeline ``points``; False when
+        Redis is unavailable."""
         import redis
 
         async with self._lock:
             if self.waiting:
                 return False
             pipe, sent = self._build(states, hashes)
-            if not sent and not hashes:
+            self._timeline(pipe, points or {})
+            if not sent and not hashes and not points:
                 return True
             try:
                 results = await pipe.execute(raise_on_error=False)
@@ -134,6 +138,16 @@ class RedisSink:
             pipe.hset(camera_hash(cam), mapping=dict(fields))
             pipe.expire(camera_hash(cam), o.camera_ttl_s)  # a camera (or a forged id) that stops sending expires
         return pipe, sent
+
+    def _timeline(self, pipe: Any, points: Mapping[str, list[tuple[int, float, float]]]) -> None:
+        """Append timeline points after the alert commands (so the alerts' result indexes do not move)."""
+        o = self.options
+        for cam, pts in points.items():
+            key = timeline_key(cam)
+            for t_ns, score, thr in pts:
+                pipe.xadd(key, {"t_ns": t_ns, "score": f"{score:.4f}", "threshold": f"{thr:.4f}"},
+                          maxlen=o.timeline_maxlen, approximate=True)
+            pipe.expire(key, o.camera_ttl_s)
 
     def _confirm(self, sent: list[tuple[ScorerState, int, list[int]]], results: list[Any]) -> bool:
         """Drop what Redis took from the outboxes; False (and a backoff) when it refused a change."""

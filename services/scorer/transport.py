@@ -82,7 +82,7 @@ class ScorerService(FaustService):
         )  # fmt: skip
         sink = RedisSink(settings.redis.async_client(), SinkOptions(
             settings.stream_maxlen, settings.dedupe_ttl_s, settings.snapshot_ttl_s, settings.retry_min_s,
-            settings.retry_max_s, settings.camera_ttl_s,
+            settings.retry_max_s, settings.camera_ttl_s, settings.timeline_maxlen,
         ))  # fmt: skip
         self.core = ScorerCore(settings, sink, self._load, self._save, self._dead_letter)
         self.app.agent(self._scores, name=f"{settings.app_id}.score")(self._agent)

@@ -188,3 +188,22 @@ def test_a_quiet_camera_s_unconfirmed_alerts_are_published_at_start_up(private_r
     assert asyncio.run(start_up())
     events = [a.event for a in _entries(redis_client, cam, since)]
     assert events[0] == "open" and events[-1] == "close" and not second.states[cam].outbox
+
+
+def test_score_timeline_has_one_point_per_second_with_the_interval_s_highest_score(redis_settings, redis_client) -> None:  # noqa: ANN001
+    from vigil.shared.redis_keys import timeline_key
+
+    cam = f"tl-{uuid.uuid4().hex[:8]}"
+    since = int(time.time() * 1000) - 1
+    core, _ = _core(redis_settings, {})
+    sim = scripted(700, [(400, 459)])
+    asyncio.run(_feed(core, _records(cam, sim, t0_ns=10**18)))
+    entries = redis_client.xrange(timeline_key(cam))
+    t = [int(f[b"t_ns"]) for _, f in entries]
+    scores = [float(f[b"score"]) for _, f in entries]
+    seconds = {(10**18 + int(x)) // 10**9 for x in sim.t_ns}
+    # one point per second from the first scored frame (after the grace period) to the last second, still open
+    assert len(entries) > 40 and t == [x * 10**9 for x in range(t[0] // 10**9, max(seconds))]
+    peak = max(a.peak_score for a in _entries(redis_client, cam, since))
+    assert abs(max(scores) - peak) < 1e-3  # the spike is kept, not averaged away
+    assert 0 < redis_client.ttl(timeline_key(cam)) <= ScorerSettings().camera_ttl_s
