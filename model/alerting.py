@@ -411,3 +411,40 @@ def calibrate(clips: list[list[Observation]], params: ScoringParams, cell_px: in
             if v.score is not None:
                 top = max(top, v.score)
     return Calibration(grid, cell_px, stats, top + params.threshold_margin, top, len(frames), source)
+
+
+def with_warmup(clip: list[Observation], frames: int) -> list[Observation]:
+    """The clip as the worker would mark it with a warm-up of ``frames`` after its state reset (clip start)."""
+    return [replace(o, warmup=i < frames) for i, o in enumerate(clip)]
+
+
+def choose_warmup(clips: list[list[Observation]], params: ScoringParams, cell_px: int, longest: int = 10,
+                  tolerance: float = 0.01) -> tuple[int, list[float]]:
+    """The worker's warm-up for a model, measured on normal footage: the first frame count at which the
+    calibration threshold stops depending on it.
+
+    A fresh recurrent state predicts badly for a few frames; while those frames are scored, they (not the
+    scene) set the largest normal score, hence the threshold. For ``W = 1 .. longest`` the clips are
+    calibrated with the first ``W`` frames of each as warm-up; the warm-up is the smallest ``W`` whose
+    threshold differs from ``W + 1``'s by less than ``tolerance`` (relative). Needs normal footage only.
+
+    Returns:
+        The warm-up and the threshold for each ``W`` (for the model card).
+
+    Example:
+        >>> rng = np.random.default_rng(1)
+        >>> clip = lambda: [Observation(i, i * 10**8, False, {"error": rng.lognormal(-7, 0.1, (6, 8)) * (50 if i < 2 else 1)})
+        ...                 for i in range(80)]
+        >>> w, thresholds = choose_warmup([clip(), clip()], ScoringParams(threshold_margin=1.0), cell_px=8, longest=5)
+        >>> w, [round(t, 1) for t in thresholds]  # two bad frames, then the smoothing window's first frames
+        (4, [10.0, 1.7, 2.0, 1.7, 1.7])
+    """
+    thresholds = []
+    for w in range(1, longest + 1):
+        cal = calibrate([with_warmup(c, w) for c in clips], params, cell_px)
+        thresholds.append(cal.threshold)
+    for w in range(1, longest):
+        a, b = thresholds[w - 1], thresholds[w]
+        if abs(b - a) <= tolerance * max(abs(a), 1e-9):
+            return w, thresholds
+    return longest, thresholds

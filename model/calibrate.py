@@ -2,7 +2,9 @@
 
 * ``--model DIR``: the model card's ``calibration.locations`` (what every camera of that model starts
   from), measured on the model's training clips (the card's ``data.train_clips``; ``--clips`` to choose
-  others); the frame-feature statistics on the held-out clips are refreshed too.
+  others); the frame-feature statistics on the held-out clips are refreshed too. It also measures the
+  worker's warm-up for the model on the same clips (:func:`vigil.model.alerting.choose_warmup`): workers
+  mark that many frames ``warmup`` after a camera's state starts, unless VIGIL_WORKER_WARMUP_FRAMES says.
 * ``--camera ID --folder DIR``: that camera's own normal footage (a folder of videos), written to a file
   the cameras file names in the camera's ``calibration:``.
 * ``--camera ID --since T --until T``: a time range of the camera's own stream, read back from the score
@@ -22,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vigil.model.alerting import Observation, calibrate
+from vigil.model.alerting import Observation, calibrate, choose_warmup, with_warmup
 from vigil.model.baseline import Calibration
 from vigil.shared.scorer_params import ScoringParams
 
@@ -37,7 +39,7 @@ def calibrate_model(model_dir: str | os.PathLike, data: str | os.PathLike, clips
                     command: str = "") -> Calibration:
     """Write the model card's per-location calibration (and refresh its feature statistics)."""
     from vigil.model.data import list_videos, read_video
-    from vigil.model.replay import clip_messages
+    from vigil.model.replay import WORKER_WARMUP_FRAMES, clip_messages
     from vigil.model.streaming import StreamingPredictor
     from vigil.model.train import recalibrate, training_folder, write_card
 
@@ -50,9 +52,14 @@ def calibrate_model(model_dir: str | os.PathLike, data: str | os.PathLike, clips
     if not names or missing:
         raise FileNotFoundError(f"Calibration clips {missing or '(none named)'} are not under {folder}; pass --clips.")
     log.info("calibrating %s on %d normal clips", predictor.model_id, len(names))
-    messages = clip_messages(predictor, {n: read_video(videos[n], *predictor.input_shape) for n in names})
-    cal = calibrate([[Observation.from_message(m) for m in messages[n]] for n in names], ScoringParams(),
-                    _cell_px(predictor), source=",".join(names))
+    messages = clip_messages(predictor, {n: read_video(videos[n], *predictor.input_shape) for n in names},
+                             warmup_frames=WORKER_WARMUP_FRAMES)
+    clips = [[Observation.from_message(m) for m in messages[n]] for n in names]
+    warmup, thresholds = choose_warmup(clips, ScoringParams(), _cell_px(predictor), longest=WORKER_WARMUP_FRAMES)
+    log.info("warm-up: %d frames (calibration thresholds for 1..%d frames: %s)", warmup, WORKER_WARMUP_FRAMES,
+             ", ".join(f"{t:.3f}" for t in thresholds))
+    cal = calibrate([with_warmup(c, warmup) for c in clips], ScoringParams(), _cell_px(predictor), source=",".join(names))
+    cal.extra.update(warmup_frames=warmup, warmup_thresholds=[round(t, 4) for t in thresholds])
     card = dict(predictor.card)
     if card.get("data", {}).get("val_clips"):
         recalibrate(model_dir, data)

@@ -27,27 +27,48 @@ log = logging.getLogger(__name__)
 FPS = 10.0
 """Frame rate of the replayed clips (UCSD Ped2 and the demo cameras run at 10 fps)."""
 WORKER_WARMUP_FRAMES = 10
-"""Frames the worker marks ``warmup`` after a state reset (its ``warmup_frames`` default)."""
+"""Frames the worker marks ``warmup`` after a state reset for a model whose card has no measured warm-up."""
 CACHE_FORMAT = 2
 """Bumped whenever the messages a replay builds change (the cache file name carries it)."""
 T0_NS = 1_750_000_000 * 10**9
 """Capture time of a replayed clip's first frame (a fixed time, so replays are deterministic)."""
 
 
-def clip_messages(predictor: object, clips: dict[str, np.ndarray], *, warmup_frames: int = WORKER_WARMUP_FRAMES,
+def model_warmup(card: dict) -> int:
+    """The warm-up a worker uses for a model: measured by ``vigil calibrate`` (the card's
+    ``calibration.locations.warmup_frames``), else :data:`WORKER_WARMUP_FRAMES`.
+
+    Example:
+        >>> model_warmup({"calibration": {"locations": {"warmup_frames": 3}}}), model_warmup({})
+        (3, 10)
+    """
+    found = card.get("calibration", {}).get("locations", {}).get("warmup_frames")
+    return int(found) if isinstance(found, int) and 0 <= found <= 10_000 else WORKER_WARMUP_FRAMES
+
+
+def rewarm(messages: dict[str, list[ScoreMessage]], warmup_frames: int) -> dict[str, list[ScoreMessage]]:
+    """The same messages with the warm-up flag a worker using ``warmup_frames`` would set (each clip starts fresh)."""
+    return {n: [m if m.warmup == (t < warmup_frames) else m.model_copy(update={"warmup": t < warmup_frames})
+                for t, m in enumerate(msgs)] for n, msgs in messages.items()}
+
+
+def clip_messages(predictor: object, clips: dict[str, np.ndarray], *, warmup_frames: int | None = None,
                   fps: float = FPS, progress: bool = True) -> dict[str, list[ScoreMessage]]:
     """The score messages of every frame of every clip, each clip a camera named after it.
 
     Args:
         predictor: A streaming predictor (``vigil.model.streaming.StreamingPredictor``).
         clips: ``{name: (T, H, W, C) uint8}`` at the model's input shape.
-        warmup_frames: Leading frames of each clip marked ``warmup`` (as the worker marks them).
+        warmup_frames: Leading frames of each clip marked ``warmup`` (as the worker marks them); None: the
+            model's own (:func:`model_warmup`).
         fps: Frame rate for the capture times.
         progress: Show progress bars.
     """
     from vigil.model.inference import run_clips
 
     outputs = run_clips(predictor, clips, progress=progress)  # type: ignore[arg-type]
+    if warmup_frames is None:
+        warmup_frames = model_warmup(getattr(predictor, "card", {}) or {})
     model = (predictor.model_id, predictor.model_version)  # type: ignore[attr-defined]
     step_ns = int(1e9 / fps)
     h, w = clips[next(iter(clips))].shape[1:3] if clips else (0, 0)
@@ -135,8 +156,8 @@ def ped2_messages(root: Path, predictor: object, cache_dir: Path | None,
         name = f"{predictor.model_id}-{predictor.model_version}-{data}-v{CACHE_FORMAT}.npz"  # type: ignore[attr-defined]
         cache = MessageCache(Path(cache_dir) / name)
         cached = cache.load_or_none() or {}
-        if all(n in cached for n in names):
-            return {n: cached[n] for n in names}
+        if all(n in cached for n in names):  # the flags follow the card's warm-up, which recalibration changes
+            return rewarm({n: cached[n] for n in names}, model_warmup(predictor.card))  # type: ignore[attr-defined]
     h, w, c = predictor.input_shape  # type: ignore[attr-defined]
     log.info("running the model over %d clips (cached afterwards)", len(names))
     fresh = clip_messages(predictor, {n: read_video(videos[n], h, w, c) for n in names})

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vigil.model.messages import FrameRef, score_message
+from vigil.model.replay import model_warmup
 from vigil.services.worker.batching import plan_steps
 from vigil.services.worker.guards import SkewTracker
 from vigil.services.worker.registry import ModelRegistry, ModelSlot, StepOutputLike
@@ -332,6 +333,7 @@ class WorkerEngine:
             st, _ = self.store.prepare(
                 f.msg.camera_id, partition=f.record.partition, seq=f.msg.seq, session=f.msg.session,
                 model_token=slot.token, initial_state=slot.predictor.initial_state,
+                warmup_frames=model_warmup(getattr(slot.predictor, "card", None) or {}),
             )  # fmt: skip
             states.append(st)
         t0 = time.perf_counter()

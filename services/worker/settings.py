@@ -38,7 +38,9 @@ class WorkerSettings(ServiceSettings):
                            description="Import path 'module:Class' of the streaming predictor class")
     max_batch: int = Field(32, ge=1, le=1024, description="Most frames taken from Kafka per batch")
     max_wait_s: float = Field(0.02, gt=0, le=5.0, description="Longest wait for a batch to fill (seconds)")
-    warmup_frames: int = Field(10, ge=0, le=10_000, description="Frames marked warmup after a state reset")
+    warmup_frames: int | None = Field(None, ge=0, le=10_000, description="Frames marked warmup after a state "
+                                      "reset; unset: each model's measured warm-up (its card, `vigil calibrate`), "
+                                      "else 10")
     max_seq_gap: int = Field(5, ge=0, le=100_000,
                              description="Missing frames tolerated before a camera's state is reset")
     staleness_s: float = Field(5.0, ge=0, le=3600,

@@ -89,12 +89,13 @@ class StreamStateStore:
     """The states of the cameras this worker owns, with the reset rules of the module docstring.
 
     Args:
-        warmup_frames: Frames marked ``warmup`` after every reset.
+        warmup_frames: Frames marked ``warmup`` after every reset; None: each model's own, passed to
+            :meth:`prepare` (measured by ``vigil calibrate``).
         max_seq_gap: Missing frames tolerated before a reset.
     """
 
-    def __init__(self, warmup_frames: int, max_seq_gap: int) -> None:
-        if warmup_frames < 0 or max_seq_gap < 0:
+    def __init__(self, warmup_frames: int | None, max_seq_gap: int) -> None:
+        if (warmup_frames is not None and warmup_frames < 0) or max_seq_gap < 0:
             raise ValueError(
                 f"warmup_frames and max_seq_gap must be >= 0. Received: {warmup_frames=}, {max_seq_gap=}"
             )
@@ -119,9 +120,10 @@ class StreamStateStore:
 
     def prepare(
         self, camera_id: str, *, partition: int, seq: int, session: int, model_token: int,
-        initial_state: Callable[[], list[np.ndarray]],
+        initial_state: Callable[[], list[np.ndarray]], warmup_frames: int = 10,
     ) -> tuple[StreamState, ResetReason | None]:  # fmt: skip
-        """Return the state to step frame ``seq`` with, reset first if a rule says so."""
+        """Return the state to step frame ``seq`` with, reset first if a rule says so (a reset state is marked
+        warm-up for the store's ``warmup_frames``, or for this model's ``warmup_frames`` when the store has none)."""
         state = self._cameras.get(camera_id)
         reason = reset_reason(state, seq=seq, session=session, model_token=model_token,
                               max_seq_gap=self.max_seq_gap)  # fmt: skip
@@ -134,7 +136,8 @@ class StreamStateStore:
             log.debug("camera %s: new state at seq %s", camera_id, seq)
         self.resets[reason] += 1
         state = StreamState(camera_id, partition, session=session, model_token=model_token,
-                            states=initial_state(), warmup_left=self.warmup_frames)  # fmt: skip
+                            states=initial_state(),
+                            warmup_left=warmup_frames if self.warmup_frames is None else self.warmup_frames)
         self._cameras[camera_id] = state
         return state, reason
 
