@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from vigil.shared.telemetry import counter, gauge, histogram
 
 SCORES = counter("vigil_scorer_scores", "Score messages by outcome", ["result"])
 DLQ = counter("vigil_scorer_dead_letters", "Malformed score messages sent to the DLQ")
 OUTBOX = gauge("vigil_scorer_outbox", "Alert changes waiting for Redis (all cameras)")
-OUTBOX_DROPPED = gauge("vigil_scorer_outbox_dropped", "Alert changes dropped because an outbox was full (cached cameras)")
+OUTBOX_DROPPED = counter("vigil_scorer_outbox_dropped", "Alert changes dropped because a camera's outbox was full")
 BATCH_SECONDS = histogram("vigil_scorer_batch_seconds", "Time to handle one batch of scores")
 PUBLISHED = counter("vigil_scorer_alerts_published", "Alert changes written to Redis", ["event"])
 DEDUPED = counter("vigil_scorer_alerts_deduplicated", "Alert changes Redis already had (replays)")
@@ -16,3 +19,39 @@ REDIS_UP = gauge("vigil_scorer_redis_up", "1 when the last Redis write succeeded
 STATE_DISCARDED = counter("vigil_scorer_states_discarded", "Saved camera states that did not parse and were replaced")
 REDIS_REJECTED = counter("vigil_scorer_redis_rejected", "Alert changes Redis refused (kept in the outbox, retried)")
 CAMERAS = gauge("vigil_scorer_cameras", "Cameras whose scorer state is in memory")
+
+
+class OutboxDropTally:
+    """Turns the cumulative per-camera ``outbox_dropped`` counts of the scorer states into increments of
+    :data:`OUTBOX_DROPPED` (a Counter, exported as ``vigil_scorer_outbox_dropped_total``).
+
+    A state object seen for the first time (new, restored from the table, reloaded after eviction) sets the
+    baseline, so counts restored from a saved state are not counted twice after a restart. Holds one entry per
+    camera in memory (pruned to the cameras passed in).
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> tally, st = OutboxDropTally(), SimpleNamespace(outbox_dropped=3)
+        >>> tally.observe({"cam": st}), setattr(st, "outbox_dropped", 5), tally.observe({"cam": st})
+        (0, None, 2)
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[int, int]] = {}  # camera -> (id of its state object, count seen)
+
+    def observe(self, states: Mapping[str, Any]) -> int:
+        """Count the drops since the last call for every camera in ``states``; returns how many were new."""
+        new, seen = 0, {}
+        for camera, st in states.items():
+            count = int(st.outbox_dropped)
+            prev = self._seen.get(camera)
+            if prev is not None and prev[0] == id(st) and count > prev[1]:
+                new += count - prev[1]
+            seen[camera] = (id(st), count)
+        self._seen = seen
+        if new:
+            OUTBOX_DROPPED.inc(new)
+        return new
+
+
+OUTBOX_DROPS = OutboxDropTally()
