@@ -11,7 +11,7 @@ t0=$SECONDS
 
 started=()
 "$STACK" status >/dev/null 2>&1 || true
-for svc in kafka redis; do
+for svc in kafka redis mosquitto; do
   if ! "$STACK" status 2>&1 | grep -q "$svc: up"; then started+=("$svc"); fi
 done
 cleanup() { for svc in "${started[@]}"; do "$STACK" down "$svc"; done; }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Local Vigil infrastructure for tests and the demo: Apache Kafka (KRaft, one node) and Redis.
+# Local Vigil infrastructure for tests and the demo: Apache Kafka (KRaft, one node), Redis and Mosquitto (MQTT).
 #
-#   infra/local/stack.sh up|down|status|env [kafka|redis]
+#   infra/local/stack.sh up|down|status|env [kafka|redis|mosquitto]
 #
 # Everything lives under $VIGIL_STATE_DIR (default: <repo>/.state). Processes are tracked by pid
 # file and stopped only through it. `up` is idempotent; readiness is checked with a timeout and a
@@ -14,6 +14,8 @@ KAFKA_VERSION=3.9.1
 KAFKA_PORT=${VIGIL_LOCAL_KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${VIGIL_LOCAL_KAFKA_CONTROLLER_PORT:-9093}
 REDIS_PORT=${VIGIL_LOCAL_REDIS_PORT:-6390}
+MQTT_PORT=${VIGIL_LOCAL_MQTT_PORT:-1884}
+MQTT_USER=vigil
 READY_TIMEOUT=${VIGIL_LOCAL_READY_TIMEOUT:-90}
 KAFKA_LIB=$ROOT/infra/local/kafka/target/lib
 
@@ -165,12 +167,66 @@ CONF
   log "redis: ready"
 }
 
+# --- mosquitto (MQTT broker for vigil notify) -------------------------------------------------------
+mosquitto_bin() { command -v mosquitto || { [[ -x /usr/sbin/mosquitto ]] && echo /usr/sbin/mosquitto; } || true; }
+
+mosquitto_install() {
+  [[ -n $(mosquitto_bin) ]] && command -v mosquitto_passwd >/dev/null && return 0
+  log "mosquitto: installing Debian's mosquitto package"
+  local sudo=; [[ $(id -u) -ne 0 ]] && sudo=sudo
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq mosquitto >/dev/null \
+    || die "mosquitto: apt-get install mosquitto failed"
+}
+
+mqtt_password_file() {  # the plain password of user $MQTT_USER (clients read it); the broker gets a hashed copy
+  local f=$STATE/mosquitto/password
+  if [[ ! -s $f ]]; then
+    mkdir -p "$STATE/mosquitto"; umask 077
+    head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$f"
+  fi
+  echo "$f"
+}
+
+mosquitto_up() {
+  local dir=$STATE/mosquitto pidf=$STATE/mosquitto/mosquitto.pid
+  if pid_alive "$pidf"; then log "mosquitto: already running (pid $(cat "$pidf")) on 127.0.0.1:$MQTT_PORT"; return 0; fi
+  port_busy "$MQTT_PORT" && die "mosquitto: port $MQTT_PORT is taken by another process; set VIGIL_LOCAL_MQTT_PORT"
+  mosquitto_install
+  mkdir -p "$dir/data"
+  local pw; pw=$(cat "$(mqtt_password_file)")
+  ( umask 077; : >"$dir/passwd"; mosquitto_passwd -b "$dir/passwd" "$MQTT_USER" "$pw" 2>/dev/null
+    cat >"$dir/mosquitto.conf" <<CONF
+listener $MQTT_PORT 127.0.0.1
+user $(id -un)
+allow_anonymous false
+password_file $dir/passwd
+persistence true
+persistence_location $dir/data/
+log_dest file $dir/mosquitto.log
+CONF
+  )
+  log "mosquitto: starting on 127.0.0.1:$MQTT_PORT (password auth, no anonymous)"
+  nohup "$(mosquitto_bin)" -c "$dir/mosquitto.conf" >/dev/null 2>&1 &
+  echo $! >"$pidf"
+  local t0=$SECONDS
+  until port_busy "$MQTT_PORT"; do
+    pid_alive "$pidf" || die "mosquitto: exited during start-up, see $dir/mosquitto.log"
+    (( SECONDS - t0 > READY_TIMEOUT )) && die "mosquitto: port closed after ${READY_TIMEOUT}s, see $dir/mosquitto.log"
+    sleep 0.2
+  done
+  log "mosquitto: ready"
+}
+
 # --- commands --------------------------------------------------------------------------------------
 print_env() {
   cat <<ENV
 export VIGIL_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT
 export VIGIL_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
 export VIGIL_REDIS_PASSWORD_FILE=$(redis_password_file)
+export VIGIL_NOTIFY_MQTT_HOST=127.0.0.1
+export VIGIL_NOTIFY_MQTT_PORT=$MQTT_PORT
+export VIGIL_NOTIFY_MQTT_USERNAME=$MQTT_USER
+export VIGIL_NOTIFY_MQTT_PASSWORD_FILE=$(mqtt_password_file)
 ENV
 }
 
@@ -182,6 +238,9 @@ status() {
   if pid_alive "$STATE/redis/redis.pid" && [[ $(redis_cli ping 2>/dev/null) == PONG ]]; then
     log "redis: up (pid $(cat "$STATE/redis/redis.pid")) 127.0.0.1:$REDIS_PORT"
   else log "redis: DOWN (start with: make up)"; rc=1; fi
+  if pid_alive "$STATE/mosquitto/mosquitto.pid" && port_busy "$MQTT_PORT"; then
+    log "mosquitto: up (pid $(cat "$STATE/mosquitto/mosquitto.pid")) 127.0.0.1:$MQTT_PORT"
+  else log "mosquitto: DOWN (start with: infra/local/stack.sh up)"; rc=1; fi
   return $rc
 }
 
@@ -191,13 +250,15 @@ case $cmd in
   up)
     [[ $what == all || $what == kafka ]] && kafka_up
     [[ $what == all || $what == redis ]] && redis_up
+    [[ $what == all || $what == mosquitto ]] && mosquitto_up
     print_env >"$STATE/local.env"; log "settings for clients: source $STATE/local.env" ;;
   down)
+    [[ $what == all || $what == mosquitto ]] && stop_pidfile mosquitto "$STATE/mosquitto/mosquitto.pid"
     [[ $what == all || $what == redis ]] && stop_pidfile redis "$STATE/redis/redis.pid"
     [[ $what == all || $what == kafka ]] && stop_pidfile kafka "$STATE/kafka/kafka.pid"
     true ;;
   status) status ;;
   env) print_env ;;
-  install) kafka_install; redis_install ;;
-  *) die "usage: $0 up|down|status|env|install [kafka|redis]" ;;
+  install) kafka_install; redis_install; mosquitto_install ;;
+  *) die "usage: $0 up|down|status|env|install [kafka|redis|mosquitto]" ;;
 esac
