@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "vigil.shared.cli",
     "vigil.services.ingest.cli",
     "vigil.model.cli",
+    "vigil.model.mmnist_cli",
     "vigil.services.worker.cli",
     "vigil.services.scorer.cli",
     "vigil.services.api.cli",
