@@ -54,3 +54,14 @@ def latest_frame_key(camera_id: str) -> str:
 def timeline_key(camera_id: str) -> str:
     """Stream of a camera's score timeline (fields t_ns, score, threshold), at most one entry per second, capped."""
     return f"vigil:timeline:{camera_id}"
+
+LABELS_STREAM = "vigil:labels"
+"""Stream of operator labels for the online kind classifier: fields ``alert_id``, ``kind``, ``features`` (the
+alert's classifier features as JSON, empty when they had expired). Capped (MAXLEN ~ 10,000)."""
+
+ALERT_FEATURES_PREFIX = "vigil:alert-features:"
+
+
+def alert_features_key(alert_id: str) -> str:
+    """String key: the classifier features (JSON) of an alert, written by the scorer, read when it is labelled."""
+    return ALERT_FEATURES_PREFIX + alert_id

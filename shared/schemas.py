@@ -570,6 +570,12 @@ class Alert(BaseModel):
         default="", description="calibrated: from the model's (or camera's) calibration; online: learnt on the camera")
     model_id: str = ""
     model_version: str = ""
+    kind: str = Field(default="", max_length=40, pattern=r"^([a-z][a-z0-9_]{0,39})?$",
+                      description="Kind predicted from operators' labels ('unknown' with too few labels, '' when off)")
+    kind_confidence: float = Field(default=0.0, ge=0.0, le=1.0, description="The classifier's probability of that kind")
+    kind_labels: int = Field(default=0, ge=0, le=MAX_INT64, description="How many labels the prediction stands on")
+    suppressed: bool = Field(default=False, description="A kind operators mark as false positive, predicted with "
+                             "high confidence: kept in the record and the console, not notified")
     time_ns: int = Field(default_factory=time.time_ns, ge=0, le=MAX_TIME_NS, description="When this change was published")
 
     @staticmethod

@@ -4,7 +4,8 @@
   (delivered, unacknowledged) entries, then new ones, acknowledging each after it was handled, so a
   restarted ``vigil alerts tail`` resumes where it left off.
 * :func:`history` lists entries since a time (stream ids are millisecond timestamps).
-* :func:`label` stores an operator label in the ``vigil:alert-labels`` hash for the supervised classifier.
+* :func:`label` stores an operator label in the ``vigil:alert-labels`` hash and appends it, with the alert's
+  features, to the ``vigil:labels`` stream that the scorer's kind classifier learns from.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from vigil.shared.redis_keys import ALERT_LABELS, ALERTS_STREAM
+from vigil.shared.redis_keys import ALERT_LABELS, ALERTS_STREAM, LABELS_STREAM, alert_features_key
 from vigil.shared.schemas import Alert, SchemaError
 
 log = logging.getLogger(__name__)
 
 KNOWN_KINDS = ("true_positive", "false_positive", "bike", "vehicle", "skater", "cart", "running", "fight", "fall", "other")
+LABELS_MAXLEN = 10_000
+"""Cap of the ``vigil:labels`` stream the scorer's kind classifier learns from (it keeps at most 5,000)."""
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 
@@ -128,6 +131,9 @@ def label(client: Any, alert_id: str, kind: str, by: str = "", note: str = "") -
         raise ValueError(f"kind must be a lower-case slug such as {', '.join(KNOWN_KINDS)}. Received: {kind!r}")
     record = {"kind": kind, "by": by, "note": note, "time_ns": time.time_ns()}
     client.hset(ALERT_LABELS, alert_id, json.dumps(record))
+    features = client.get(alert_features_key(alert_id))  # the scorer's, for the kind classifier (or None)
+    client.xadd(LABELS_STREAM, {"alert_id": alert_id, "kind": kind, "features": features or ""},
+                maxlen=LABELS_MAXLEN, approximate=True)  # fmt: skip
     return record
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from vigil.model.baseline import Calibration
 from vigil.services.scorer import metrics
+from vigil.services.scorer.kinds import KindBook
 from vigil.services.scorer.settings import ScorerSettings
 from vigil.services.scorer.sink import RedisSink
 from vigil.services.scorer.state import ScoreOutcome, ScorerState
@@ -37,11 +38,13 @@ class ScorerCore:
         load: Returns a camera's pickled state, or None for a new camera.
         save: Stores a camera's pickled state.
         dead_letter: Sends a dead letter (async), with the original key.
+        kinds: The online kind classifier (None: alerts carry no kind).
     """
 
     def __init__(
         self, settings: ScorerSettings, sink: RedisSink, load: Callable[[str], bytes | None],
         save: Callable[[str, bytes], None], dead_letter: Callable[[DeadLetter, bytes | None], Awaitable[Any]],
+        kinds: KindBook | None = None,
     ) -> None:  # fmt: skip
         self.settings = settings
         self.sink = sink
@@ -54,6 +57,7 @@ class ScorerCore:
         self._last_sweep = time.monotonic()
         self._known_ids: set[str] | None = None
         self.timeline = Timeline(settings.timeline_interval_s)
+        self.kinds = kinds
 
     def forget(self) -> None:
         """Drop the in-memory cache (partitions were revoked; states are reloaded from the table)."""
@@ -106,6 +110,8 @@ class ScorerCore:
         touched: dict[str, ScorerState] = {}
         hashes: dict[str, dict[str, Any]] = {}
         points: dict[str, list[TimelinePoint]] = {}
+        if self.kinds is not None:
+            await self.kinds.refresh()
         for rec in records:
             msg = await self._decode(rec)
             if msg is None:
@@ -119,6 +125,7 @@ class ScorerCore:
                 continue
             metrics.SCORES.labels(result.admission).inc()
             touched[msg.camera_id] = st
+            self._classify(st, msg, result)
             if result.status is not None:
                 hashes[msg.camera_id] = _hash_fields(st, msg, result)
             if result.score is not None and result.threshold is not None:
@@ -126,11 +133,26 @@ class ScorerCore:
                 if point is not None:
                     points.setdefault(msg.camera_id, []).append(point)
         await self.flush(hashes, points)
+        if self.kinds is not None:
+            await self.kinds.store_features()
         for cam, st in touched.items():
             self.save(cam, st.dumps())
         self._evict_idle(touched)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - t0)
         metrics.CAMERAS.set(len(self.states))
+
+    def _classify(self, st: ScorerState, msg: ScoreMessage, result: ScoreOutcome) -> None:
+        """Remember the frame's score for alert features and give the camera's new alert changes their kind."""
+        if self.kinds is None:
+            return
+        if result.score is not None:
+            self.kinds.observe(msg.camera_id, msg.seq, result.score, msg.features.motion_max)
+        for p in result.alerts:
+            annotated = self.kinds.annotate(p)
+            for i in range(len(st.outbox) - 1, -1, -1):  # the new changes are at the end
+                if st.outbox[i] is p:
+                    st.outbox[i] = annotated
+                    break
 
     def _evict_idle(self, touched: dict[str, ScorerState]) -> None:
         """Drop from memory the cameras idle for ``idle_evict_s`` (their state stays in the table)."""
@@ -146,6 +168,8 @@ class ScorerCore:
             self.states.pop(cam, None)
             self._seen.pop(cam, None)
             self.timeline.forget(cam)
+            if self.kinds is not None:
+                self.kinds.forget(cam)
         if idle:
             log.info("%d idle camera(s) dropped from memory (kept in the state table)", len(idle))
 

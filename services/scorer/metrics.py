@@ -18,6 +18,10 @@ REDIS_FAILURES = counter("vigil_scorer_redis_failures", "Failed Redis write atte
 REDIS_UP = gauge("vigil_scorer_redis_up", "1 when the last Redis write succeeded")
 STATE_DISCARDED = counter("vigil_scorer_states_discarded", "Saved camera states that did not parse and were replaced")
 REDIS_REJECTED = counter("vigil_scorer_redis_rejected", "Alert changes Redis refused (kept in the outbox, retried)")
+KIND_PREDICTIONS = counter("vigil_scorer_kind_predictions", "Alert changes by classifier outcome", ["result"])
+KIND_LABELS = gauge("vigil_scorer_kind_labels", "Operator labels behind the kind classifier")
+LABELS_SKIPPED = counter("vigil_scorer_labels_skipped", "Labels not learnt (malformed, or the alert's features had expired)")
+KIND_FEATURES_DROPPED = counter("vigil_scorer_kind_features_dropped", "Alert features not stored (Redis error)")
 CAMERAS = gauge("vigil_scorer_cameras", "Cameras whose scorer state is in memory")
 
 

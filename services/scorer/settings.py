@@ -27,7 +27,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from vigil.model.alerting import ZoneMask
@@ -46,6 +46,25 @@ DEPRECATED_NAMES = moved_into("VIGIL_SCORER_", "scoring", {f.name: f.name for f 
 """Flat names of the previous release (``VIGIL_SCORER_GRACE_FRAMES``, ``grace_frames=``) -> their nested place."""
 
 
+class KindSettings(BaseModel):
+    """The online kind classifier (``VIGIL_SCORER_KINDS__<FIELD>``, docs/classifier.md). The thresholds are the
+    library's defaults, chosen before any Ped2 label was looked at (see docs/classifier.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Predict a kind for every alert change from operators' labels")
+    suppress: bool = Field(True, description="Mark as suppressed (not notified, kept in the record) an alert "
+                           "predicted as a false-positive kind with high confidence")  # fmt: skip
+    min_labels: int = Field(10, ge=1, le=100_000, description="Labels needed before any kind is predicted")
+    min_per_kind: int = Field(3, ge=1, le=100_000, description="Labels of a kind needed before it is predicted")
+    suppress_confidence: float = Field(0.9, ge=0.5, le=1.0, description="Probability needed to suppress")
+    score_margin: float = Field(1.5, ge=1.0, le=100.0, description="Never suppress an alert whose peak score is "
+                                "beyond this many times the highest false positive labelled")  # fmt: skip
+    refresh_s: float = Field(10.0, ge=0.5, le=3600, description="How often new labels are read")
+    features_ttl_s: int = Field(30 * 86_400, ge=60, le=10 * 365 * 86_400, description="How long an alert's "
+                                "features stay in Redis to learn from a later label")  # fmt: skip
+
+
 class ScorerSettings(ServiceSettings):
     """Settings of `vigil scorer`; every scoring and event field can be overridden per camera."""
 
@@ -62,6 +81,7 @@ class ScorerSettings(ServiceSettings):
         description="Per-camera overrides: the cameras file's `scorer:` entries over VIGIL_SCORER_CAMERA_OVERRIDES "
         "(deprecated JSON camera -> {field: value})",
     )
+    kinds: KindSettings = Field(default_factory=KindSettings, description="Alert kinds from operators' labels")
     # outputs
     outbox_limit: int = Field(1000, ge=1, le=1_000_000, description="Unconfirmed alert changes kept per camera")
     snapshots: bool = Field(True, description="Write heat-map snapshots for alerts")

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from vigil.services.scorer.core import ScorerCore
+from vigil.services.scorer.kinds import KindBook
 from vigil.services.scorer.settings import ScorerSettings
 from vigil.services.scorer.sink import RedisSink, SinkOptions
 from vigil.shared.kafka import KafkaRecord
@@ -84,7 +85,8 @@ class ScorerService(FaustService):
             settings.stream_maxlen, settings.dedupe_ttl_s, settings.snapshot_ttl_s, settings.retry_min_s,
             settings.retry_max_s, settings.camera_ttl_s, settings.timeline_maxlen,
         ))  # fmt: skip
-        self.core = ScorerCore(settings, sink, self._load, self._save, self._dead_letter)
+        kinds = KindBook(sink.client, settings.kinds) if settings.kinds.enabled else None
+        self.core = ScorerCore(settings, sink, self._load, self._save, self._dead_letter, kinds)
         self.app.agent(self._scores, name=f"{settings.app_id}.score")(self._agent)
         self.app.timer(interval=max(settings.retry_min_s, 0.5))(self._retry_pending)
         self.app.on_partitions_revoked.connect(self._on_revoked)
