@@ -10,7 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 RUNTIME = ("vigil", "shared", "model", "services")
-SERVICES = ("ingest", "worker", "scorer", "api")
+SERVICES = ("ingest", "worker", "scorer", "api", "evidence", "notify")
 ROOMS = ("settings.py", "core.py", "transport.py", "metrics.py", "cli.py")
 
 

@@ -258,7 +258,7 @@ class Running:
 
 
 @pytest.fixture
-def run_notify(rclient) -> Iterator[Callable[[Any], Running]]:  # noqa: ANN001
+def run_notify(rclient, mqtt_broker) -> Iterator[Callable[[Any], Running]]:  # noqa: ANN001
     """``run_notify(settings)`` -> a :class:`Running` service; stopped, and its Redis keys and retained topics
     cleared, after the test."""
     made: list[Running] = []
@@ -272,19 +272,19 @@ def run_notify(rclient) -> Iterator[Callable[[Any], Running]]:  # noqa: ANN001
         running.stop()
     for running in made:
         rclient.delete(running.settings.alerts_stream, running.settings.dead_letters)
-        _clear_retained(running.settings)
+        _clear_retained(running.settings.topic_prefix, mqtt_broker)
 
 
-def _clear_retained(settings: Any) -> None:
+def _clear_retained(prefix: str, broker: dict[str, Any]) -> None:
     """Remove this test's retained messages from the broker (an empty retained payload deletes one)."""
     import paho.mqtt.client as mqtt
 
     topics: set[str] = set()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.username_pw_set(settings.mqtt_username, settings.mqtt_secret())
-    client.on_message = lambda _c, _u, msg: topics.add(msg.topic) if msg.retain else None
-    client.connect(settings.mqtt_host, settings.mqtt_port)
-    client.subscribe(f"{settings.topic_prefix}/#", qos=1)
+    client.username_pw_set(broker["username"], broker["password_file"].read_text().strip())
+    client.on_message = lambda _c, _u, msg: topics.add(msg.topic) if msg.retain and msg.payload else None
+    client.connect(broker["host"], broker["port"])
+    client.subscribe(f"{prefix}/#", qos=1)
     client.loop_start()
     time.sleep(0.3)
     for topic in topics:

@@ -63,6 +63,7 @@ def test_webhook_is_signed_and_delivered(receiver, notify_settings, run_notify, 
     from vigil.services.notify.core import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 
     settings = notify_settings([{"name": "ops", "url": receiver.url("/hook?token=abc")}], mqtt_enabled=False)
+    latencies = metric("vigil_notify_delivery_seconds_count", channel="webhook")
     run_notify(settings)
     cam = unique_name("cam")
     entry = _xadd(rclient, settings, alert_json(cam))
@@ -73,6 +74,19 @@ def test_webhook_is_signed_and_delivered(receiver, notify_settings, run_notify, 
                                 hit.headers[SIGNATURE_HEADER], now_s=int(time.time()))  # fmt: skip
     assert hit.headers["X-Vigil-Delivery"] == entry and payload(hit)["camera"] == cam
     wait_for(lambda: _pending(rclient, settings) == 0, 5, "the entry was never acknowledged")
+    assert metric("vigil_notify_delivery_seconds_count", channel="webhook") > latencies
+
+
+def test_entries_left_by_a_dead_consumer_are_claimed(receiver, notify_settings, run_notify, rclient, unique_name) -> None:  # noqa: ANN001
+    settings = notify_settings([{"name": "ops", "url": receiver.url("/hook")}], mqtt_enabled=False, claim_idle_s=1.0)
+    rclient.xgroup_create(settings.alerts_stream, settings.alerts_group, id="0", mkstream=True)
+    entry = _xadd(rclient, settings, alert_json(unique_name("cam")))
+    rclient.xreadgroup(settings.alerts_group, "notify-2", {settings.alerts_stream: ">"})  # read, never acknowledged
+    time.sleep(1.1)
+    run_notify(settings)
+    [hit] = wait_for(lambda: receiver.at("/hook"), 10, "the stale entry was not claimed")
+    assert hit.headers["X-Vigil-Delivery"] == entry
+    wait_for(lambda: _pending(rclient, settings) == 0, 5, "the claimed entry was never acknowledged")
 
 
 def test_retries_then_delivered_and_always_500_dead_lettered(
@@ -127,21 +141,23 @@ def test_malformed_entries_are_dead_lettered_and_the_service_goes_on(
 def test_slow_webhook_delays_neither_mqtt_nor_other_webhooks(
     receiver, notify_settings, run_notify, subscribe, rclient, unique_name  # noqa: ANN001
 ) -> None:  # fmt: skip
-    receiver.delays = {"/slow": 2.0}
+    receiver.delays = {"/slow": 4.0}
     settings = notify_settings([{"name": "slow", "url": receiver.url("/slow"), "concurrency": 1, "queue_size": 1},
-                                {"name": "fast", "url": receiver.url("/fast")}])  # fmt: skip
+                                {"name": "fast", "url": receiver.url("/fast")}], flush_timeout_s=0.5)  # fmt: skip
     sub = subscribe([f"{settings.topic_prefix}/alerts"])
     dropped = metric("vigil_notify_dropped_total", channel="webhook", target="slow")
     run_notify(settings)
-    t0 = time.time_ns()
-    for seq in range(4):
-        _xadd(rclient, settings, alert_json(unique_name("cam"), seq + 1))
-    wait_for(lambda: len(sub.on(f"{settings.topic_prefix}/alerts")) == 4, 5, "MQTT did not get 4 alerts")
-    wait_for(lambda: len(receiver.at("/fast")) == 4, 5, "the fast webhook did not get 4 alerts")
-    mqtt_s = (max(m.t_ns for m in sub.on(f"{settings.topic_prefix}/alerts")) - t0) / 1e9
-    fast_s = (max(h.t_ns for h in receiver.at("/fast")) - t0) / 1e9
-    assert mqtt_s < 1.0 and fast_s < 1.0, (mqtt_s, fast_s)  # the slow receiver answers after 2 s
-    # one POST in flight + one queued: the other two are dropped to the dead letters, counted
+    _xadd(rclient, settings, alert_json(unique_name("cam"), 1))
+    wait_for(lambda: receiver.at("/slow"), 5, "the slow webhook got nothing")  # its one thread is now busy for 4 s
+    for seq in range(2, 5):
+        _xadd(rclient, settings, alert_json(unique_name("cam"), seq))
+    wait_for(lambda: len(sub.on(f"{settings.topic_prefix}/alerts")) == 4, 8, "MQTT did not get 4 alerts")
+    wait_for(lambda: len(receiver.at("/fast")) == 4, 8, "the fast webhook did not get 4 alerts")
+    # all of them arrived while the slow receiver still held its first request (it answers after 4 s)
+    slow_answer = receiver.at("/slow")[0].t_ns + 4 * 10**9
+    assert max(m.t_ns for m in sub.on(f"{settings.topic_prefix}/alerts")) < slow_answer
+    assert max(h.t_ns for h in receiver.at("/fast")) < slow_answer
+    # one POST in flight, the next one queued: the last two are dropped to the dead letters, counted
     letters = wait_for(lambda: [d for d in _dead(rclient, settings) if d["reason"].startswith("queue_full")], 5,
                        "no queue_full dead letter")  # fmt: skip
     assert len(letters) == 2 and metric("vigil_notify_dropped_total", channel="webhook", target="slow") == dropped + 2
@@ -177,3 +193,53 @@ def test_a_wrong_mqtt_password_stops_the_start_without_showing_it(notify_setting
     with pytest.raises(StartupError) as err:
         build_service(notify_settings(mqtt_password_file=wrong))
     assert "refused" in str(err.value) and "wrong-password-4f1c9e" not in str(err.value)
+
+
+def test_an_entry_being_retried_is_not_claimed_by_another_replica(
+    receiver, notify_settings, run_notify, rclient, unique_name  # noqa: ANN001
+) -> None:  # fmt: skip
+    receiver.scripts = {"/hook": [503]}
+    settings = notify_settings([{"name": "ops", "url": receiver.url("/hook"), "max_attempts": 100, "backoff_s": 0.2,
+                                 "backoff_max_s": 0.2}], mqtt_enabled=False, claim_idle_s=4.0, flush_timeout_s=0.2)  # fmt: skip
+    _xadd(rclient, settings, alert_json(unique_name("cam")))
+    t0 = time.monotonic()
+    run_notify(settings)  # reads the entry at once; keeps it fresh every claim_idle_s / 2 = 2 s while it retries
+    wait_for(lambda: len(receiver.at("/hook")) >= 2, 5, "no retry")
+    time.sleep(max(0.0, t0 + 3.2 - time.monotonic()))
+    # a replica claiming entries idle for 2.5 s finds none (without the refresh this one would be 3.2 s idle)
+    _, claimed, _ = rclient.xautoclaim(settings.alerts_stream, settings.alerts_group, "notify-2", min_idle_time=2500)
+    assert claimed == [] and _pending(rclient, settings) == 1
+
+
+def test_an_unreachable_broker_dead_letters_after_the_deadline(notify_settings, run_notify, rclient, unique_name) -> None:  # noqa: ANN001
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = notify_settings(mqtt_port=port, mqtt_connect_timeout_s=0.2, mqtt_deadline_s=1.0)
+    running = run_notify(settings)
+    assert not running.service.ready()
+    entry = _xadd(rclient, settings, alert_json(unique_name("cam")))
+    letters = wait_for(lambda: d if len(d := _dead(rclient, settings)) == 2 else None, 10, "no no_puback dead letters")
+    assert {(d["channel"], d["entry_id"], d["reason"]) for d in letters} == {("mqtt", entry, "no_puback: no PUBACK within 1s")}
+    assert {d["topic"] for d in letters} == {f"{settings.topic_prefix}/alerts",
+                                             f"{settings.topic_prefix}/{letters[0]['camera_id']}/alert"}  # fmt: skip
+    wait_for(lambda: _pending(rclient, settings) == 0, 5, "the entry was never acknowledged")
+
+
+def test_a_suppressed_alert_is_kept_in_the_record_but_not_notified(receiver, notify_settings, run_notify, rclient,
+                                                                   unique_name) -> None:  # noqa: ANN001
+    settings = notify_settings([{"name": "ops", "url": receiver.url("/supp")}], mqtt_enabled=False)
+    suppressed = metric("vigil_notify_alert_entries_total", result="suppressed")
+    run_notify(settings)
+    cam = unique_name("cam")
+    _xadd(rclient, settings, alert_json(cam, seq=1, kind="false_positive", kind_confidence=0.97, kind_labels=40,
+                                        suppressed=True))  # fmt: skip
+    _xadd(rclient, settings, alert_json(cam, seq=2, kind="bike", kind_confidence=0.95, kind_labels=40))
+    [hit] = wait_for(lambda: receiver.at("/supp"), 10, "the unsuppressed alert was not delivered")
+    assert payload(hit)["camera"] == cam and payload(hit)["alert"]["kind"] == "bike"
+    wait_for(lambda: _pending(rclient, settings) == 0, 5, "the suppressed entry was never acknowledged")
+    time.sleep(0.5)
+    assert len(receiver.at("/supp")) == 1 and metric("vigil_notify_alert_entries_total", result="suppressed") == suppressed + 1
+    assert any(b"false_positive" in f[b"json"] for _, f in rclient.xrange(settings.alerts_stream))  # still in the record
