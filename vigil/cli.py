@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "vigil.services.ingest.cli",
     "vigil.model.cli",
     "vigil.model.mmnist_cli",
+    "vigil.model.retrain_cli",
     "vigil.services.worker.cli",
     "vigil.services.scorer.cli",
     "vigil.services.api.cli",
