@@ -23,3 +23,5 @@ ENCODE_SECONDS = histogram("vigil_evidence_encode_seconds", "Time to render one 
                            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))  # fmt: skip
 REDIS_FAILURES = counter("vigil_evidence_redis_failures", "Failed Redis reads or writes (retried)")
 SCORES = counter("vigil_evidence_scores", "Score records by outcome (kept: has an error map)", ["result"])
+FOOTAGE = counter("vigil_evidence_footage_segments", "Footage for retraining: segments by outcome (kept, not_normal, "
+                  "undecodable, vetoed: removed for an alert, trimmed: over the per-camera bounds)", ["result"])

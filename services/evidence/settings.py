@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -67,6 +68,17 @@ class EvidenceSettings(ServiceSettings):
     heat_floor: float = Field(0.35, ge=0, lt=1, description="Fraction of the map's top below which it is transparent")
     latest_frame_every_s: float = Field(2.0, ge=0.1, le=600, description="How often each camera's latest frame is written")
     latest_frame_ttl_s: int = Field(30, ge=1, le=86_400, description="TTL of a camera's latest frame")
+    # footage for retraining (docs/evidence.md, `vigil retrain --footage`)
+    footage_dir: Path | None = Field(None, description="Keep confidently normal segments of every camera here "
+                                     "(<dir>/<camera>/*.mkv); unset: no footage is kept")  # fmt: skip
+    footage_every_s: float = Field(600.0, ge=10, le=86_400, description="At most one segment per camera this often")
+    footage_segment_s: float = Field(10.0, ge=1, le=120, description="Length of a segment")
+    footage_guard_s: float = Field(10.0, ge=0, le=120, description="No alert within this of a segment; a segment "
+                                   "is taken this long after its end")  # fmt: skip
+    footage_margin: float = Field(1.0, ge=0, le=100, description="Every timeline score of a segment is at least "
+                                  "this far below the camera's threshold (z units)")  # fmt: skip
+    footage_max_segments: int = Field(200, ge=1, le=1_000_000, description="Segments kept per camera (oldest go)")
+    footage_max_bytes: int = Field(500 << 20, ge=1 << 20, le=1 << 40, description="Bytes of footage per camera")
     # the loop
     poll_ms: int = Field(100, ge=1, le=5000, description="Longest wait for frames in one loop turn")
     max_records: int = Field(500, ge=1, le=100_000, description="Kafka records handled per loop turn")
@@ -82,4 +94,7 @@ class EvidenceSettings(ServiceSettings):
         if window > self.ring_age_s:
             raise ValueError(f"before_s + max_alert_s + after_s ({window:g}s) must fit in ring_age_s. Received: "
                              f"ring_age_s={self.ring_age_s:g}")  # fmt: skip
+        if self.footage_dir is not None and self.footage_segment_s + self.footage_guard_s > 0.9 * self.ring_age_s:
+            raise ValueError(f"footage_segment_s + footage_guard_s must fit in 90% of ring_age_s. Received: "
+                             f"{self.footage_segment_s:g} + {self.footage_guard_s:g} > 0.9 x {self.ring_age_s:g}")  # fmt: skip
         return self

@@ -29,6 +29,7 @@ from typing import Any
 from vigil.services.evidence import metrics
 from vigil.services.evidence.clip import ClipFormat, pick_format
 from vigil.services.evidence.core import AlertOutcome, Evidence, EvidenceConfig, EvidenceCore, Job, S, Status
+from vigil.services.evidence.footage import FootageConfig, FootageKeeper
 from vigil.services.evidence.settings import EvidenceSettings
 from vigil.shared.redis_keys import (
     EVIDENCE_READY_CHANNEL,
@@ -227,8 +228,12 @@ class EvidenceService:
         self._retry_at = 0.0
         self._latest_at = 0.0
         self._latest_written: dict[str, int] = {}
-        self._exported: dict[str, Counter[str]] = {"dropped": Counter(), "evicted": Counter()}
+        self._exported: dict[str, Counter[str]] = {"dropped": Counter(), "evicted": Counter(), "footage": Counter()}
         self.turns = 0
+        self.footage_counts: Counter[str] = Counter()
+        self.footage = None if settings.footage_dir is None else FootageKeeper(
+            footage_config(settings), writer.client, self.footage_counts)
+        self._footage_at = 0.0
 
     # -- Service -------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -276,8 +281,11 @@ class EvidenceService:
             if not self.feed.catching_up():  # evidence waits while the ring refills after a (re)start
                 self.render_due(self.core.due(now))
             self.write_latest()
+            self.sample_footage()
         for cam in self.core.rings.evict_idle(now, int(self.settings.idle_evict_s * S)):
             log.info("camera %s: no frame for %.0fs, its ring is dropped", cam, self.settings.idle_evict_s)
+            if self.footage is not None:
+                self.footage.planner.forget(cam)
         self.export_metrics()
         self.turns += 1
 
@@ -306,7 +314,22 @@ class EvidenceService:
             metrics.ALERTS.labels(outcome.result).inc()
             if outcome.result == "malformed":
                 malformed.append(entry_id)
+            elif self.footage is not None and outcome.alert_id in self.core.jobs:
+                self.footage.on_alert(self.core.jobs[outcome.alert_id].alert)
         self.writer.ack(malformed)
+
+    def sample_footage(self) -> None:
+        """Once a second: keep the cameras' due segments that scored confidently normal (``footage_dir``)."""
+        import redis
+
+        if self.footage is None or time.monotonic() < self._footage_at:
+            return
+        self._footage_at = time.monotonic() + 1.0
+        try:
+            self.footage.sample({cam: list(ring.frames) for cam, ring in self.core.rings.latest()})
+        except (redis.RedisError, OSError) as exc:
+            metrics.REDIS_FAILURES.inc()
+            log.warning("footage sampling failed (%s: %s); retried next second", type(exc).__name__, str(exc)[:200])
 
     def render_due(self, due: list[tuple[Job, Status]]) -> None:
         """Render and write the due evidence; evidence that failed to be written is retried first."""
@@ -390,12 +413,21 @@ class EvidenceService:
         metrics.RING_BYTES.set(rings.nbytes)
         metrics.CAMERAS.set(len(rings.cameras))
         metrics.PENDING.set(len(self.core.jobs))
-        for name, counts, metric in (("dropped", rings.dropped, metrics.DROPPED), ("evicted", rings.evicted, metrics.EVICTED)):
+        for name, counts, metric in (("dropped", rings.dropped, metrics.DROPPED), ("evicted", rings.evicted, metrics.EVICTED),
+                                     ("footage", self.footage_counts, metrics.FOOTAGE)):
             seen = self._exported[name]
             for reason, n in counts.items():
                 if n > seen[reason]:
                     metric.labels(reason).inc(n - seen[reason])
                     seen[reason] = n
+
+
+def footage_config(settings: EvidenceSettings) -> FootageConfig:
+    """The footage keeper's parameters from the settings (``footage_dir`` set)."""
+    assert settings.footage_dir is not None
+    return FootageConfig(settings.footage_dir, int(settings.footage_every_s * S), int(settings.footage_segment_s * S),
+                         int(settings.footage_guard_s * S), settings.footage_margin, settings.footage_max_segments,
+                         settings.footage_max_bytes)  # fmt: skip
 
 
 def make_consumer(settings: EvidenceSettings) -> Any:
