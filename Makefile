@@ -4,8 +4,10 @@ VENV  ?= .venv
 PY    := $(VENV)/bin/python
 STACK := infra/local/stack.sh
 ENV   := set -a; [ -f .state/local.env ] && source .state/local.env; set +a;
+HELM  := .state/bin/helm
+HELM_VERSION := v3.18.6
 
-.PHONY: help install up down status test test-fast test-faults lint smoke bench demo clean
+.PHONY: help install up down status test test-fast test-faults test-helm test-clone lint smoke bench demo settings-doc clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -26,7 +28,16 @@ test:  ## the whole suite against real servers (installs and starts what it need
 	infra/local/run_tests.sh -q -ra
 
 test-fast:  ## unit tests only (no servers)
-	$(PY) -m pytest -q -m "not integration"
+	$(PY) -m pytest -q -m "not integration and not helm and not clone"
+
+$(HELM):
+	mkdir -p $(@D) && GOBIN=$(CURDIR)/$(@D) GOFLAGS=-p=1 nice -n 10 go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+test-helm: $(HELM)  ## helm lint + helm template of infra/helm/vigil (builds .state/bin/helm with Go first: >10 min)
+	$(PY) -m pytest -q -m helm tests/test_helm.py
+
+test-clone:  ## clone HEAD into a temp dir (no ../shared, no VIGIL_PED2_DIR): make test-fast and a short demo there
+	$(PY) -m pytest -q -m clone tests/test_clone.py
 
 test-faults: up  ## the hostile-input and fault tests of issue #15 (docs/reliability.md), one directory per run
 	$(ENV) $(PY) -m pytest -q tests/reliability tests/shared/test_telemetry.py tests/shared/test_schemas.py && \
@@ -44,6 +55,9 @@ bench: up  ## all benchmarks (results in docs/benchmarks.md)
 
 demo: up  ## the whole pipeline on live RTSP cameras playing Ped2 clips (Ctrl-C stops it)
 	$(ENV) $(VENV)/bin/vigil demo $(DEMO_ARGS)
+
+settings-doc:  ## regenerate docs/settings.md from the settings models
+	$(PY) -m vigil.tools.settings_ref
 
 clean: down  ## stop servers and remove local state (Kafka data, Redis AOF)
 	rm -rf .state

@@ -280,7 +280,7 @@ class ServiceSettings(BaseSettings):
     metrics_host: str = Field(
         "127.0.0.1", min_length=1, max_length=255,
         description="Address /metrics, /healthz and /readyz bind to: loopback by default; containers set 0.0.0.0 "
-        "(docker-compose.yml and the k8s manifests do) so that Prometheus and the probes reach it",
+        "(docker-compose.yml and the Helm chart do) so that Prometheus and the probes reach it",
     )  # fmt: skip
     heartbeat_timeout_s: float = Field(
         60.0, ge=1, le=3600, description="/healthz fails when the service loop has not beaten for this long, or one "

@@ -61,6 +61,8 @@ class ScorerCore:
 
     def forget(self) -> None:
         """Drop the in-memory cache (partitions were revoked; states are reloaded from the table)."""
+        for cam in self.states:
+            metrics.forget_camera(cam)  # the camera may now be scored by another scorer
         self.states.clear()
 
     def _resolve(self, camera_id: str, model_version: str) -> Calibration | None:
@@ -132,6 +134,7 @@ class ScorerCore:
                 point = self.timeline.add(msg.camera_id, msg.capture_ns, result.score, result.threshold)
                 if point is not None:
                     points.setdefault(msg.camera_id, []).append(point)
+                metrics.observe_camera(msg.camera_id, result.score, result.threshold, msg.capture_ns)
         await self.flush(hashes, points)
         if self.kinds is not None:
             await self.kinds.store_features()
@@ -168,6 +171,7 @@ class ScorerCore:
             self.states.pop(cam, None)
             self._seen.pop(cam, None)
             self.timeline.forget(cam)
+            metrics.forget_camera(cam)
             if self.kinds is not None:
                 self.kinds.forget(cam)
         if idle:

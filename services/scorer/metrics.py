@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,25 @@ KIND_LABELS = gauge("vigil_scorer_kind_labels", "Operator labels behind the kind
 LABELS_SKIPPED = counter("vigil_scorer_labels_skipped", "Labels not learnt (malformed, or the alert's features had expired)")
 KIND_FEATURES_DROPPED = counter("vigil_scorer_kind_features_dropped", "Alert features not stored (Redis error)")
 CAMERAS = gauge("vigil_scorer_cameras", "Cameras whose scorer state is in memory")
+CAMERA_SCORE = gauge("vigil_scorer_camera_score", "Latest score of each camera in memory", ["camera"])
+CAMERA_THRESHOLD = gauge("vigil_scorer_camera_threshold", "Alert threshold each camera in memory is scored against",
+                         ["camera"])  # fmt: skip
+CAMERA_LAST_SCORE = gauge("vigil_scorer_camera_last_score_timestamp_seconds", "Capture time (Unix seconds) of the "
+                          "last frame scored for each camera in memory", ["camera"])  # fmt: skip
+
+
+def observe_camera(camera_id: str, score: float, threshold: float, capture_ns: int) -> None:
+    """Set a camera's score gauges (labels bounded by the scorer's max_cameras; removed by :func:`forget_camera`)."""
+    CAMERA_SCORE.labels(camera_id).set(score)
+    CAMERA_THRESHOLD.labels(camera_id).set(threshold)
+    CAMERA_LAST_SCORE.labels(camera_id).set(capture_ns / 1e9)
+
+
+def forget_camera(camera_id: str) -> None:
+    """Remove an evicted camera's gauges."""
+    for g in (CAMERA_SCORE, CAMERA_THRESHOLD, CAMERA_LAST_SCORE):
+        with contextlib.suppress(KeyError):
+            g.remove(camera_id)
 
 
 class OutboxDropTally:
