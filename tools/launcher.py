@@ -156,18 +156,20 @@ def start_rtsp_server(mounts: dict[str, Path | list[Path]], log_dir: Path, *, lo
 
 @dataclass
 class LocalStack:
-    """A private Kafka + Redis in ``state_dir`` on free ports (for fault tests and isolated runs)."""
+    """A private Kafka + Redis (+ Mosquitto with ``up("all")``) in ``state_dir`` on free ports (for fault tests
+    and isolated runs)."""
 
     state_dir: Path
     kafka_port: int = field(default_factory=free_port)
     controller_port: int = field(default_factory=free_port)
     redis_port: int = field(default_factory=free_port)
+    mqtt_port: int = field(default_factory=free_port)
 
     def _run(self, *args: str, timeout: float = 180) -> None:
         env = os.environ | {
             "VIGIL_STATE_DIR": str(self.state_dir), "VIGIL_LOCAL_KAFKA_PORT": str(self.kafka_port),
             "VIGIL_LOCAL_KAFKA_CONTROLLER_PORT": str(self.controller_port),
-            "VIGIL_LOCAL_REDIS_PORT": str(self.redis_port),
+            "VIGIL_LOCAL_REDIS_PORT": str(self.redis_port), "VIGIL_LOCAL_MQTT_PORT": str(self.mqtt_port),
         }  # fmt: skip
         out = subprocess.run([str(repo_root() / STACK), *args], env=env, capture_output=True, text=True, timeout=timeout)
         if out.returncode != 0:
