@@ -51,7 +51,7 @@ smoke: up  ## publish frames for 4 cameras through Kafka, read them back, round-
 	$(ENV) $(VENV)/bin/vigil smoke
 
 bench: up  ## all benchmarks (results in docs/benchmarks.md)
-	$(ENV) for b in model ingest worker scorer e2e; do $(VENV)/bin/vigil bench $$b || exit 1; done
+	$(ENV) for b in model ingest worker scorer e2e evidence api; do $(VENV)/bin/vigil bench $$b || exit 1; done
 
 demo: up  ## the whole pipeline on live RTSP cameras playing Ped2 clips (Ctrl-C stops it)
 	$(ENV) $(VENV)/bin/vigil demo $(DEMO_ARGS)

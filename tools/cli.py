@@ -15,7 +15,7 @@ import typer
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add the demo, the smoke test and the benchmarks to the root CLI and its `bench` group."""
-    from vigil.tools import bench_e2e, demo, smoke
+    from vigil.tools import bench_e2e, demo, settings_ref, smoke
 
     app.command("demo")(demo.demo)
     app.command("smoke")(smoke.smoke)
@@ -24,6 +24,20 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     bench.command("worker")(bench_worker)
     bench.command("scorer")(bench_scorer)
     bench.command("e2e")(bench_e2e.bench_e2e)
+    bench.command("api")(bench_api)
+    bench.command("evidence")(bench_evidence)
+    bench.command("notify")(bench_notify)
+    app.command("settings-doc")(settings_ref.settings_doc)
+
+
+def bench_notify(
+    alerts: Annotated[int, typer.Option(min=10, max=100_000, help="Alerts written")] = 200,
+    rate: Annotated[float, typer.Option(min=1, max=10_000, help="Alerts per second")] = 50.0,
+) -> None:
+    """Delivery latency of `vigil notify`: XADD -> MQTT receipt and -> webhook receipt (p50/p99)."""
+    from vigil.tools.bench_notify import run_bench
+
+    typer.echo(run_bench(alerts=alerts, rate=rate))
 
 
 def bench_ingest(
@@ -88,3 +102,30 @@ def bench_model(
     sizes_hw = [tuple(int(v) for v in s.split("x")) for s in sizes.split(",") if s]
     text = run_bench(model or DEFAULT_MODEL_DIR, [int(b) for b in batches.split(',') if b.strip()], sizes_hw, seconds, docs if write_docs else None)
     typer.echo(text)
+
+
+def bench_evidence(
+    clip: Annotated[str, typer.Option(help="UCSD Ped2 test clip whose frames are measured")] = "Test001",
+    data: Annotated[Path | None, typer.Option(help="UCSD Ped2 folder (default: $VIGIL_PED2_DIR, ../shared/data/ucsd_ped2, else the shipped data/ped2-mini)")] = None,
+    write: Annotated[bool, typer.Option("--write/--no-write", help="Write the evidence section of docs/benchmarks.md")] = True,
+) -> None:
+    """Evidence costs on real frames: ring bytes per frame, snapshot + clip bytes per 1/5/10 s alert, encode time."""
+    from vigil.tools.bench_evidence import run_bench
+
+    typer.echo(run_bench(data=data, clip=clip, write=write))
+
+
+def bench_api(
+    alerts: Annotated[int, typer.Option(min=200, max=100_000, help="Alerts stored for the measurement")] = 10_000,
+    baseline: Annotated[int, typer.Option(min=60, max=10_000, help="Alerts stored for the baseline (same run)")] = 100,
+    requests: Annotated[int, typer.Option(min=20, max=10_000, help="Requests per endpoint and store")] = 200,
+    cameras: Annotated[int, typer.Option(min=1, max=500, help="Cameras the alerts are spread over")] = 20,
+    write: Annotated[bool, typer.Option("--write/--no-write", help="Write the api section of docs/benchmarks.md")] = True,
+) -> None:
+    """p50/p99 latency of `vigil api` (alert list, detail, evidence, cameras, console) at 10,000 stored alerts vs 100."""
+    from vigil.shared.logging import configure_logging
+    from vigil.tools.bench_api import BenchConfig, run_bench
+
+    configure_logging()
+
+    typer.echo(run_bench(BenchConfig(alerts=alerts, baseline=baseline, requests=requests, cameras=cameras), write=write))

@@ -9,10 +9,16 @@ their first seconds. ``--clips all`` plays all 12 test clips over ``--cameras`` 
 each, one after the other). The demo prints live progress (per-camera fps, latest score, alerts as they
 open and close) and ends with a summary: per clip whether its anomaly was alerted, false alerts and the
 delay, and the end-to-end latency (capture -> alert in Redis).
+
+The web console (`vigil api`) runs alongside, with a viewer and an operator token generated once into the
+demo's state folder (``.state/demo/api-tokens``); the demo prints its URL and the operator token. When the
+evidence service is installed (``vigil evidence``), it runs too, so the console's alerts carry real-frame
+snapshots and clips; without it the console shows the scorer's heat-map snapshots.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import statistics
@@ -181,6 +187,8 @@ class Monitor:
                 alert = Alert.from_json(msg["data"])
             except SchemaError:
                 continue
+            if alert.camera_id not in self.cameras:  # another user of the same Redis
+                continue
             opened = self.alerts.get(alert.alert_id, {}).get("open_trigger_seq")
             self.alerts[alert.alert_id] = alert.model_dump() | {
                 "open_trigger_seq": alert.trigger_seq if alert.event == "open" else opened}
@@ -310,15 +318,23 @@ def demo(
         typer.echo(f"RTSP cameras: {', '.join(urls.values())}   (logs in {logs})")
         cameras_file = _write_cameras_file(cameras, urls, logs)
         procs += _start_services(cameras, cameras_file, model, logs)
+        procs += _start_console(cameras_file, logs, workdir)
         monitor.start()
         procs.append(_start_ingest(cameras_file, logs))
         _watch(monitor, cameras, procs, timeout)
+        _finish(monitor, cameras, workdir)
+        _linger(procs)
     except KeyboardInterrupt:
         typer.echo("\ninterrupted: stopping")
+        _finish(monitor, cameras, workdir)
     finally:
         for proc in reversed(procs):
             proc.stop()
         monitor.stop()
+
+
+def _finish(monitor: Monitor, cameras: list[DemoCamera], workdir: Path) -> None:
+    """Print the summary and keep it in ``last_summary.json``."""
     summary = summarize(monitor, cameras)
     _print_summary(summary)
     (workdir / "last_summary.json").write_text(json.dumps(summary, indent=2))
@@ -396,6 +412,95 @@ def _start_services(cameras: list[DemoCamera], cameras_file: Path, model: Path |
         typer.echo(f"starting {name} (metrics http://127.0.0.1:{port}/metrics) ...")
         wait_ready(proc, port, timeout=180)
     return started
+
+
+API_PORT = 8080
+"""The console's port when it is free (else any free port)."""
+
+
+def demo_tokens(folder: Path) -> dict[str, str]:
+    """The demo's console tokens (``role -> token``), generated once into ``folder/api-tokens`` (mode 600)."""
+    import secrets
+
+    path = folder / "api-tokens"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text("# vigil demo console tokens (generated)\n"
+                        f"viewer:{secrets.token_urlsafe(24)}\noperator:{secrets.token_urlsafe(24)}\n")  # fmt: skip
+    tokens = {}
+    for line in path.read_text().splitlines():
+        role, sep, token = line.partition(":")
+        if sep and not line.startswith("#"):
+            tokens[role] = token
+    return tokens
+
+
+def has_command(name: str) -> bool:
+    """Whether ``vigil <name>`` exists: its area's cli.py registers a command of that name."""
+    import importlib
+
+    app, bench = typer.Typer(), typer.Typer()
+    try:
+        importlib.import_module(f"vigil.services.{name}.cli").register(app, bench)
+    except (ImportError, AttributeError):
+        return False
+    return any((c.name or getattr(c.callback, "__name__", "")) == name for c in app.registered_commands)
+
+
+def _port(preferred: int) -> int:
+    import socket
+
+    if preferred == 0:
+        return free_port()
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            return free_port()
+
+
+def _start_console(cameras_file: Path, logs: Path, workdir: Path) -> list[Proc]:
+    """`vigil evidence` (when installed) and `vigil api` with the demo's tokens; prints the console's URL."""
+    import os
+
+    started = []
+    if has_command("evidence"):
+        port = free_port()
+        env = dict(os.environ) | {"VIGIL_EVIDENCE_METRICS_PORT": str(port), "VIGIL_CAMERAS_FILE": str(cameras_file)}
+        proc = Proc("evidence", vigil_argv("evidence"), logs / "evidence.log", env).start()
+        try:
+            wait_ready(proc, port, timeout=120)
+            started.append(proc)
+            typer.echo("starting evidence (real-frame snapshots and clips for the console) ...")
+        except RuntimeError as exc:
+            proc.stop()
+            typer.secho(f"evidence did not start; the console shows heat-map snapshots only: {str(exc)[-400:]}", fg="yellow")
+    else:
+        typer.echo("no `vigil evidence` here: the console shows the scorer's heat-map snapshots, without clips")
+    tokens = demo_tokens(workdir)
+    port, metrics_port = _port(int(os.environ.get("VIGIL_API_PORT", API_PORT))), free_port()
+    env = dict(os.environ) | {"VIGIL_API_PORT": str(port), "VIGIL_API_METRICS_PORT": str(metrics_port),
+                              "VIGIL_API_TOKENS_FILE": str(workdir / "api-tokens"), "VIGIL_CAMERAS_FILE": str(cameras_file)}  # fmt: skip
+    proc = Proc("api", vigil_argv("api"), logs / "api.log", env).start()
+    wait_ready(proc, metrics_port, timeout=60)
+    typer.secho(f"console: http://127.0.0.1:{port}/  (operator token {tokens.get('operator', '?')}; "
+                f"viewer token {tokens.get('viewer', '?')}; both in {workdir / 'api-tokens'})", fg="green", bold=True)  # fmt: skip
+    return [*started, proc]
+
+
+def _linger(procs: list[Proc]) -> None:
+    """On a terminal, keep the console up after the summary until Enter (or Ctrl-C)."""
+    import sys
+
+    api = next((p for p in procs if p.name == "api" and p.alive), None)
+    if not sys.stdin.isatty() or api is None:
+        return
+    typer.secho(f"\nconsole: http://127.0.0.1:{api.env.get('VIGIL_API_PORT', API_PORT)}/review  (tokens in "
+                f"{api.env.get('VIGIL_API_TOKENS_FILE', '?')})", fg="green", bold=True)  # fmt: skip
+    with contextlib.suppress(EOFError, KeyboardInterrupt):
+        input("The console stays up for browsing: press Enter to stop everything. ")
 
 
 def _start_ingest(cameras_file: Path, logs: Path) -> Proc:

@@ -125,7 +125,12 @@ class AlertItem(BaseModel):
     stream_id: str = Field(description="Stream id of this change (also the paging cursor)")
     alert: Alert = Field(description="The alert's latest change (event, times, peak, box, ...)")
     label: Label | None = None
-    snapshot_url: str | None = Field(None, description="JPEG of the peak; absent once it expired")
+    snapshot_url: str | None = Field(None, description="JPEG of the peak (the real frame when the evidence service "
+                                     "wrote one, else the scorer's heat map); null once both expired")  # fmt: skip
+    snapshot_kind: Literal["frame", "heatmap"] | None = Field(None, description="What `snapshot_url` serves: the real "
+                                                              "frame (evidence) or the scorer's heat map")  # fmt: skip
+    clip_url: str | None = Field(None, description="The alert's clip (MP4 or WebM); null when none was written or it expired")
+    evidence_status: str | None = Field(None, description="preliminary (the alert is still open) or final; null = none")
 
 
 class AlertPage(BaseModel):
@@ -151,6 +156,9 @@ class AlertDetail(BaseModel):
     changes: list[AlertChange]
     label: Label | None = None
     snapshot_url: str | None = None
+    snapshot_kind: Literal["frame", "heatmap"] | None = None
+    clip_url: str | None = None
+    evidence_status: str | None = None
 
 
 class CameraView(BaseModel):
@@ -190,6 +198,174 @@ def camera_view(camera_id: str, h: dict[str, str]) -> CameraView:
 def snapshot_url(alert_id: str) -> str:
     """Where the API serves an alert's snapshot."""
     return f"/v1/alerts/{alert_id}/snapshot"
+
+
+def clip_url(alert_id: str) -> str:
+    """Where the API serves an alert's clip."""
+    return f"/v1/alerts/{alert_id}/clip"
+
+
+# -- evidence ---------------------------------------------------------------------------------------------------
+CLIP_TYPES = {"video/mp4": b"ftyp", "video/webm": b"\x1a\x45\xdf\xa3"}
+"""The clip types the console plays, and the bytes that identify each (MP4 at offset 4, WebM/EBML at 0)."""
+EVIDENCE_STATUS = ("preliminary", "final")
+
+
+def clip_type(declared: str | None, head: bytes) -> str:
+    r"""The clip's content type: the declared one when it is a known type, else sniffed from its first bytes.
+
+    Example:
+        >>> clip_type("video/webm", b""), clip_type("text/html", b"\x00\x00\x00\x18ftypisom"), clip_type(None, b"??")
+        ('video/webm', 'video/mp4', 'application/octet-stream')
+    """
+    base = (declared or "").split(";")[0].strip().lower()
+    if base in CLIP_TYPES:
+        return base
+    if head[4:8] == CLIP_TYPES["video/mp4"]:
+        return "video/mp4"
+    if head[:4] == CLIP_TYPES["video/webm"]:
+        return "video/webm"
+    return "application/octet-stream"
+
+
+class Evidence(BaseModel):
+    """What the evidence service wrote for an alert (its ``vigil:evidence:<id>`` hash), with the URLs to fetch it."""
+
+    alert_id: str
+    status: str = Field("", description="preliminary (the alert was still open) or final")
+    snapshot_bytes: int | None = None
+    clip_bytes: int | None = None
+    clip_mime: str = ""
+    first_seq: int | None = Field(None, description="Frame range of the clip")
+    last_seq: int | None = None
+    frames: int | None = None
+    created_ns: int | None = None
+    snapshot_url: str | None = None
+    clip_url: str | None = None
+
+
+def evidence_view(alert_id: str, h: dict[str, str], has_snapshot: bool, has_clip: bool) -> Evidence:
+    """The evidence record from its hash fields (decoded); unreadable numbers become null, unknown status ''."""
+    status = h.get("status", "")
+    return Evidence(
+        alert_id=alert_id, status=status if status in EVIDENCE_STATUS else "",
+        snapshot_bytes=_number(h.get("snapshot_bytes"), int), clip_bytes=_number(h.get("clip_bytes"), int),
+        clip_mime=clip_type(h.get("clip_mime"), b"") if has_clip else "", first_seq=_number(h.get("first_seq"), int),
+        last_seq=_number(h.get("last_seq"), int), frames=_number(h.get("frames"), int),
+        created_ns=_number(h.get("created_ns"), int),
+        snapshot_url=snapshot_url(alert_id) if has_snapshot else None, clip_url=clip_url(alert_id) if has_clip else None,
+    )  # fmt: skip
+
+
+_RANGE = re.compile(r"^bytes=(\d{0,19})-(\d{0,19})$")
+
+
+class RangeError(ValueError):
+    """A ``Range`` header the API cannot satisfy (416)."""
+
+
+def parse_range(header: str) -> tuple[int | None, int | None]:
+    """One HTTP byte range: ``(start, end)`` inclusive; ``(None, n)`` is the last n bytes, ``(start, None)`` to the end.
+
+    Raises:
+        RangeError: not one ``bytes=`` range (several ranges are refused too: a clip needs one).
+
+    Example:
+        >>> parse_range("bytes=0-1023"), parse_range("bytes=500-"), parse_range("bytes=-200")
+        ((0, 1023), (500, None), (None, 200))
+    """
+    m = _RANGE.match(header.strip().replace(" ", ""))
+    if m is None or (not m.group(1) and not m.group(2)):
+        raise RangeError(f"Range must be one `bytes=START-END`, `bytes=START-` or `bytes=-LAST`. Received: {header[:60]!r}")
+    start = int(m.group(1)) if m.group(1) else None
+    end = int(m.group(2)) if m.group(2) else None
+    if start is not None and end is not None and end < start:
+        raise RangeError(f"Range end is before its start. Received: {header[:60]!r}")
+    if start is None and end == 0:
+        raise RangeError("Range `bytes=-0` selects nothing")
+    return start, end
+
+
+def range_indexes(rng: tuple[int | None, int | None]) -> tuple[int, int]:
+    """The ``GETRANGE`` indexes of a parsed range (negative from the end, as Redis takes them).
+
+    Example:
+        >>> range_indexes((0, 1023)), range_indexes((500, None)), range_indexes((None, 200))
+        ((0, 1023), (500, -1), (-200, -1))
+    """
+    start, end = rng
+    if start is None:
+        return -int(end or 0), -1
+    return start, -1 if end is None else end
+
+
+def content_range(rng: tuple[int | None, int | None], length: int) -> tuple[int, int]:
+    """The first and last byte a range selects of a ``length``-byte body.
+
+    Raises:
+        RangeError: the range starts at or beyond the end (416).
+
+    Example:
+        >>> content_range((0, 99), 50), content_range((None, 200), 50), content_range((10, None), 50)
+        ((0, 49), (0, 49), (10, 49))
+    """
+    start, end = rng
+    if start is None:
+        return max(0, length - int(end or 0)), length - 1
+    if start >= length:
+        raise RangeError(f"Range starts at byte {start}; the clip has {length} bytes")
+    return start, length - 1 if end is None else min(end, length - 1)
+
+
+# -- timeline, zones ------------------------------------------------------------------------------------------
+MAX_TIMELINE = 10_000
+"""Most timeline points one request returns."""
+
+
+class TimelinePoint(BaseModel):
+    """One point of a camera's score timeline (the scorer writes at most one a second)."""
+
+    t_ns: int = Field(description="Capture time of the frame (ns since the epoch)")
+    score: float
+    threshold: float | None = None
+
+
+def timeline_point(fields: dict[str, str]) -> TimelinePoint | None:
+    """A timeline point from a stream entry's fields, or None when it is not a finite, plausible one.
+
+    Example:
+        >>> timeline_point({"t_ns": "1795378018859000000", "score": "1.25", "threshold": "2.6"}).score
+        1.25
+        >>> timeline_point({"t_ns": "x", "score": "1"}) is None, timeline_point({"t_ns": "1", "score": "nan"}) is None
+        (True, True)
+    """
+    t_ns, score, thr = _number(fields.get("t_ns"), int), _number(fields.get("score"), float), _number(fields.get("threshold"), float)
+    if t_ns is None or score is None or not 0 <= t_ns < 2**63 or not math.isfinite(score) or abs(score) > 1e6:
+        return None
+    return TimelinePoint(t_ns=t_ns, score=score, threshold=thr if thr is not None and math.isfinite(thr) else None)
+
+
+def zones_yaml(camera_id: str, zones: Any) -> str:
+    """The ``zones:`` block of a camera, as it goes into the cameras file (points rounded to 4 digits).
+
+    Example:
+        >>> from vigil.shared.cameras import Zones
+        >>> print(zones_yaml("lobby", Zones(exclude=[[(0, 0), (0.5, 0), (0.5, 0.25)]])), end="")
+        # in the cameras file, under the camera `lobby`:
+        zones:
+          include: []
+          exclude:
+          - [[0.0, 0.0], [0.5, 0.0], [0.5, 0.25]]
+    """
+
+    def poly(p: list[tuple[float, float]]) -> str:
+        return "[" + ", ".join(f"[{round(x, 4)}, {round(y, 4)}]" for x, y in p) + "]"
+
+    lines = [f"# in the cameras file, under the camera `{camera_id}`:", "zones:"]
+    for kind in ("include", "exclude"):
+        polys = getattr(zones, kind)
+        lines += [f"  {kind}: []"] if not polys else [f"  {kind}:"] + [f"  - {poly(p)}" for p in polys]
+    return "\n".join(lines) + "\n"
 
 
 class FrameScore(BaseModel):

@@ -1,7 +1,9 @@
-"""Live alert changes for `GET /v1/events` (server-sent events).
+"""Live alert changes and evidence for `GET /v1/events` (server-sent events).
 
-One :class:`AlertHub` per process holds one Redis ``PSUBSCRIBE vigil:alerts:*`` and fans every message
-out to the connected clients, each through its own bounded queue: a slow client loses its oldest
+One :class:`AlertHub` per process holds one Redis ``PSUBSCRIBE vigil:alerts:*`` (each alert change: an
+``alert`` event) and ``SUBSCRIBE vigil:evidence-ready`` (an alert id whose snapshot and clip were just
+written: an ``evidence`` event, ``{"alert_id": ...}``; a message that is no alert id is dropped and
+counted), and fans every message out to the connected clients, each through its own bounded queue: a slow client loses its oldest
 changes (counted in ``vigil_api_sse_dropped_total``), never the others' and never the server's memory.
 The subscription starts with the first client, lasts until shutdown, and is re-established with backoff
 when Redis drops it.
@@ -17,17 +19,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from vigil.services.api import metrics
-from vigil.shared.redis_keys import alerts_channel
+from vigil.services.api.core import ALERT_ID
+from vigil.shared.redis_keys import EVIDENCE_READY_CHANNEL, alerts_channel
 
 log = logging.getLogger(__name__)
 
 SSE_KEEPALIVE = ": keep-alive\n\n"
 SSE_CONNECTED = ": connected\n\n"
+Event = tuple[str, str]
+"""``(event name, data)`` of one server-sent event."""
 
 
 def sse_message(event: str, data: str, event_id: str | None = None) -> str:
@@ -49,7 +55,7 @@ class AlertHub:
         self.client_factory = client_factory
         self.queue_size = queue_size
         self.max_clients = max_clients
-        self._queues: set[asyncio.Queue[str]] = set()
+        self._queues: set[asyncio.Queue[Event]] = set()
         self._task: asyncio.Task | None = None
         self._ready = asyncio.Event()
         self._seq = 0
@@ -59,7 +65,7 @@ class AlertHub:
         """Connected clients."""
         return len(self._queues)
 
-    async def add(self, timeout_s: float = 5.0) -> asyncio.Queue[str]:
+    async def add(self, timeout_s: float = 5.0) -> asyncio.Queue[Event]:
         """A new client's queue of alert JSON, once the Redis subscription is up.
 
         Raises:
@@ -72,23 +78,36 @@ class AlertHub:
             self._ready = asyncio.Event()  # of this event loop
             self._task = asyncio.get_running_loop().create_task(self._run(), name="vigil-api-alert-hub")
         await asyncio.wait_for(self._ready.wait(), timeout_s)
-        queue: asyncio.Queue[str] = asyncio.Queue(self.queue_size)
+        queue: asyncio.Queue[Event] = asyncio.Queue(self.queue_size)
         self._queues.add(queue)
         metrics.SSE_CLIENTS.set(len(self._queues))
         return queue
 
-    def remove(self, queue: asyncio.Queue[str]) -> None:
+    def remove(self, queue: asyncio.Queue[Event]) -> None:
         """Forget a client (idempotent)."""
         self._queues.discard(queue)
         metrics.SSE_CLIENTS.set(len(self._queues))
 
-    def publish(self, data: str) -> None:
-        """Hand one alert change to every client (drop-oldest when a client's queue is full)."""
+    def publish(self, data: str, event: str = "alert") -> None:
+        """Hand one event to every client (drop-oldest when a client's queue is full)."""
         for queue in list(self._queues):
             if queue.full():
                 queue.get_nowait()
                 metrics.SSE_DROPPED.inc()
-            queue.put_nowait(data)
+            queue.put_nowait((event, data))
+
+    def dispatch(self, msg: dict[str, Any]) -> None:
+        """Route one pub/sub message: an alert change as is, an evidence id once checked."""
+        data = msg["data"]
+        text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+        if msg.get("type") == "pmessage":
+            self.publish(text)
+        elif msg.get("type") == "message":
+            if ALERT_ID.match(text) is None:
+                metrics.DROPPED.labels("evidence_message").inc()
+                log.warning("ignored an evidence-ready message that is no alert id (%d bytes)", len(text))
+                return
+            self.publish(json.dumps({"alert_id": text}), "evidence")
 
     async def _run(self) -> None:
         """Hold the subscription from the first client until :meth:`close`; reconnect with backoff."""
@@ -110,12 +129,12 @@ class AlertHub:
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.psubscribe(alerts_channel("*"))
+            await pubsub.subscribe(EVIDENCE_READY_CHANNEL)
             self._ready.set()
             while True:
                 msg = await pubsub.get_message(timeout=1.0)
-                if msg is not None and msg.get("type") == "pmessage":
-                    data = msg["data"]
-                    self.publish(data.decode() if isinstance(data, bytes) else str(data))
+                if msg is not None:
+                    self.dispatch(msg)
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()

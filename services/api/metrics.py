@@ -13,3 +13,5 @@ SCORE_SECONDS = histogram("vigil_api_score_seconds", "Time to decode and score o
                           buckets=(0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 600))  # fmt: skip
 UPLOADS = counter("vigil_api_uploads", "POST /v1/score uploads by outcome", ["result"])
 ERRORS = counter("vigil_api_errors", "Unexpected errors answered with a 500")
+DROPPED = counter("vigil_api_dropped", "Records from Redis skipped as unreadable (timeline points, evidence messages)", ["reason"])
+CLIP_BYTES = counter("vigil_api_clip_bytes", "Bytes of alert clips served (ranges included)")

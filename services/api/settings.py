@@ -41,5 +41,11 @@ class ApiSettings(ServiceSettings):
     sse_max_clients: int = Field(100, ge=1, le=10_000, description="Concurrent /v1/events clients at most")
     scan_limit: int = Field(20_000, ge=500, le=1_000_000, description="Stream entries one GET /v1/alerts reads at most "
                             "(a sparse filter returns fewer items and a cursor to continue)")  # fmt: skip
+    cameras_cache_s: float = Field(5.0, ge=0, le=300, description="How long the list of camera ids is reused (finding "
+                                   "them scans Redis' keyspace); a new camera shows up within this time")  # fmt: skip
     access_log: bool = Field(False, description="Log every request (method, path, status; never the token)")
+    console: bool = Field(True, description="Serve the web console (/, /review, /cameras/...) besides the API")
+    session_max_age_s: int = Field(12 * 3600, ge=60, le=30 * 86400, description="Lifetime of the console's login cookie")
+    cookie_secure: bool | None = Field(None, description="Mark the console's cookie Secure (HTTPS only); None = when "
+                                       "the request came over HTTPS (set true behind a TLS proxy)")  # fmt: skip
     shutdown_timeout_s: float = Field(5.0, gt=0, le=120, description="Open requests (and /v1/events) get this long on SIGTERM")

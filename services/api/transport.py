@@ -114,7 +114,7 @@ def build_service(settings: ApiSettings) -> ApiService:
         raise StartupError(str(exc)) from None
     ctx = ApiContext(
         settings=settings,
-        store=AlertStore(settings.redis.client(), settings.scan_limit),
+        store=AlertStore(settings.redis.client(), settings.scan_limit, settings.cameras_cache_s),
         hub=AlertHub(settings.redis.async_client, settings.sse_queue, settings.sse_max_clients),
         scorer=ClipScorer(settings.model_dir, settings.max_frames, settings.max_pixels, settings.score_workers),
         tokens=tokens,

@@ -89,7 +89,10 @@ class Job:
     entry_ids: list[str] = field(default_factory=list)
     preliminary_done: bool = False
     forced: str = ""
-    """Why the job is finalised early (too many pending), or empty."""
+    """Why the job is finalised early (too many pending, shutdown), or empty."""
+    snapshot_grade: tuple[int, int] = (-1, 0)
+    """``(peak_seq, grade)`` of the snapshot written so far (grade: 1 a frame near the peak, 2 the peak frame,
+    +1 with its error map); a later snapshot of the same peak that grades lower is not written over it."""
 
 
 @dataclass(frozen=True)
@@ -239,8 +242,26 @@ class EvidenceCore:
         started = time.perf_counter()
         peak = self._peak(ring, a, problems)
         snapshot = self._snapshot(ring, peak, a, problems) if peak is not None else None
+        snapshot = self._keep_better(job, snapshot, self._grade(ring, peak, a, snapshot), problems)
         clip = self._clip(ring, a, peak, status, problems)
         return self._evidence(a, status, snapshot, (*clip, time.perf_counter() - started), problems, now_ns, job)
+
+    @staticmethod
+    def _grade(ring: CameraRing, peak: FrameMessage | None, a: Alert, snapshot: bytes | None) -> int:
+        if snapshot is None or peak is None:
+            return 0
+        return (2 if peak.seq == a.peak_seq else 1) + (1 if ring.score_of(peak) is not None else 0)
+
+    @staticmethod
+    def _keep_better(job: Job, snapshot: bytes | None, grade: int, problems: list[str]) -> bytes | None:
+        """None (the written snapshot stays) when one of the same peak with a better grade was written before."""
+        seq, best = job.snapshot_grade
+        if seq == job.alert.peak_seq and grade < best:
+            problems.append("the earlier snapshot is kept (it shows the peak frame with more of its evidence)")
+            return None
+        if snapshot is not None:
+            job.snapshot_grade = (job.alert.peak_seq, grade)
+        return snapshot
 
     def _evidence(self, a: Alert, status: Status, snapshot: bytes | None, clip: tuple, problems: list[str],
                   now_ns: int, job: Job) -> Evidence:  # fmt: skip
@@ -344,6 +365,9 @@ class EvidenceCore:
     # -- upkeep --------------------------------------------------------------------------------------
     def flush(self, now_ns: int) -> list[tuple[Job, Status]]:
         """Every pending job, to be rendered final now (shutdown)."""
+        for job in self.jobs.values():
+            if not job.forced and job.alert.event != "close":
+                job.forced = "finalised at shutdown while the alert was still open"
         return [(job, "final") for job in self.jobs.values()]
 
     def latest_frames(self, written: dict[str, int]) -> list[tuple[str, bytes]]:

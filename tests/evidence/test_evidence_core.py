@@ -7,12 +7,12 @@ import io
 import numpy as np
 import pytest
 
-from tests.evidence.measure import ring_bytes_per_frame
 from vigil.services.evidence.clip import encode_capped, pick_format
 from vigil.services.evidence.core import EvidenceConfig, EvidenceCore
 from vigil.services.evidence.ring import FRAME_OVERHEAD_BYTES, RingBounds, Rings, frame_bytes
 from vigil.services.evidence.settings import EvidenceSettings
 from vigil.shared.schemas import Alert, FrameMessage
+from vigil.tools.bench_evidence import ring_bytes_per_frame
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S
@@ -98,3 +98,22 @@ def test_settings_come_from_the_environment_and_are_checked(monkeypatch) -> None
     with pytest.raises(ValueError):
         EvidenceSettings(retention_s=1)
     assert pick_format("vp8").mime == "video/webm"
+
+
+def test_a_shutdown_never_replaces_a_better_snapshot_and_says_why() -> None:
+    core = EvidenceCore(EvidenceConfig(), pick_format("auto"))
+    for seq in range(40):
+        core.on_frame(_frame("s", seq, T0 + seq * S // 10, size=(24, 36)).encode(), now_ns=T0)
+    alert = Alert(alert_id="s:5:0", camera_id="s", event="open", start_seq=5, start_ns=T0 + S // 2, peak_score=5,
+                  score=5, threshold=2, peak_seq=20, box=(0.0, 0.0, 0.5, 0.5))  # fmt: skip
+    core.on_alert("1-0", {b"json": alert.to_json().encode()}, now_ns=T0)
+    job = core.jobs["s:5:0"]
+    first = core.render(job, "preliminary", now_ns=T0)
+    assert first.snapshot is not None and job.snapshot_grade == (20, 2)
+    core.done(first)
+    ring = core.rings.get("s")
+    ring.frames = type(ring.frames)(f for f in ring.frames if f.seq > 25)  # the peak frame has left the ring
+    [(job, status)] = core.flush(now_ns=T0)
+    final = core.render(job, status, now_ns=T0)
+    assert final.snapshot is None and final.clip is not None
+    assert "finalised at shutdown" in final.problem and "earlier snapshot is kept" in final.problem, final.problem
