@@ -172,3 +172,26 @@ def test_a_viewer_sees_the_console_but_cannot_label(client, scored) -> None:  # 
     assert client.put(f"/v1/alerts/{alert_id}/label", json={"kind": "bike"}, headers={"X-Vigil-Console": "1"}).status_code == 403
     assert client.get("/review?cursor=nonsense").status_code == 422
     client.cookies.clear()
+
+
+def test_a_card_shows_the_predicted_kind_and_suppression(client) -> None:  # noqa: ANN001
+    import uuid
+
+    from vigil.services.scorer.sink import changes_key
+    from vigil.shared.redis_keys import ALERTS_STREAM
+    from vigil.shared.schemas import Alert
+
+    cam = f"kind-{uuid.uuid4().hex[:8]}"
+    alert = Alert(alert_id=f"{cam}:1:1", camera_id=cam, event="close", start_seq=1, end_seq=9, start_ns=10**18,
+                  end_ns=10**18 + 10**9, peak_score=4.0, score=1.0, threshold=2.0, peak_seq=4, kind="false_positive",
+                  kind_confidence=0.97, kind_labels=42, suppressed=True)  # fmt: skip
+    redis = client.app.state.ctx.store.client
+    sid = redis.xadd(ALERTS_STREAM, {"alert_id": alert.alert_id, "camera_id": cam, "event": "close", "json": alert.to_json()})
+    redis.hset(changes_key(alert.alert_id), "close:1", sid)  # the scorer's index of an alert's changes
+    redis.expire(changes_key(alert.alert_id), 600)
+    client.cookies.clear()
+    client.post("/login", data={"token": OPERATOR, "next": "/"}, follow_redirects=False)
+    card = client.get(f"/console/cards/{alert.alert_id}")
+    assert card.status_code == 200, card.text
+    assert "predicted <b>false positive</b> (97%), 42 labels" in card.text and ">suppressed</span>" in card.text
+    client.post("/logout")
