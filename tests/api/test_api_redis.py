@@ -141,3 +141,27 @@ def test_openapi_and_docs_are_served(client) -> None:  # noqa: ANN001
 
 def _iso(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}+00:00"
+
+
+def test_a_label_given_through_the_api_reaches_the_kind_classifier(client, scored, redis_client) -> None:  # noqa: ANN001
+    import json
+
+    from vigil.model.classify import KindClassifier
+    from vigil.services.scorer.kinds import parse_label_entry
+    from vigil.shared.redis_keys import ALERT_LABELS, LABELS_STREAM, alert_features_key
+
+    alert_id = _page(client, camera=scored.a)["items"][-1]["alert"]["alert_id"]
+    features = {"peak_score": 7.5, "box_w": 0.25, "duration_s": 3.0}
+    redis_client.set(alert_features_key(alert_id), json.dumps(features), ex=600)  # as the scorer stores them
+    try:
+        r = client.put(f"/v1/alerts/{alert_id}/label", json={"kind": "cart"}, headers=auth(OPERATOR))
+        assert r.status_code == 200, r.text
+        entries = [parse_label_entry(f) for _, f in redis_client.xrevrange(LABELS_STREAM, count=200)]
+        mine = [e for e in entries if e is not None and e[0] == alert_id]
+        assert mine and mine[0] == (alert_id, "cart", features)
+        clf = KindClassifier()
+        clf.learn(mine[0][2], mine[0][1], alert_id)  # what the scorer's KindBook does with each entry
+        assert clf.n_labels == 1
+    finally:  # the session's alerts stay unlabelled for the other tests
+        redis_client.hdel(ALERT_LABELS, alert_id)
+        redis_client.delete(alert_features_key(alert_id))
