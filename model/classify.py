@@ -8,7 +8,8 @@ Rules (docs/classifier.md):
 - ``unknown`` while fewer than ``min_labels`` labels in total or fewer than ``min_per_kind`` of the predicted kind.
 - suppression of a false-positive kind only when its probability >= ``suppress_confidence`` AND the alert's peak
   score is <= ``score_margin`` x the highest peak score ever labelled *false positive* (an alert scoring beyond the
-  worst false positive operators have seen is never suppressed; :func:`suppress_rule`).
+  worst false positive operators have seen is never suppressed) AND below the lowest peak of any alert labelled as
+  a real kind (an alert as strong as the weakest confirmed incident is always notified; :func:`suppress_rule`).
 
 The batch side (:class:`ForestKinds`) is a scikit-learn random forest on :func:`percentile_features`, with the same
 ``unknown`` and suppression rules; it is stored as its training features (``.npz``) and refitted on load, never
@@ -94,17 +95,22 @@ class SuppressRule:
 
 
 def suppress_rule(kind: str, conf: float, peak: float, max_fp_peak: float | None,
-                  rule: SuppressRule = SuppressRule()) -> tuple[bool, str]:
+                  rule: SuppressRule = SuppressRule(), min_true_peak: float | None = None) -> tuple[bool, str]:
     """Whether an alert predicted as ``kind`` with confidence ``conf`` is suppressed, and why.
 
-    Only a false-positive kind, only at ``conf >= rule.confidence``, and only when the alert's ``peak`` is at most
-    ``rule.margin`` times the highest peak ever labelled false positive (at most that peak when it is <= 0).
+    All must hold: a false-positive kind; ``conf >= rule.confidence``; the alert's ``peak`` at most ``rule.margin``
+    times the highest peak ever labelled false positive (at most that peak when it is <= 0); and the peak *below*
+    ``min_true_peak``, the lowest peak of any alert labelled as a real kind (when there is one). An alert that
+    scores as high as the weakest confirmed incident is therefore always notified: no labelled incident would
+    have been suppressed, whatever the classifier says.
 
     Example:
         >>> suppress_rule("false_positive", 0.95, 3.0, 2.5)
         (True, 'false_positive at confidence 0.95')
         >>> suppress_rule("false_positive", 0.95, 4.0, 2.5)[0], suppress_rule("bike", 0.99, 1.0, 2.5)[0]
         (False, False)
+        >>> suppress_rule("false_positive", 0.95, 3.0, 2.5, min_true_peak=3.0)
+        (False, 'score 3.00 reaches the weakest confirmed incident (3.00)')
     """
     if kind not in rule.false_positive_kinds:
         return False, "not a false-positive kind"
@@ -115,6 +121,8 @@ def suppress_rule(kind: str, conf: float, peak: float, max_fp_peak: float | None
     limit = rule.margin * max_fp_peak if max_fp_peak > 0 else max_fp_peak
     if peak > limit:
         return False, f"score {peak:.2f} beyond {rule.margin} x labelled false-positive max {max_fp_peak:.2f}"
+    if min_true_peak is not None and peak >= min_true_peak:
+        return False, f"score {peak:.2f} reaches the weakest confirmed incident ({min_true_peak:.2f})"
     return True, f"{kind} at confidence {conf:.2f}"
 
 
@@ -196,9 +204,11 @@ class KindClassifier:
         return KindPrediction(kind, float(conf), n, *self._suppress(kind, float(conf), features))
 
     def _suppress(self, kind: str, conf: float, features: dict[str, float]) -> tuple[bool, str]:
-        fp_peaks = [f.get("peak_score", 0.0) for _, f, k in self._labels if k in self.false_positive_kinds]
+        fp = self.false_positive_kinds
+        fp_peaks = [f.get("peak_score", 0.0) for _, f, k in self._labels if k in fp]
+        true_peaks = [f.get("peak_score", 0.0) for _, f, k in self._labels if k not in fp]
         return suppress_rule(kind, conf, features.get("peak_score", 0.0), max(fp_peaks, default=None),
-                             SuppressRule(self.false_positive_kinds, self.suppress_confidence, self.score_margin))
+                             SuppressRule(fp, self.suppress_confidence, self.score_margin), min(true_peaks, default=None))
 
     def to_json(self) -> str:
         """State as JSON: the settings and the bounded labels (replayed on load)."""
@@ -306,12 +316,15 @@ class ForestKinds:
     _forest: RandomForestClassifier | None = field(default=None, repr=False)
     _counts: Counter = field(default_factory=Counter, repr=False)
     _max_fp_peak: float | None = None
+    _min_true_peak: float | None = None
 
     def fit(self, x: np.ndarray, y: list[str], peaks: list[float]) -> ForestKinds:
         """Fit on features ``x`` ``(N, F)``, labels ``y`` and the examples' peak scores."""
         self._counts = Counter(y)
         fp = [p for p, k in zip(peaks, y, strict=True) if k in self.rule.false_positive_kinds]
+        true = [p for p, k in zip(peaks, y, strict=True) if k not in self.rule.false_positive_kinds]
         self._max_fp_peak = max(fp) if fp else None
+        self._min_true_peak = min(true) if true else None
         self._forest = train_forest(np.asarray(x), list(y), self.seed, self.trees) if len(y) >= self.min_labels else None
         return self
 
@@ -328,7 +341,8 @@ class ForestKinds:
             if self._counts[kind] < self.min_per_kind:
                 out.append(KindPrediction(UNKNOWN, conf, n, False, f"only {self._counts[kind]} labels of {kind}"))
                 continue
-            out.append(KindPrediction(kind, conf, n, *suppress_rule(kind, conf, peak, self._max_fp_peak, self.rule)))
+            out.append(KindPrediction(kind, conf, n, *suppress_rule(kind, conf, peak, self._max_fp_peak, self.rule,
+                                                                     self._min_true_peak)))
         return out
 
 
@@ -413,7 +427,8 @@ def _ratio(a: float, b: float) -> float | None:
 DEFAULT_CHECKPOINTS = (0, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000, 2000, 5000)
 
 
-def learning_curve(units: list[Unit], checkpoints: tuple[int, ...] = DEFAULT_CHECKPOINTS, trees: int = TREES) -> list[dict]:
+def learning_curve(units: list[Unit], checkpoints: tuple[int, ...] = DEFAULT_CHECKPOINTS, trees: int = TREES,
+                   progress: bool = False) -> list[dict]:
     """Accuracy against the number of labels, labels given in time order (``Unit.order``) as an operator would.
 
     Test-then-train: the online classifier predicts each unit before learning its label; the forest, refitted on
@@ -427,8 +442,11 @@ def learning_curve(units: list[Unit], checkpoints: tuple[int, ...] = DEFAULT_CHE
         online.append(clf.predict(u.online))
         clf.learn(u.online, u.kind, alert_id=u.unit_id)
     bounds = sorted({c for c in checkpoints if c < len(ordered)} | {len(ordered)})
+    from tqdm import tqdm
+
     rows = []
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+    blocks = list(zip(bounds[:-1], bounds[1:], strict=True))
+    for lo, hi in tqdm(blocks, desc="learning curve", disable=not progress, leave=False):
         block = ordered[lo:hi]
         batch = fit_predict("batch", ordered[:lo], block, trees=trees)
         rows.append({"labels": lo, "units": hi - lo, "online": _block(block, online[lo:hi]), "batch": _block(block, batch)})
@@ -440,3 +458,15 @@ def _block(units: list[Unit], preds: list[KindPrediction]) -> dict:
     right = sum(p.kind == u.kind for u, p in known)
     return {"accuracy": _ratio(right, len(units)), "unknown_rate": _ratio(len(units) - len(known), len(units)),
             "accuracy_known": _ratio(right, len(known))}
+
+
+def majority_baseline(units: list[Unit]) -> float | None:
+    """Leave-one-group-out accuracy of always naming the most frequent kind of the training groups (what a
+    classifier must beat)."""
+    right = 0
+    for g in {u.group for u in units}:
+        train = Counter(u.kind for u in units if u.group != g)
+        if train:
+            top = train.most_common(1)[0][0]
+            right += sum(u.kind == top for u in units if u.group == g)
+    return _ratio(right, len(units))

@@ -28,6 +28,8 @@ COMMAND_MODULES = (
     "vigil.model.cli",
     "vigil.model.mmnist_cli",
     "vigil.model.retrain_cli",
+    "vigil.model.classifier_cli",
+    "vigil.model.tune",
     "vigil.services.worker.cli",
     "vigil.services.scorer.cli",
     "vigil.services.api.cli",

@@ -120,3 +120,21 @@ def test_ped2_kinds_cover_every_test_clip() -> None:
     assert set(kinds["clips"]) == clips
     for entry in kinds["clips"].values():
         assert entry["primary"] in entry["kinds"] and set(entry["kinds"]) <= set(kinds["kinds_vocabulary"])
+
+
+def test_no_labelled_incident_is_ever_suppressed() -> None:
+    """By construction: an alert scoring as high as the weakest confirmed incident is notified, even when the
+    classifier is sure it is a false positive (here bikes and false positives share everything but the score)."""
+    rng = np.random.default_rng(7)
+    clf = KindClassifier()
+    labelled = []
+    for i in range(200):
+        kind = FALSE_POSITIVE if i % 4 else "bike"
+        peak = rng.uniform(2.0, 4.0) if kind == FALSE_POSITIVE else rng.uniform(3.0, 6.0)
+        feats = {"peak_score": peak, "motion_mean": rng.normal(1.0, 0.1), "box_w": rng.normal(0.2, 0.02)}
+        clf.learn(feats, kind, alert_id=f"a{i}")
+        labelled.append((feats, kind))
+    preds = [(clf.predict(f), k) for f, k in labelled]
+    assert not any(p.suppress for p, k in preds if k == "bike")
+    assert any(p.kind == FALSE_POSITIVE and p.confidence >= 0.9 and "weakest confirmed" in p.reason for p, k in preds if k == "bike")
+    assert any(p.suppress for p, k in preds if k == FALSE_POSITIVE)  # the low-scoring false positives still go

@@ -45,7 +45,7 @@ def _core(settings, kinds: bool = True) -> ScorerCore:  # noqa: ANN001
 
     client = settings.async_client()
     sink = RedisSink(client, SinkOptions(retry_min_s=0.05, retry_max_s=0.2))
-    book = KindBook(client, KindSettings(refresh_s=0.5)) if kinds else None
+    book = KindBook(client, KindSettings(refresh_s=0.5, suppress=True)) if kinds else None
     table: dict[str, bytes] = {}
     return ScorerCore(ScorerSettings(**FAST), sink, table.get, table.__setitem__, dead, book)
 
