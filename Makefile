@@ -7,7 +7,7 @@ ENV   := set -a; [ -f .state/local.env ] && source .state/local.env; set +a;
 HELM  := .state/bin/helm
 HELM_VERSION := v3.18.6
 
-.PHONY: help install up down status test test-fast test-faults test-helm test-clone lint smoke bench demo settings-doc clean
+.PHONY: help install up down status test test-fast test-faults test-helm test-clone lint smoke bench bench-gpu demo settings-doc clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -51,7 +51,10 @@ smoke: up  ## publish frames for 4 cameras through Kafka, read them back, round-
 	$(ENV) $(VENV)/bin/vigil smoke
 
 bench: up  ## all benchmarks (results in docs/benchmarks.md)
-	$(ENV) for b in model ingest worker scorer e2e evidence api; do $(VENV)/bin/vigil bench $$b || exit 1; done
+	$(ENV) for b in model ingest worker scorer e2e evidence api notify runtime; do $(VENV)/bin/vigil bench $$b || exit 1; done
+
+bench-gpu:  ## every GPU measurement in one run (< 8 min; JAX backend, no TensorFlow; docs/gpu.md)
+	tools/bench_gpu.sh
 
 demo: up  ## the whole pipeline on live RTSP cameras playing Ped2 clips (Ctrl-C stops it)
 	$(ENV) $(VENV)/bin/vigil demo $(DEMO_ARGS)

@@ -36,8 +36,10 @@ def _cell_px(predictor: Any) -> int:
 
 
 def calibrate_model(model_dir: str | os.PathLike, data: str | os.PathLike, clips: list[str] | None = None,
-                    command: str = "") -> Calibration:
-    """Write the model card's per-location calibration (and refresh its feature statistics)."""
+                    command: str = "", cache_dir: Path | None = None) -> Calibration:
+    """Write the model card's per-location calibration (and refresh its feature statistics); the clips' score
+    messages are cached in ``cache_dir`` when given (``vigil calibrate``: ``.state/replay``, where ``vigil
+    train`` left those of its own calibration)."""
     from vigil.model.data import list_videos, read_video
     from vigil.model.replay import WORKER_WARMUP_FRAMES, clip_messages
     from vigil.model.streaming import StreamingPredictor
@@ -53,7 +55,7 @@ def calibrate_model(model_dir: str | os.PathLike, data: str | os.PathLike, clips
         raise FileNotFoundError(f"Calibration clips {missing or '(none named)'} are not under {folder}; pass --clips.")
     log.info("calibrating %s on %d normal clips", predictor.model_id, len(names))
     messages = clip_messages(predictor, {n: read_video(videos[n], *predictor.input_shape) for n in names},
-                             warmup_frames=WORKER_WARMUP_FRAMES)
+                             warmup_frames=WORKER_WARMUP_FRAMES, cache_dir=cache_dir)
     clips = [[Observation.from_message(m) for m in messages[n]] for n in names]
     warmup, thresholds = choose_warmup(clips, ScoringParams(), _cell_px(predictor), longest=WORKER_WARMUP_FRAMES)
     log.info("warm-up: %d frames (calibration thresholds for 1..%d frames: %s)", warmup, WORKER_WARMUP_FRAMES,

@@ -37,16 +37,39 @@ def _crop(text: str) -> tuple[int, int] | None:
     return h, w
 
 
+def _train_config(arch: str, shape: tuple[int, int, int], nt: int, stacks: tuple[str, str], strides: str):  # noqa: ANN202
+    """The config of a new model of architecture ``arch`` from the `vigil train` options."""
+    from vigil.model.architectures import get_architecture
+
+    height, width, channels = shape
+    get_architecture(arch)  # unknown or not-yet-available names raise with the list of names
+    if arch == "convlstm-ae":
+        from vigil.model.convlstm_ae import ConvLSTMAEConfig
+
+        return ConvLSTMAEConfig(height=height, width=width, channels=channels, window=nt or 8,
+                                strides=tuple(_ints(strides)) or (1, 2, 3))
+    from vigil.model.config import PredNetConfig
+
+    n = len(_ints(stacks[0]))
+    return PredNetConfig(
+        height=height, width=width, channels=channels, stack_sizes=tuple(_ints(stacks[0])),
+        r_stack_sizes=tuple(_ints(stacks[1])), a_filt_sizes=(3,) * (n - 1), ahat_filt_sizes=(3,) * n,
+        r_filt_sizes=(3,) * n, layer_loss_weights=(1.0,) + (0.0,) * (n - 1), nt=nt or 10,
+    )
+
+
 def train_cmd(
     data: Path = typer.Option(..., help="Ped2 folder (uses its train/) or a folder of normal videos."),
+    arch: str = typer.Option("prednet", help="Architecture: prednet, convlstm-ae (inpaint: not yet)."),
     out: Path = typer.Option(DEFAULT_OUT / "model", help="Model directory to write."),
     work_dir: Path = typer.Option(DEFAULT_OUT / "work", help="Checkpoints, resume backup and history."),
     height: int = typer.Option(120, help="Model input height."),
     width: int = typer.Option(180, help="Model input width."),
     channels: int = typer.Option(1, help="1 gray, 3 BGR (colour order of ingest's frames)."),
-    stack_sizes: str = typer.Option("1,12,24", help="A/Ahat channels per layer (first = channels)."),
-    r_stack_sizes: str = typer.Option("4,12,24", help="R channels per layer."),
-    nt: int = typer.Option(10, help="Frames per training sequence."),
+    stack_sizes: str = typer.Option("1,12,24", help="PredNet: A/Ahat channels per layer (first = channels)."),
+    r_stack_sizes: str = typer.Option("4,12,24", help="PredNet: R channels per layer."),
+    nt: int = typer.Option(0, help="Frames per training sequence / window (0: PredNet 10, convlstm-ae 8)."),
+    strides: str = typer.Option("1,2,3", help="convlstm-ae: temporal strides of the training windows."),
     epochs: int = typer.Option(20, help="Maximum epochs."),
     batch_size: int = typer.Option(4, help="Sequences per batch."),
     steps_per_epoch: int = typer.Option(50, help="Batches per epoch (0 = all windows)."),
@@ -57,31 +80,32 @@ def train_cmd(
     n_val: int = typer.Option(2, help="Training clips held out for validation/calibration."),
     init_from: Path | None = typer.Option(None, help="Model directory to fine-tune (its architecture is used; --nt applies)."),
     freeze: str = typer.Option("", help="Comma-separated PredNet layer indices to freeze when fine-tuning."),
-    model_id: str = typer.Option("prednet-ped2", help="Model id written to the model card."),
+    model_id: str = typer.Option("", help="Model id written to the model card (default: ARCH-ped2)."),
     seed: int = typer.Option(0, help="Random seed."),
     crop: str = typer.Option("", help="Train on HxW windows centred mostly on motion, e.g. 80x80 (default: whole frames)."),
 ) -> None:
-    """Train a PredNet on normal videos; resumes from WORK_DIR if interrupted."""
+    """Train a model (PredNet or ConvLSTM autoencoder) on normal videos; resumes from WORK_DIR if interrupted.
+    Exits with code 3, writing no model, when training collapses or learns nothing."""
     _setup_logging()
-    from vigil.model.config import PredNetConfig
+    from vigil.model.collapse import TrainingCollapsedError
+    from vigil.model.evaluate import CACHE_DIR
     from vigil.model.train import TrainSettings, command_line, train
 
-    stacks = _ints(stack_sizes)
-    config = PredNetConfig(
-        height=height, width=width, channels=channels, stack_sizes=tuple(stacks),
-        r_stack_sizes=tuple(_ints(r_stack_sizes)), a_filt_sizes=(3,) * (len(stacks) - 1),
-        ahat_filt_sizes=(3,) * len(stacks), r_filt_sizes=(3,) * len(stacks),
-        layer_loss_weights=(1.0,) + (0.0,) * (len(stacks) - 1), nt=nt,
-    )
+    with _data_errors():
+        config = _train_config(arch, (height, width, channels), nt, (stack_sizes, r_stack_sizes), strides)
     settings = TrainSettings(
         data=data, out=out, work_dir=work_dir, epochs=epochs, batch_size=batch_size,
         steps_per_epoch=steps_per_epoch or None, lr=lr, lr_drop_epoch=lr_drop_epoch, patience=patience,
-        time_budget_min=time_budget_min,
-        n_val=n_val, init_from=init_from, freeze=_ints(freeze), model_id=model_id, seed=seed,
-        crop=_crop(crop), command=command_line(),
+        time_budget_min=time_budget_min, n_val=n_val, init_from=init_from, freeze=_ints(freeze),
+        model_id=model_id or f"{arch}-ped2", seed=seed, crop=_crop(crop), command=command_line(),
+        cache_dir=CACHE_DIR,
     )
-    card = train(config, settings)
-    typer.echo(f"wrote {out} (best epoch {card['training']['best_epoch']}, "
+    try:
+        card = train(config, settings)
+    except TrainingCollapsedError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(3) from err
+    typer.echo(f"wrote {out} ({arch}, best epoch {card['training']['best_epoch']}, "
                f"warm-up {card['calibration']['n_warmup']} frames)")
 
 
@@ -109,7 +133,8 @@ def evaluate_cmd(
                f"recall {ev['recall']} clips, {ev['false_alerts']} false of {ev['alerts']}, median delay "
                f"{ev['median_delay_s']:.1f} s; held-out normal clips: {metrics['held_out_normal']['total_alerts']} alerts; "
                f"model alone AUC {metrics['model_only']['auc_all_frames']:.4f}; per-clip min-max AUC "
-               f"{metrics['per_clip_minmax']['live_auc']:.4f}; wrote {out / 'metrics.json'}")
+               f"{metrics['per_clip_minmax']['live_auc']:.4f}; regularity score (per-clip) AUC "
+               f"{metrics['regularity']['auc']:.4f}; wrote {out / 'metrics.json'}")
 
 
 def score_cmd(
@@ -146,9 +171,10 @@ def calibrate_cmd(
 
     if not camera:
         from vigil.model.calibrate import calibrate_model
+        from vigil.model.evaluate import CACHE_DIR
 
         cal = calibrate_model(model or DEFAULT_MODEL_DIR, data if data is not None else ped2_dir(None),
-                              [c for c in clips.split(",") if c], command_line())
+                              [c for c in clips.split(",") if c], command_line(), CACHE_DIR)
         typer.echo(f"calibrated {model or DEFAULT_MODEL_DIR} on {cal.source}: {cal.frames} frames, threshold {cal.threshold:.2f}")
         return
     out = out or Path("calibrations") / f"{camera}.json"

@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 OUTPUT_MODES = ("prediction", "error", "all")
 
@@ -60,6 +60,9 @@ class PredNetConfig:
         nt: Frames per training sequence.
         features: Error feature settings.
     """
+
+    ARCH: ClassVar[str] = "prednet"
+    """The architecture name (``"arch"`` in ``config.json``; see :mod:`vigil.model.architectures`)."""
 
     height: int = 120
     width: int = 180
@@ -146,12 +149,17 @@ class PredNetConfig:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """A JSON-serialisable dict (tuples become lists), with the architecture name (``"arch"``)."""
+        return {"arch": self.ARCH, **json.loads(json.dumps(dataclasses.asdict(self)))}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PredNetConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+        """Inverse of :meth:`to_dict`; unknown keys or another ``"arch"`` raise ``ValueError`` (no ``"arch"``:
+        a PredNet config written before the architecture registry)."""
+        data = dict(data)
+        arch = data.pop("arch", cls.ARCH)
+        if arch != cls.ARCH:
+            raise ValueError(f"Not a {cls.ARCH} config. Received: arch={arch!r}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names
         if unknown:

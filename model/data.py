@@ -113,50 +113,78 @@ def motion_crop_origins(frames: np.ndarray, crop: tuple[int, int], rng: np.rando
     return int(rng.integers(0, big_h - h + 1)), int(rng.integers(0, big_w - w + 1))
 
 
+def window_starts(clips: list[Clip], nt: int, stride: int, strides: tuple[int, ...] = (1,)) -> list[tuple[int, int, int]]:
+    """``(clip index, start frame, temporal stride)`` of every ``nt``-frame window inside one clip, starts every
+    ``stride`` frames, for each temporal stride (frames ``start, start + s, ..., start + (nt - 1) s``).
+
+    Example:
+        >>> window_starts([Clip("a", np.zeros((6, 2, 2, 1), np.uint8))], nt=3, stride=2, strides=(1, 2))
+        [(0, 0, 1), (0, 2, 1), (0, 0, 2)]
+    """
+    return [(ci, s, step) for step in strides for ci, clip in enumerate(clips)
+            for s in range(0, len(clip.frames) - (nt - 1) * step, stride)]
+
+
 def make_sequence_dataset(clips: list[Clip], nt: int, batch_size: int, stride: int = 1,
                           shuffle: bool = True, max_batches: int | None = None, seed: int = 0,
-                          crop: tuple[int, int] | None = None):
-    """A ``keras.utils.PyDataset`` of ``(frames float32 (B, nt, H, W, C) in [0, 1], zeros (B, 1))``.
+                          crop: tuple[int, int] | None = None, strides: tuple[int, ...] = (1,),
+                          target: str = "zeros"):
+    """A ``keras.utils.PyDataset`` of ``(frames float32 (B, nt, H, W, C) in [0, 1], target)``.
 
     Sequences never cross clip boundaries. With ``shuffle``, every epoch draws a new order; with
     ``max_batches`` an epoch is cut to that many batches (a random subset of the windows). With
     ``crop = (h, w)`` each sequence is cut to an ``h x w`` window, mostly centred on motion
-    (:func:`motion_crop_origins`); without shuffling the windows are the same every epoch.
+    (:func:`motion_crop_origins`); without shuffling the windows are the same every epoch. ``strides``
+    are the temporal strides windows are drawn with (augmentation of the ConvLSTM autoencoder: 1, 2, 3).
+    ``target``: ``"zeros"`` (``(B, 1)``, PredNet's loss is its own output) or ``"input"`` (the frames
+    themselves, for an autoencoder).
     """
-    import keras
-
-    starts = sequence_starts(clips, nt, stride)
+    if target not in ("zeros", "input"):
+        raise ValueError(f"target must be 'zeros' or 'input'. Received: target={target!r}")
+    starts = window_starts(clips, nt, stride, strides)
     if not starts:
         raise ValueError(f"No clip has {nt} frames; nothing to train on.")
+    return _sequence_class()(clips, starts, nt, batch_size, shuffle, max_batches, seed, crop, target)
+
+
+def _sequence_class() -> type:
+    """The ``PyDataset`` class of :func:`make_sequence_dataset` (Keras imported on first use)."""
+    import keras
 
     class _Sequences(keras.utils.PyDataset):
-        def __init__(self) -> None:
+        def __init__(self, clips: list[Clip], starts: list[tuple[int, int, int]], nt: int, batch_size: int,
+                     shuffle: bool, max_batches: int | None, seed: int, crop: tuple[int, int] | None,
+                     target: str) -> None:
             super().__init__()
+            self.clips, self.starts, self.nt, self.batch_size = clips, starts, nt, batch_size
+            self.shuffle, self.max_batches, self.seed, self.crop, self.target = shuffle, max_batches, seed, crop, target
             self.rng = np.random.default_rng(seed)
             self.order = np.arange(len(starts))
             self.on_epoch_end()
 
         def __len__(self) -> int:
-            n = int(np.ceil(len(starts) / batch_size))
-            return min(n, max_batches) if max_batches else n
+            n = int(np.ceil(len(self.starts) / self.batch_size))
+            return min(n, self.max_batches) if self.max_batches else n
 
         def on_epoch_end(self) -> None:
-            if shuffle:
+            if self.shuffle:
                 self.rng.shuffle(self.order)
 
         def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
-            chosen = self.order[idx * batch_size:(idx + 1) * batch_size]
-            rng = self.rng if shuffle else np.random.default_rng(seed + idx)
+            chosen = self.order[idx * self.batch_size:(idx + 1) * self.batch_size]
+            rng = self.rng if self.shuffle else np.random.default_rng(self.seed + idx)
             seqs = []
             for i in chosen:
-                seq = clips[starts[i][0]].frames[starts[i][1]:starts[i][1] + nt]
-                if crop is not None:
-                    top, left = motion_crop_origins(seq, crop, rng)
-                    seq = seq[:, top:top + crop[0], left:left + crop[1]]
+                ci, start, step = self.starts[i]
+                seq = self.clips[ci].frames[start:start + (self.nt - 1) * step + 1:step]
+                if self.crop is not None:
+                    top, left = motion_crop_origins(seq, self.crop, rng)
+                    seq = seq[:, top:top + self.crop[0], left:left + self.crop[1]]
                 seqs.append(seq)
-            return np.stack(seqs).astype(np.float32) / 255.0, np.zeros((len(chosen), 1), np.float32)
+            x = np.stack(seqs).astype(np.float32) / 255.0
+            return x, (x if self.target == "input" else np.zeros((len(chosen), 1), np.float32))
 
-    return _Sequences()
+    return _Sequences
 
 
 PED2_DEFAULT = Path("..") / "shared" / "data" / "ucsd_ped2"

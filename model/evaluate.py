@@ -86,6 +86,10 @@ def evaluate(model_dir: str | os.PathLike, data: str | os.PathLike | None, out: 
     runs = _runs(messages, names, held, cal)
     metrics = _metrics(predictor, labels, runs, cal, held)
     metrics["reference_frame_features"] = _reference(predictor.card, messages, labels)
+    metrics["regularity"] = {"what": "the sources' regularity score: s_r = 1 - s_a, s_a = frame MSE min-max scaled "
+                                     "per clip (uses each clip's future; comparison only)",
+                             "auc": roc_auc(np.concatenate(list(labels.values())),
+                                            np.concatenate(list(anomaly_per_clip(messages, list(labels)).values())))}
     metrics["localisation"] = localisation(labels, _heatmaps(messages, names), load_ped2_masks(root), _n_warmup(runs))
     metrics["runtime_s"] = round(time.time() - start, 1)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -151,6 +155,27 @@ def _reference(card: dict[str, Any], messages: dict[str, list[Any]], labels: dic
             "auc": roc_auc(y, np.concatenate(scores))}
 
 
+def anomaly_per_clip(messages: dict[str, list[Any]], names: list[str]) -> dict[str, np.ndarray]:
+    """The sources' per-clip anomaly score ``s_a``: each clip's frame MSE min-max scaled over its scored
+    (non-warm-up) frames; warm-up frames get the clip's median. The regularity score is ``1 - s_a``.
+
+    Example:
+        >>> from types import SimpleNamespace as NS
+        >>> msgs = [NS(warmup=w, features=NS(mse=m)) for w, m in ((True, 9.0), (False, 1.0), (False, 3.0), (False, 2.0))]
+        >>> anomaly_per_clip({"c": msgs}, ["c"])["c"].tolist()
+        [0.5, 0.0, 1.0, 0.5]
+    """
+    out = {}
+    for name in names:
+        mse = np.array([m.features.mse for m in messages[name]], np.float64)
+        scored = ~np.array([m.warmup for m in messages[name]], bool)
+        lo, hi = (mse[scored].min(), mse[scored].max()) if scored.any() else (0.0, 0.0)
+        s_a = (mse - lo) / (hi - lo) if hi > lo else np.zeros_like(mse)
+        s_a[~scored] = float(np.median(s_a[scored])) if scored.any() else 0.0
+        out[name] = s_a
+    return out
+
+
 def _heatmaps(messages: dict[str, list[Any]], names: list[str]) -> dict[str, np.ndarray]:
     return {n: np.stack([m.heatmap() for m in messages[n]]) for n in names}
 
@@ -204,6 +229,7 @@ def record_evaluation(model_dir: str | os.PathLike, metrics: dict[str, Any], com
         "events": {k: ev[k] for k in ("recall", "precision", "false_alerts", "median_delay_s")},
         "held_out_normal_alerts": metrics["held_out_normal"]["total_alerts"], "model_only": metrics["model_only"],
         "per_clip_minmax": metrics["per_clip_minmax"], "localisation": metrics["localisation"],
+        "regularity": metrics.get("regularity", {}),
     }  # fmt: skip
     write_card(model_dir, card)
 
@@ -211,10 +237,13 @@ def record_evaluation(model_dir: str | os.PathLike, metrics: dict[str, Any], com
 def _plots(out: Path, labels: dict[str, np.ndarray], runs: dict[str, dict[str, ClipReplay]], root: Path,
            predictor: Any, messages: dict[str, list[Any]]) -> None:
     from vigil.model.data import load_ped2_masks, read_video
-    from vigil.model.plots import plot_clip_scores, plot_localisation, plot_roc
+    from vigil.model.plots import plot_clip_scores, plot_localisation, plot_regularity, plot_roc
 
     live = runs["live"]
     plot_clip_scores(out / "clip_scores.png", labels, {n: live[n].scores for n in labels}, "live score")
+    s_a = anomaly_per_clip(messages, list(labels))
+    plot_regularity(out / "regularity.png", labels, {n: 1.0 - s_a[n] for n in labels},
+                    {n: np.array([m.warmup for m in messages[n]], bool) for n in labels}, predictor.model_id)
     curves = {n: {"causal": {"live": live[n].scores, "model_only": runs["model_only"][n].scores},
                   "per_clip_minmax": {"live": per_clip_minmax(live)[n]}} for n in labels}
     plot_roc(out / "roc.png", labels, curves, ["live", "model_only"], roc_curve, minmax_key="live")

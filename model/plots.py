@@ -100,3 +100,29 @@ def plot_localisation(path: Path, labels: dict[str, np.ndarray], frames: dict[st
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_regularity(path: Path, labels: dict[str, np.ndarray], regularity: dict[str, np.ndarray],
+                    warmup: dict[str, np.ndarray], model_id: str) -> None:
+    """The sources' regularity-score curves, one panel per clip: ``s_r(t) = 1 - s_a(t)`` with ``s_a`` the frame
+    error min-max scaled **per clip** (it uses the clip's future: for comparison with the literature only);
+    warm-up frames are left out, labelled anomalous spans shaded."""
+    plt = _pyplot()
+    n = len(regularity)
+    cols = min(4, n)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.2 * rows), squeeze=False)
+    for ax, (name, s_r) in zip(axes.flat, regularity.items(), strict=False):
+        ax.plot(np.where(warmup[name], np.nan, s_r), lw=1, color="tab:green")
+        for a, b in _spans(labels[name]):
+            ax.axvspan(a, b, color="tab:red", alpha=0.2, lw=0)
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.suptitle(f"{model_id}: regularity score s_r(t) = 1 - s_a(t), s_a = frame MSE min-max scaled PER CLIP "
+                 "(uses the clip's future; comparison only); red = labelled anomalous", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -53,7 +53,7 @@ def rewarm(messages: dict[str, list[ScoreMessage]], warmup_frames: int) -> dict[
 
 
 def clip_messages(predictor: object, clips: dict[str, np.ndarray], *, warmup_frames: int | None = None,
-                  fps: float = FPS, progress: bool = True) -> dict[str, list[ScoreMessage]]:
+                  fps: float = FPS, progress: bool = True, cache_dir: Path | None = None) -> dict[str, list[ScoreMessage]]:
     """The score messages of every frame of every clip, each clip a camera named after it.
 
     Args:
@@ -63,12 +63,36 @@ def clip_messages(predictor: object, clips: dict[str, np.ndarray], *, warmup_fra
             model's own (:func:`model_warmup`).
         fps: Frame rate for the capture times.
         progress: Show progress bars.
+        cache_dir: Keep the messages of this model version and these exact clips (names and pixels) in a
+            :class:`MessageCache` there, so that ``vigil train``'s calibration and a later ``vigil calibrate``
+            on the same clips run the model once.
     """
+    if warmup_frames is None:
+        warmup_frames = model_warmup(getattr(predictor, "card", {}) or {})
+    cache = MessageCache(Path(cache_dir) / _clips_cache_name(predictor, clips, fps)) if cache_dir is not None else None
+    cached = cache.load_or_none() if cache is not None else None
+    if cached is not None and set(cached) == set(clips):
+        return rewarm(cached, warmup_frames)
+    out = _build_messages(predictor, clips, warmup_frames, fps, progress)
+    if cache is not None:
+        cache.save(out)
+    return out
+
+
+def _clips_cache_name(predictor: object, clips: dict[str, np.ndarray], fps: float) -> str:
+    """Cache file name of a model version and a set of clips (their names and pixels)."""
+    digest = hashlib.sha256(f"{fps}".encode())
+    for name in sorted(clips):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(clips[name]).tobytes())
+    return f"{predictor.model_id}-{predictor.model_version}-clips-{digest.hexdigest()[:12]}-v{CACHE_FORMAT}.npz"  # type: ignore[attr-defined]
+
+
+def _build_messages(predictor: object, clips: dict[str, np.ndarray], warmup_frames: int, fps: float,
+                    progress: bool) -> dict[str, list[ScoreMessage]]:
     from vigil.model.inference import run_clips
 
     outputs = run_clips(predictor, clips, progress=progress)  # type: ignore[arg-type]
-    if warmup_frames is None:
-        warmup_frames = model_warmup(getattr(predictor, "card", {}) or {})
     model = (predictor.model_id, predictor.model_version)  # type: ignore[attr-defined]
     step_ns = int(1e9 / fps)
     h, w = clips[next(iter(clips))].shape[1:3] if clips else (0, 0)

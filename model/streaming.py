@@ -1,4 +1,7 @@
-"""Streaming step API: one PredNet step for a batch of cameras, with their states kept outside.
+"""Streaming step API: one model step for a batch of cameras, with their states kept outside.
+
+Any registered architecture (:mod:`vigil.model.architectures`: PredNet, the ConvLSTM autoencoder) sits
+behind it; a model directory's ``config.json`` says which.
 
 The worker gathers the states of the cameras that have a new frame, calls
 :meth:`StreamingPredictor.step` once, and scatters the new states back. The batch is padded to a
@@ -27,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from vigil.model.config import PredNetConfig
-from vigil.model.features import ErrorTensors, FrameFeatures, error_features, squared_error_map
+from vigil.model.features import ErrorTensors, FrameFeatures, error_features
 from vigil.model.motion import motion_maps, window_means
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,7 @@ DEFAULT_MODEL_DIR = Path(str(resources.files("vigil.model") / "weights" / "ped2"
 BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "prednet.weights.npz"
+"""The weights file of a PredNet model directory (other architectures: ``Architecture.weights_file``)."""
 CARD_FILE = "model_card.json"
 
 
@@ -53,7 +57,7 @@ class StepOutput:
         motion_maps: ``(B, h, w)`` float32 optical-flow speed on the heat map's grid (zeros when
             :attr:`StreamingPredictor.motion` is off).
         new_states: ``B`` per-camera states (lists of arrays without batch dimension: the PredNet
-            cell's states, then the frame itself, which the next step's motion feature needs).
+            model's states, then the frame itself, which the next step's motion feature needs).
     """
 
     predictions: np.ndarray
@@ -81,33 +85,41 @@ def weights_version(path: str | os.PathLike) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
 
 
-def build_step_model(config: PredNetConfig, cell: Any) -> Any:
-    """A Keras model ``[frames uint8, *states] -> [prediction, *ErrorTensors, *new_states]``."""
+def build_step_model(config: Any, cell: Any, arch: Any = None) -> Any:
+    """A Keras model ``[frames uint8, *states] -> [prediction, *ErrorTensors, *new_states]`` for any
+    registered architecture (``arch``: its :class:`~vigil.model.architectures.Architecture`, default the
+    config's)."""
     import keras
-    from keras import ops
+
+    from vigil.model.architectures import arch_of_config, get_architecture
+
+    arch = arch or get_architecture(arch_of_config(config))
 
     class _Step(keras.layers.Layer):
-        """Scale the uint8 frames, step the cell and compute the error features."""
+        """Step the architecture's core on the uint8 frames and compute the error features."""
 
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
             self.cell = cell
 
         def call(self, frames: Any, states: list[Any]) -> list[Any]:
-            x = ops.cast(frames, "float32") * (config.pixel_max / 255.0)
-            prediction, new_states = self.cell(x, states)
-            errors = error_features(squared_error_map(prediction, x), config.features, config.pixel_max)
+            prediction, error_map, new_states = arch.stream_step(self.cell, config, frames, list(states))
+            errors = error_features(error_map, config.features, config.pixel_max)
             return [prediction, *errors, *new_states]
 
     frames = keras.Input(config.input_shape, dtype="uint8", name="frames")
-    states = [keras.Input(shape, name=f"state_{i}") for i, shape in enumerate(cell.state_shapes())]
-    return keras.Model([frames, *states], _Step(name="prednet_step")(frames, states), name="prednet_step")
+    states = [keras.Input(shape, dtype=dtype, name=f"state_{i}") for i, (shape, dtype) in enumerate(arch.state_specs(cell))]
+    name = f"{arch.name.replace('-', '_')}_step"
+    return keras.Model([frames, *states], _Step(name=name)(frames, states), name=name)
 
 
 class StreamingPredictor:
-    """A PredNet that steps many camera streams at once; the recurrent states live with the caller.
+    """A model of any registered architecture (:mod:`vigil.model.architectures`) that steps many camera
+    streams at once; the recurrent states live with the caller.
 
     Attributes:
+        arch: The :class:`~vigil.model.architectures.Architecture` (``arch.name``: ``"prednet"``, ...).
+        cell: The architecture's core layer (the ``PredNetCell`` of a PredNet).
         model_id: Model identifier, e.g. ``"prednet-ped2"``.
         model_version: Short hash of the weights file (or ``"untrained"``).
         input_shape: ``(H, W, C)`` the uint8 frames must have.
@@ -118,8 +130,11 @@ class StreamingPredictor:
             is 0 for every frame: PredNet's features only, for a CPU-bound worker.
     """
 
-    def __init__(self, config: PredNetConfig, cell: Any, model_id: str, model_version: str,
+    def __init__(self, config: Any, cell: Any, model_id: str, model_version: str,
                  card: dict[str, Any] | None = None) -> None:
+        from vigil.model.architectures import arch_of_config, get_architecture
+
+        self.arch = get_architecture(arch_of_config(config))
         self.config = config
         self.cell = cell
         self.model_id = model_id
@@ -127,45 +142,59 @@ class StreamingPredictor:
         self.card = card or {}
         self.input_shape: tuple[int, int, int] = config.input_shape
         self.heatmap_shape: tuple[int, int] = config.heatmap_shape
-        self._state_shapes = [tuple(s) for s in cell.state_shapes()]
-        self._model = build_step_model(config, cell)
+        self._state_specs = [(tuple(shape), np.dtype(dtype)) for shape, dtype in self.arch.state_specs(cell)]
+        self._state_shapes = [shape for shape, _ in self._state_specs]
+        self._model = build_step_model(config, cell, self.arch)
+        self._runner: Any = self._model
         self.motion = True
 
     @classmethod
-    def build_untrained(cls, config: PredNetConfig | None = None, seed: int = 0) -> StreamingPredictor:
-        """A predictor with randomly initialised weights (for tests and plumbing)."""
+    def build_untrained(cls, config: Any = None, seed: int = 0) -> StreamingPredictor:
+        """A predictor with randomly initialised weights (for tests and plumbing); ``config`` of any
+        architecture (default: a PredNet)."""
         import keras
 
-        from vigil.model.prednet import build_cell
+        from vigil.model.architectures import arch_of_config, get_architecture
 
         config = config or PredNetConfig()
+        arch = get_architecture(arch_of_config(config))
         keras.utils.set_random_seed(seed)
-        return cls(config, build_cell(config, "prediction"), "prednet-untrained", "untrained")
+        return cls(config, arch.build_core(config), f"{arch.name}-untrained", "untrained")
 
     @classmethod
     def load(cls, path: str | os.PathLike = DEFAULT_MODEL_DIR) -> StreamingPredictor:
-        """Load a model directory holding ``config.json``, ``prednet.weights.npz`` and ``model_card.json``."""
-        from vigil.model.prednet import build_cell, load_cell_weights
+        """Load a model directory: ``config.json`` (its ``"arch"``, PredNet when absent), the architecture's
+        weights file and ``model_card.json``."""
+        from vigil.model.architectures import arch_of_dir, get_architecture
 
         path = Path(path)
-        if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
-            raise FileNotFoundError(f"{path} is not a model directory (needs {CONFIG_FILE} and {WEIGHTS_FILE}).")
-        config = PredNetConfig.load(path / CONFIG_FILE)
+        if not (path / CONFIG_FILE).is_file():
+            raise FileNotFoundError(f"{path} is not a model directory (needs {CONFIG_FILE} and a weights file).")
+        arch = get_architecture(arch_of_dir(path))
+        weights = path / arch.weights_file
+        if not weights.is_file():
+            raise FileNotFoundError(f"{path} is not a model directory (needs {CONFIG_FILE} and {arch.weights_file}).")
+        config = arch.load_config(path)
         card = json.loads((path / CARD_FILE).read_text()) if (path / CARD_FILE).is_file() else {}
-        cell = build_cell(config, "prediction")
-        load_cell_weights(cell, path / WEIGHTS_FILE)
-        model_id = card.get("model_id", f"prednet-{path.name}")
-        log.info("loaded model %s from %s", model_id, path)
-        return cls(config, cell, model_id, weights_version(path / WEIGHTS_FILE), card)
+        cell = arch.build_core(config)
+        arch.load_weights(cell, weights)
+        model_id = card.get("model_id", f"{arch.name}-{path.name}")
+        log.info("loaded %s model %s from %s", arch.name, model_id, path)
+        return cls(config, cell, model_id, weights_version(weights), card)
+
+    def use_runtime(self, runtime: Any | None) -> None:
+        """Run the step graph on ``runtime`` from now on (a :class:`vigil.model.runtimes.StepRuntime`: its
+        ``predict_on_batch`` takes and returns the Keras step model's arrays, in order); None: back to Keras."""
+        self._runner = runtime if runtime is not None else self._model
 
     def initial_state(self) -> list[np.ndarray]:
-        """One camera's zero state (arrays without batch dimension): the cell's states, then a black
+        """One camera's zero state (arrays without batch dimension): the model's states, then a black
         previous frame (the first frame after a reset is a warm-up frame, so its motion is not used)."""
-        return [np.zeros(shape, np.float32) for shape in self._state_shapes] + [np.zeros(self.input_shape, np.uint8)]
+        return [np.zeros(shape, dtype) for shape, dtype in self._state_specs] + [np.zeros(self.input_shape, np.uint8)]
 
     def state_nbytes(self) -> int:
         """Bytes of one camera's state."""
-        return sum(int(np.prod(s)) * 4 for s in self._state_shapes) + int(np.prod(self.input_shape))
+        return sum(int(np.prod(s)) * d.itemsize for s, d in self._state_specs) + int(np.prod(self.input_shape))
 
     def step(self, frames: np.ndarray, states: list[list[np.ndarray]]) -> StepOutput:
         """Advance ``B`` cameras by one frame each.
@@ -210,11 +239,12 @@ class StreamingPredictor:
         n = len(frames)
         size = bucket_size(n)
         inputs = [_pad(frames, size)]
-        inputs += [_pad(np.stack([s[k] for s in states]).astype(np.float32, copy=False), size)
-                   for k in range(len(self._state_shapes))]
-        outputs = [np.asarray(o)[:n] for o in self._model.predict_on_batch(inputs)]
+        inputs += [_pad(np.stack([s[k] for s in states]).astype(dtype, copy=False), size)
+                   for k, (_, dtype) in enumerate(self._state_specs)]
+        outputs = [np.asarray(o)[:n] for o in self._runner.predict_on_batch(inputs)]
         errors = ErrorTensors(*outputs[1:1 + len(ErrorTensors._fields)])
-        new = outputs[1 + len(ErrorTensors._fields):]
+        new = [o.astype(d, copy=False) for o, (_, d) in zip(outputs[1 + len(ErrorTensors._fields):], self._state_specs,
+                                                             strict=True)]
         heat = errors.heatmap.astype(np.float32, copy=False)
         flow = (motion_maps(np.stack([s[-1] for s in states]), frames, self.config.features.heatmap_stride)
                 if self.motion else np.zeros_like(heat))

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from vigil.model.calibration import FUSED_FEATURE, feature_stats, fused_values, warmup_length
-from vigil.model.config import PredNetConfig
 from vigil.model.data import (
     Clip,
     list_videos,
@@ -27,7 +26,7 @@ from vigil.model.data import (
     training_folder,
 )
 from vigil.model.features import FEATURE_NAMES
-from vigil.model.streaming import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE
+from vigil.model.streaming import CARD_FILE, CONFIG_FILE
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +56,10 @@ class TrainSettings:
         crop: Train on ``(h, w)`` windows of the frames, mostly centred on motion, instead of whole
             frames (the model is convolutional; it is saved for, calibrated and run on whole frames).
         command: Command line recorded in the model card.
+        cache_dir: Keep the score messages of the location calibration there (``vigil train`` uses
+            ``.state/replay``), so that a ``vigil calibrate`` of the same clips reuses them; None: no cache.
+        guard: Stop and fail on a collapsed or non-learning model (:mod:`vigil.model.collapse`); when off (plumbing
+            tests of a step or two), the trivial baselines are still measured and recorded in the card.
     """
 
     data: Path
@@ -77,6 +80,8 @@ class TrainSettings:
     seed: int = 0
     crop: tuple[int, int] | None = None
     command: str = ""
+    cache_dir: Path | None = None
+    guard: bool = True
 
 
 def lr_schedule(lr: float, drop_epoch: int):
@@ -136,20 +141,25 @@ def freeze_layers(model: Any, layers: list[int]) -> list[str]:
     return frozen
 
 
-def build_model(config: PredNetConfig, settings: TrainSettings) -> Any:
-    """Build (and optionally initialise and partly freeze) the compiled training model."""
+def build_model(config: Any, settings: TrainSettings) -> Any:
+    """Build (and optionally initialise and partly freeze) the compiled training model of the config's architecture."""
     import keras
 
-    from vigil.model.prednet import build_training_model, get_cell, load_cell_weights
+    from vigil.model.architectures import arch_of_config, get_architecture
+    from vigil.model.trainers import trainer_for
 
+    arch = arch_of_config(config)
+    trainer = trainer_for(arch)
     keras.utils.set_random_seed(settings.seed)
-    model = build_training_model(config)
+    model = trainer.build(config)
     if settings.init_from is not None:
-        load_cell_weights(get_cell(model), settings.init_from / WEIGHTS_FILE)
+        get_architecture(arch).load_weights(trainer.core(model), settings.init_from / get_architecture(arch).weights_file)
         log.info("initialised from %s", settings.init_from)
     if settings.freeze:
+        if arch != "prednet":
+            raise ValueError(f"--freeze applies to PredNet layers only. Received: arch={arch!r}")
         log.info("frozen: %s", freeze_layers(model, settings.freeze))
-    model.compile(optimizer=keras.optimizers.Adam(settings.lr), loss="mae")
+    model.compile(optimizer=keras.optimizers.Adam(settings.lr), loss=trainer.loss)
     return model
 
 
@@ -213,44 +223,73 @@ def recalibrate(model_dir: str | os.PathLike, data: str | os.PathLike) -> dict[s
     return card["calibration"]
 
 
-def train(config: PredNetConfig, settings: TrainSettings) -> dict[str, Any]:
-    """Train, write the model directory (config, weights, model card) and return the card."""
-    from vigil.model.prednet import get_cell, save_cell_weights
+def train(config: Any, settings: TrainSettings) -> dict[str, Any]:
+    """Train a model of the config's architecture, write the model directory (config, weights, model card) and
+    return the card. Raises :class:`~vigil.model.collapse.TrainingCollapsedError` (and writes nothing) when the
+    model collapsed or learnt nothing a trivial predictor would not."""
+    from vigil.model.architectures import arch_of_config, arch_of_dir, get_architecture
+    from vigil.model.trainers import trainer_for
 
-    if settings.init_from is not None:  # the architecture comes from the model; nt may change
-        config = dataclasses.replace(PredNetConfig.load(settings.init_from / CONFIG_FILE), nt=config.nt)
+    arch, trainer = get_architecture(arch_of_config(config)), trainer_for(arch_of_config(config))
+    if settings.init_from is not None:  # the architecture comes from the model; the sequence length may change
+        if arch_of_dir(settings.init_from) != arch.name:
+            raise ValueError(f"--init-from {settings.init_from} holds a {arch_of_dir(settings.init_from)} model, "
+                             f"not {arch.name}.")
+        config = trainer.with_nt(arch.load_config(settings.init_from), config.nt)
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     train_paths, val_paths = split_clips(list_videos(training_folder(settings.data)), settings.n_val)
     if not val_paths:
         raise ValueError("Validation needs at least one held-out clip; pass --n-val >= 1.")
     h, w, c = config.input_shape
     train_clips, val_clips = load_clips(train_paths, h, w, c), load_clips(val_paths, h, w, c)
-    crop = settings.crop
-    train_data = make_sequence_dataset(train_clips, config.nt, settings.batch_size, settings.seq_stride,
-                                       max_batches=settings.steps_per_epoch, seed=settings.seed, crop=crop)
-    val_data = make_sequence_dataset(val_clips, config.nt, settings.batch_size, config.nt, shuffle=False,
-                                     seed=settings.seed, crop=crop)
-    fit_config = dataclasses.replace(config, height=crop[0], width=crop[1]) if crop else config
-    model = build_model(fit_config, settings)
-    start = time.time()
-    history = model.fit(train_data, validation_data=val_data, epochs=settings.epochs,
-                        callbacks=make_callbacks(settings), verbose=1 if sys.stdout.isatty() else 2)
-    elapsed = time.time() - start
-    if (settings.work_dir / "best.weights.h5").is_file():
-        model.load_weights(settings.work_dir / "best.weights.h5")
+    model, history, checks, elapsed = _fit(config, settings, trainer, train_clips, val_clips)
     settings.out.mkdir(parents=True, exist_ok=True)
     config.save(settings.out / CONFIG_FILE)
-    save_cell_weights(get_cell(model), settings.out / WEIGHTS_FILE)
-    card = _card(config, settings, train_paths, val_paths, read_history(settings.work_dir, history.history),
-                 elapsed)
+    arch.save_weights(trainer.core(model), settings.out / arch.weights_file)
+    card = _card(config, settings, train_paths, val_paths, history, elapsed)
+    card["training"]["baselines"] = checks
+    write_card(settings.out, card)  # the model id (the cached calibration messages carry it) before calibrating
     card["calibration"] = calibrate(settings.out, val_clips)
-    card["calibration"]["locations"] = location_calibration(settings.out, train_clips)
+    card["calibration"]["locations"] = location_calibration(settings.out, train_clips, settings.cache_dir)
     write_card(settings.out, card)
     return card
 
 
-def location_calibration(out: Path, clips: list[Clip]) -> dict[str, Any]:
-    """The per-location calibration every camera of this model starts from, on its training clips."""
+def _fit(config: Any, settings: TrainSettings, trainer: Any, train_clips: list[Clip],
+         val_clips: list[Clip]) -> tuple[Any, dict[str, list[float]], dict[str, Any], float]:
+    """Fit with the callbacks and the collapse guard; the best weights, the history, the baseline checks, seconds."""
+    from vigil.model.collapse import ADVICE, TrainingCollapsedError, check_baselines, make_guard
+
+    crop = settings.crop
+    train_data = make_sequence_dataset(train_clips, config.nt, settings.batch_size, settings.seq_stride,
+                                       max_batches=settings.steps_per_epoch, seed=settings.seed, crop=crop,
+                                       strides=trainer.strides(config), target=trainer.target)
+    val_data = make_sequence_dataset(val_clips, config.nt, settings.batch_size, config.nt, shuffle=False,
+                                     seed=settings.seed, crop=crop, target=trainer.target)
+    fit_config = dataclasses.replace(config, height=crop[0], width=crop[1]) if crop else config
+    model = build_model(fit_config, settings)
+    probe_frames = val_data[0][0]
+    outputs = trainer.outputs(model, fit_config)
+    guard = make_guard(lambda: float(np.std(outputs(probe_frames))), float(np.std(probe_frames)))
+    start = time.time()
+    callbacks = [*make_callbacks(settings), *([guard] if settings.guard else [])]
+    history = model.fit(train_data, validation_data=val_data, epochs=settings.epochs, callbacks=callbacks,
+                        verbose=1 if sys.stdout.isatty() else 2)
+    elapsed = time.time() - start
+    if guard.reason:
+        raise TrainingCollapsedError(f"Training stopped: {guard.reason}. No model was written. {ADVICE}")
+    if (settings.work_dir / "best.weights.h5").is_file():
+        model.load_weights(settings.work_dir / "best.weights.h5")
+    history_all = read_history(settings.work_dir, history.history)
+    frames = np.concatenate([val_data[i][0] for i in range(len(val_data))])
+    checks = check_baselines(min(history_all.get("val_loss") or [np.inf]), trainer.baselines(frames, config),
+                             trainer.required if settings.guard else ())
+    return model, history_all, checks, elapsed
+
+
+def location_calibration(out: Path, clips: list[Clip], cache_dir: Path | None = None) -> dict[str, Any]:
+    """The per-location calibration every camera of this model starts from, on its training clips (score
+    messages cached in ``cache_dir`` when given)."""
     from vigil.model.alerting import Observation
     from vigil.model.alerting import calibrate as calibrate_locations
     from vigil.model.replay import clip_messages
@@ -258,7 +297,7 @@ def location_calibration(out: Path, clips: list[Clip]) -> dict[str, Any]:
     from vigil.shared.scorer_params import ScoringParams
 
     predictor = StreamingPredictor.load(out)
-    messages = clip_messages(predictor, {c.name: c.frames for c in clips})
+    messages = clip_messages(predictor, {c.name: c.frames for c in clips}, cache_dir=cache_dir)
     cal = calibrate_locations([[Observation.from_message(m) for m in msgs] for msgs in messages.values()],
                               ScoringParams(), predictor.config.features.heatmap_stride, ",".join(messages))
     return cal.to_dict()
@@ -276,15 +315,19 @@ def read_history(work_dir: Path, fallback: dict[str, list[float]]) -> dict[str, 
     return {key: [float(r[key]) for r in rows if r.get(key)] for key in ("loss", "val_loss")}
 
 
-def _card(config: PredNetConfig, settings: TrainSettings, train_paths: list[Path], val_paths: list[Path],
+def _card(config: Any, settings: TrainSettings, train_paths: list[Path], val_paths: list[Path],
           history: dict[str, list[float]], elapsed: float) -> dict[str, Any]:
     import keras
 
+    from vigil.model.architectures import arch_of_config, get_architecture
+
+    arch = get_architecture(arch_of_config(config))
     val = history.get("val_loss", [])
     best = int(np.argmin(val)) if val else None
     return {
         "model_id": settings.model_id,
-        "architecture": "PredNet (Lotter, Kreiman & Cox 2016), Keras 3 cell",
+        "arch": arch.name,
+        "architecture": f"{arch.summary}; Keras 3, keras.ops",
         "config": config.to_dict(),
         "data": {"source": str(settings.data), "train_clips": [p.stem for p in train_paths],
                  "val_clips": [p.stem for p in val_paths]},
@@ -300,12 +343,12 @@ def _card(config: PredNetConfig, settings: TrainSettings, train_paths: list[Path
             "keras": keras.__version__, "backend": keras.backend.backend(), "python": platform.python_version(),
         },
         "command": settings.command,
-        "parameters": int(sum(np.prod(v.shape) for v in _weights_shapes(settings.out))),
+        "parameters": int(sum(np.prod(v.shape) for v in _weights_shapes(settings.out / arch.weights_file))),
     }
 
 
-def _weights_shapes(out: Path) -> list[np.ndarray]:
-    with np.load(out / WEIGHTS_FILE) as data:
+def _weights_shapes(path: Path) -> list[np.ndarray]:
+    with np.load(path) as data:
         return [data[k] for k in data.files if k != "names"]
 
 
@@ -333,6 +376,11 @@ def render_card(card: dict[str, Any]) -> str:
     ]
     lines += [f"| {i + 1} | {lo:.5f} | {va:.5f} |" for i, (lo, va) in enumerate(zip(tr["loss"], tr["val_loss"],
                                                                                     strict=False))]
+    if tr.get("baselines"):
+        base = tr["baselines"]
+        lines += ["", f"Best validation loss {base['best_val_loss']:.6g} against trivial predictors (same loss, same "
+                  "windows): " + ", ".join(f"{k} {v:.6g} ({'beaten' if base['beats'][k] else 'NOT beaten'})"
+                                           for k, v in base["baselines"].items()) + "."]
     lines += ["", "## Config", "", "```json", json.dumps(card["config"], indent=2), "```", ""]
     if "calibration" in card:
         cal = {k: v for k, v in card["calibration"].items() if k != "locations"}
@@ -347,9 +395,11 @@ def render_card(card: dict[str, Any]) -> str:
 
 
 def copy_model_dir(src: Path, dst: Path) -> None:
-    """Copy the files of a model directory (config, weights, cards)."""
+    """Copy the files of a model directory (config, weights of any architecture, cards)."""
+    from vigil.model.architectures import weights_files
+
     dst.mkdir(parents=True, exist_ok=True)
-    for name in (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, "MODEL_CARD.md"):
+    for name in (CONFIG_FILE, *weights_files(), CARD_FILE, "MODEL_CARD.md"):
         if (src / name).is_file():
             shutil.copy2(src / name, dst / name)
 

@@ -100,10 +100,9 @@ def _model_dir(cfg: BenchConfig, tmp: Path) -> tuple[Path, str]:
 
 
 def _input_shape(model_dir: Path) -> tuple[int, int, int]:
-    from vigil.model.config import PredNetConfig
-    from vigil.model.streaming import CONFIG_FILE
+    from vigil.model.architectures import arch_of_dir, get_architecture
 
-    return PredNetConfig.load(model_dir / CONFIG_FILE).input_shape
+    return get_architecture(arch_of_dir(model_dir)).load_config(model_dir).input_shape
 
 
 def _free_port() -> int:

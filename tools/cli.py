@@ -15,7 +15,7 @@ import typer
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add the demo, the smoke test and the benchmarks to the root CLI and its `bench` group."""
-    from vigil.tools import bench_e2e, demo, settings_ref, smoke
+    from vigil.tools import bench_e2e, bench_runtime, demo, settings_ref, smoke
 
     app.command("demo")(demo.demo)
     app.command("smoke")(smoke.smoke)
@@ -27,6 +27,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     bench.command("api")(bench_api)
     bench.command("evidence")(bench_evidence)
     bench.command("notify")(bench_notify)
+    bench.command("runtime")(bench_runtime.bench_runtime_cmd)
     app.command("settings-doc")(settings_ref.settings_doc)
 
 

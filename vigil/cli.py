@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "vigil.services.ingest.cli",
     "vigil.model.cli",
     "vigil.model.mmnist_cli",
+    "vigil.model.export_cli",
     "vigil.model.retrain_cli",
     "vigil.model.classifier_cli",
     "vigil.model.tune",

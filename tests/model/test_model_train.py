@@ -47,7 +47,7 @@ def test_crop_trained_model_runs_on_whole_frames(tmp_path):
     for i in range(3):
         _write_video(videos / f"clip{i}.mkv", moving_square_video(24, seed=i))
     settings = TrainSettings(data=videos, out=tmp_path / "model", work_dir=tmp_path / "work", epochs=1,
-                             steps_per_epoch=1, n_val=1, crop=(8, 16))
+                             steps_per_epoch=1, n_val=1, crop=(8, 16), guard=False)
     card = train(tiny_config(), settings)
     assert card["training"]["crop"] == [8, 16] and card["config"]["height"] == 16
     predictor = StreamingPredictor.load(tmp_path / "model")
@@ -97,7 +97,8 @@ def test_train_pipeline_writes_model_dir_and_resumes(tmp_path):
     np.testing.assert_array_equal(read_video(videos / "clip0.mkv", 16, 24, 1), moving_square_video(24, seed=0))
     keras.backend.clear_session()
     settings = TrainSettings(data=videos, out=tmp_path / "model", work_dir=tmp_path / "work", epochs=1,
-                             steps_per_epoch=1, n_val=1, model_id="prednet-test", command="vigil train ...")
+                             steps_per_epoch=1, n_val=1, model_id="prednet-test", command="vigil train ...",
+                             guard=False)
     card = train(tiny_config(), settings)
     assert card["training"]["epochs_run"] == 1 and card["data"]["val_clips"] == ["clip2"]
     assert card["calibration"]["n_warmup"] >= 1

@@ -259,3 +259,43 @@ def test_model_hot_swap_without_restart(kafka_settings, topic_settings, unique_n
     got = [(s.seq, s.model_version, s.warmup) for s in scores_of(reader)]
     assert got == [(0, "1", True), (1, "1", True), (2, "1", False), (3, "1", False), (4, "1", False),
                    (5, "2", True), (6, "2", True), (7, "2", False), (8, "2", False), (9, "2", False)]  # fmt: skip
+
+
+def test_a_mixed_site_runs_two_architectures_side_by_side(kafka_settings, topic_settings, unique_name,
+                                                          tmp_path: Path) -> None:  # noqa: ANN001
+    """Two cameras whose `model:` entries name a PredNet and a ConvLSTM autoencoder: one worker, one batch loop,
+    each camera scored by its own architecture (real Kafka, real models)."""
+    from vigil.model.convlstm_ae import ConvLSTMAEConfig
+    from vigil.model.streaming import CONFIG_FILE, StreamingPredictor
+
+    prednet = make_tiny_model(tmp_path / "prednet")
+    ae_dir = tmp_path / "ae"
+    ae_dir.mkdir()
+    config = ConvLSTMAEConfig(height=32, width=48, window=3, enc_filters=(4, 4), lstm_filters=(4, 2, 4))
+    ae = StreamingPredictor.build_untrained(config, seed=1)
+    config.save(ae_dir / CONFIG_FILE)
+    ae.arch.save_weights(ae.cell, ae_dir / ae.arch.weights_file)
+    cams = {"mix-prednet": prednet, "mix-ae": ae_dir}
+    cameras = tmp_path / "cameras.yaml"
+    cameras.write_text("cameras:\n" + "".join(f"  - {{id: {c}, url: 'rtsp://127.0.0.1:1/{c}', model: '{d}'}}\n"
+                                              for c, d in cams.items()))  # fmt: skip
+    env = WorkerEnv(topic_settings, unique_name("worker"), prednet, predictor=REAL_PREDICTOR,
+                    extra={"VIGIL_CAMERAS_FILE": str(cameras)})  # fmt: skip
+    producer = make_producer(kafka_settings)
+    reader = TopicReader(kafka_settings, topic_settings.scores)
+    rng = np.random.default_rng(0)
+    clips = {c: rng.integers(0, 255, (12, 32, 48, 1), dtype=np.uint8) for c in cams}
+    worker = start_worker(env, tmp_path, "mixed")
+    try:
+        produce_frames(producer, topic_settings.frames, clips, 0, 12)
+        wait_for(lambda: len(reader.poll()) >= 24, 120, "12 scores from each camera", [worker])
+    finally:
+        worker.stop()
+        producer.close()
+        reader.close()
+    by_cam: dict[str, set[str]] = defaultdict(set)
+    for s in scores_of(reader):
+        by_cam[s.camera_id].add(s.model_id)
+        assert np.isfinite(s.features.mse) and s.features.mse >= 0
+    assert by_cam["mix-prednet"] == {"prednet-untrained"} or all("prednet" in m for m in by_cam["mix-prednet"]), by_cam
+    assert all(m.startswith("convlstm-ae") for m in by_cam["mix-ae"]), by_cam

@@ -1,0 +1,191 @@
+"""Every inference runtime steps the packaged Ped2 model like Keras does, on real frames and states.
+
+Stated tolerances (checked on every output of every step, each runtime following its OWN recurrent
+states for ``STEPS`` steps, so an error in the state path would grow and show):
+
+* fp32 runtimes (SavedModel through TensorFlow, ONNX Runtime, OpenVINO): ``|a - b| <= FP32_ATOL + FP32_RTOL * |b|``
+  on the prediction, ``mse``, ``psnr``, ``patch_max``, the heat map and the new states (measured: at most
+  ~1e-6 on the states, ~4e-6 dB on ``psnr``).
+* int8 (ONNX Runtime static QDQ int8 of the convolutions below full resolution), on every step: ``mse`` and ``patch_max`` within ``INT8_REL``
+  (relative) of Keras's, ``psnr`` within ``INT8_PSNR_DB``, heat maps correlated above ``INT8_HEATMAP_CORR``
+  (measured on this model: ``mse`` and ``patch_max`` within 0.7%, ``psnr`` within 0.02 dB, correlation
+  0.99998; ten times the measured error, so another CPU's rounding still passes).
+
+The runtime packages are dependencies of the ``runtimes`` extra (in ``dev``): a missing one FAILS with
+the pip command that installs it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vigil.model import runtimes
+from vigil.model.data import ped2_mini_dir, read_video
+from vigil.model.streaming import StreamingPredictor
+
+STEPS = 6
+FP32_RTOL, FP32_ATOL = 1e-4, 2e-5
+INT8_REL, INT8_PSNR_DB, INT8_HEATMAP_CORR = 0.05, 0.25, 0.995
+FEATURES = ("prediction", "mse", "psnr", "patch_max", "heatmap")
+
+
+def _require(*packages: str) -> None:
+    for package in packages:
+        try:
+            runtimes.require(package)
+        except runtimes.RuntimeMissingError as err:
+            pytest.fail(str(err))
+
+
+@pytest.fixture(scope="module")
+def predictor() -> StreamingPredictor:
+    return StreamingPredictor.load()
+
+
+@pytest.fixture(scope="module")
+def clips(predictor: StreamingPredictor) -> list[np.ndarray]:
+    """The first frames of the two Ped2-mini test clips (real frames, at the model's input shape)."""
+    mini = ped2_mini_dir()
+    if mini is None:
+        pytest.fail("data/ped2-mini not found: run the tests from a Vigil checkout.")
+    h, w, c = predictor.input_shape
+    return [read_video(mini / "test" / f"{name}.mkv", h, w, c)[:24] for name in ("Test001", "Test002")]
+
+
+@pytest.fixture(scope="module")
+def exports(predictor: StreamingPredictor, clips: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory
+            ) -> dict[str, Path]:
+    """``{runtime: export folder}``: each format through :func:`runtimes.export`, int8 from the fp32 ONNX."""
+    _require("onnxruntime", "openvino", "tf2onnx", "onnx")
+    root = tmp_path_factory.mktemp("exports")
+    out = {fmt: root / fmt for fmt in runtimes.FORMATS}
+    for fmt, folder in out.items():
+        runtimes.export(predictor, fmt, folder, progress=lambda _: None)
+    int8 = root / "onnx-int8"
+    shutil.copytree(out["onnx"], int8)
+    feeds = runtimes.calibration_feeds(predictor, clips[1:], batch=2, steps=12, every=3)
+    runtimes.quantize_onnx_int8(out["onnx"] / "model.onnx", int8 / "model.onnx", feeds)
+    manifest = json.loads((int8 / runtimes.MANIFEST).read_text())
+    (int8 / runtimes.MANIFEST).write_text(json.dumps({**manifest, "quantize": "int8"}))
+    return {**out, "onnx-int8": int8}
+
+
+class _SavedModelRuntime(runtimes._Named):
+    """The SavedModel export loaded back by TensorFlow (its ``serve`` endpoint)."""
+
+    name = "saved_model"
+
+    def __init__(self, folder: Path, n_states: int) -> None:
+        import tensorflow as tf
+
+        self.loaded = tf.saved_model.load(str(folder / "saved_model"))  # keep it: it owns the variables
+        self.input_names, self.output_names = runtimes.input_names(n_states), runtimes.output_names(n_states)
+
+    def run(self, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v) for k, v in self.loaded.serve(*inputs).items()}
+
+
+def _open(kind: str, predictor: StreamingPredictor, exports: dict[str, Path]) -> runtimes.StepRuntime:
+    if kind == "saved_model":
+        return _SavedModelRuntime(exports["saved_model"], len(runtimes._signature(predictor)) - 1)
+    if kind == "onnx-int8":
+        return runtimes.OnnxRuntime(exports[kind] / "model.onnx", threads=2)
+    return runtimes.open_runtime(kind, predictor, exports[kind], threads=2)
+
+
+def _roll(runtime: runtimes.StepRuntime, predictor: StreamingPredictor, clips: list[np.ndarray],
+          batch: int) -> list[dict[str, np.ndarray]]:
+    """``STEPS`` steps of ``batch`` cameras (camera k plays clip k % 2 from frame 2k), each runtime on its own states."""
+    states = [np.zeros((batch, *shape), dtype) for _, shape, dtype in runtimes._signature(predictor)[1:]]
+    outs = []
+    for t in range(STEPS):
+        frames = np.stack([clips[k % 2][t + 2 * k] for k in range(batch)])
+        out = runtime.run([frames, *states])
+        states = [out[f"new_state_{i}"] for i in range(len(states))]
+        outs.append(out)
+    return outs
+
+
+@pytest.fixture(scope="module")
+def keras_steps(predictor: StreamingPredictor, clips: list[np.ndarray]) -> dict[int, list[dict[str, np.ndarray]]]:
+    keras_rt = runtimes.KerasRuntime(predictor)
+    return {batch: _roll(keras_rt, predictor, clips, batch) for batch in (1, 4)}
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+@pytest.mark.parametrize("kind", ["saved_model", "onnx", "openvino"])
+def test_fp32_runtimes_agree_with_keras(kind: str, batch: int, predictor: StreamingPredictor, clips: list[np.ndarray],
+                                        exports: dict[str, Path], keras_steps: dict) -> None:
+    got = _roll(_open(kind, predictor, exports), predictor, clips, batch)
+    for t, (ref, out) in enumerate(zip(keras_steps[batch], got, strict=True)):
+        assert set(out) == set(ref), f"{kind}: outputs {sorted(out)}"
+        for name in ref:
+            assert out[name].shape == ref[name].shape, f"{kind} step {t}: {name} shape"
+            np.testing.assert_allclose(out[name], ref[name], rtol=FP32_RTOL, atol=FP32_ATOL,
+                                       err_msg=f"{kind}, batch {batch}, step {t}: {name}")
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_int8_runtime_within_its_stated_tolerance(batch: int, predictor: StreamingPredictor, clips: list[np.ndarray],
+                                                  exports: dict[str, Path], keras_steps: dict) -> None:
+    got = _roll(_open("onnx-int8", predictor, exports), predictor, clips, batch)
+    for t, (ref, out) in enumerate(zip(keras_steps[batch], got, strict=True)):
+        for name in ("mse", "patch_max"):
+            np.testing.assert_allclose(out[name], ref[name], rtol=INT8_REL, err_msg=f"int8 step {t}: {name}")
+        np.testing.assert_allclose(out["psnr"], ref["psnr"], atol=INT8_PSNR_DB, err_msg=f"int8 step {t}: psnr")
+        corr = np.corrcoef(out["heatmap"].ravel(), ref["heatmap"].ravel())[0, 1]
+        assert corr > INT8_HEATMAP_CORR, f"int8 step {t}: heat map correlation {corr:.4f}"
+    exact = max(float(np.max(np.abs(o["mse"] - r["mse"]))) for o, r in zip(got, keras_steps[batch], strict=True))
+    assert exact > 0, "the int8 graph gave Keras's exact numbers: it is not quantised"
+
+
+def test_predictor_on_a_runtime_steps_like_the_keras_predictor(predictor: StreamingPredictor, clips: list[np.ndarray],
+                                                              exports: dict[str, Path]) -> None:
+    settings = runtimes.RuntimeSettings(kind="onnx", export_dir=exports["onnx"], threads=2)
+    on_onnx = runtimes.RuntimePredictor.load(settings=settings)
+    assert on_onnx.runtime is not None and on_onnx.runtime.name == "onnx"
+    states_a = states_b = [predictor.initial_state() for _ in range(3)]  # 3 cameras: padded to the 4-bucket
+    for t in range(4):
+        frames = np.stack([clips[k % 2][t + k] for k in range(3)])
+        a, b = predictor.step(frames, states_a), on_onnx.step(frames, states_b)
+        for name in a.features.names():
+            np.testing.assert_allclose(getattr(b.features, name), getattr(a.features, name), rtol=FP32_RTOL,
+                                       atol=FP32_ATOL, err_msg=f"step {t}: {name}")
+        np.testing.assert_allclose(b.heatmaps, a.heatmaps, rtol=FP32_RTOL, atol=FP32_ATOL)
+        states_a, states_b = a.new_states, b.new_states
+
+
+def test_a_stale_or_missing_export_is_refused(predictor: StreamingPredictor, exports: dict[str, Path],
+                                              tmp_path: Path) -> None:
+    stale = tmp_path / "stale"
+    shutil.copytree(exports["onnx"], stale)
+    manifest = json.loads((stale / runtimes.MANIFEST).read_text())
+    (stale / runtimes.MANIFEST).write_text(json.dumps({**manifest, "model_version": "000000000000"}))
+    with pytest.raises(ValueError, match="re-run `vigil export`"):
+        runtimes.open_runtime("onnx", predictor, stale)
+    with pytest.raises(ValueError, match="holds a onnx export"):
+        runtimes.open_runtime("openvino", predictor, exports["onnx"])
+    with pytest.raises(FileNotFoundError, match="vigil export --format openvino --quantize int8"):
+        runtimes.open_for_settings(runtimes.RuntimeSettings(kind="openvino", quantize="int8", export_root=tmp_path),
+                                   predictor)
+
+
+def test_unsupported_combinations_fail_before_any_work() -> None:
+    from typer import Typer
+    from typer.testing import CliRunner
+
+    from vigil.model import export_cli
+
+    for fmt, quantize in (("saved_model", "int8"), ("onnx", "fp16"), ("tflite", "none"), ("onnx", "int4")):
+        with pytest.raises(ValueError):
+            runtimes.check_combination(fmt, quantize)
+    app = Typer()
+    export_cli.register(app, Typer())
+    app.command("noop")(lambda: None)  # two commands: `export` stays a subcommand
+    result = CliRunner().invoke(app, ["export", "--format", "onnx", "--quantize", "fp16"])
+    assert result.exit_code == 2 and "fp16 is offered for --format openvino only" in result.output
