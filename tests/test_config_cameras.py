@@ -87,14 +87,16 @@ def test_without_sources_other_camera_errors_still_reject_that_camera(tmp_path: 
     assert [c.id for c in cfg.cameras] == ["b"] and "camera a: fps: Input should be greater than 0" in cfg.error_text()
 
 
-def test_the_kubernetes_cameras_file_is_valid_for_every_service(tmp_path: Path) -> None:
-    manifests = Path(__file__).resolve().parent.parent / "infra" / "k8s" / "config.yaml"
-    docs = [d for d in yaml.safe_load_all(manifests.read_text()) if d]
-    path = tmp_path / "cameras.yaml"
-    path.write_text(next(d for d in docs if d["metadata"]["name"] == "vigil-cameras")["data"]["cameras.yaml"])
-    for_worker_and_scorer = load_cameras(path, env={}, sources=False)
-    assert for_worker_and_scorer.cameras and not for_worker_and_scorer.errors
-    assert not load_cameras(path, env={"CAM_LOBBY_PASSWORD": "pw"}).errors  # and for ingest, with its secret
+def test_the_shipped_cameras_files_are_valid_for_every_service(tmp_path: Path) -> None:
+    """The Helm chart's default cameras file and compose's config/cameras.yaml load for every service."""
+    repo = Path(__file__).resolve().parent.parent
+    values = yaml.safe_load((repo / "infra" / "helm" / "vigil" / "values.yaml").read_text())
+    helm = tmp_path / "cameras.yaml"
+    helm.write_text(values["cameras"]["file"])
+    for path, env in ((helm, {"CAM_LOBBY_PASSWORD": "pw"}), (repo / "config" / "cameras.yaml", {})):
+        for_worker_and_scorer = load_cameras(path, env={}, sources=False)
+        assert for_worker_and_scorer.cameras and not for_worker_and_scorer.errors, path
+        assert not load_cameras(path, env=env).errors, path  # and for ingest, with its secrets
 
 
 def test_secrets_with_url_characters_are_escaped_and_never_echoed(tmp_path: Path) -> None:

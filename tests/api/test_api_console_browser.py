@@ -162,8 +162,14 @@ def _screens(driver, api: str, cam: str, others: list[str]) -> None:  # noqa: AN
     SHOTS.mkdir(parents=True, exist_ok=True)
     time.sleep(0.5)
     driver.save_screenshot(str(SHOTS / "review.png"))
-    driver.get(api + "/")
-    _wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".frame.has")) >= 4, 20, "wall frames not shown")
+    for attempt in range(3):  # the camera list is cached for VIGIL_API_CAMERAS_CACHE_S (5 s): a new camera may need a reload
+        driver.get(api + "/")
+        try:
+            _wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".frame.has")) >= 4, 8, "wall frames not shown")
+            break
+        except Exception:
+            if attempt == 2:
+                raise
     time.sleep(1.0)  # the sparklines
     driver.save_screenshot(str(SHOTS / "wall.png"))
     driver.get(f"{api}/cameras/{cam}")

@@ -138,8 +138,14 @@ def test_pipeline_survives_worker_scorer_redis_kafka_and_camera_faults(pipeline:
     p.wait_for("cam-3 back online", _growing(p, ["cam-3"], _counts(p), by=10), timeout_s=120)
     from vigil.shared.schemas import CameraStatus
 
-    states = [CameraStatus.decode(r.value).state for r in p.read_topic("camera_status")
-              if CameraStatus.decode(r.value).camera_id == "cam-3"]  # fmt: skip
+    def cam3_states() -> list[str]:
+        return [CameraStatus.decode(r.value).state for r in p.read_topic("camera_status")
+                if CameraStatus.decode(r.value).camera_id == "cam-3"]  # fmt: skip
+
+    # frames flow before the "online" status record is in the topic (a separate send): wait for it too
+    p.wait_for("cam-3 reported online again", lambda: cam3_states()[-1:] == ["online"] and "reconnecting" in cam3_states(),
+               timeout_s=60)  # fmt: skip
+    states = cam3_states()
     print(f"[camera outage] cam-3 states: {states}; others scored meanwhile: "
           f"{ {c: during[c] - before[c] for c in ('cam-1', 'cam-2')} }")  # fmt: skip
     assert "reconnecting" in states and states[-1] == "online", states
