@@ -38,7 +38,7 @@ JOIN_MARGIN = 15
 
 def _camera_files(ped2: Path, out: Path) -> dict[str, tuple[Path, list[int], int]]:
     labels = ped2_labels(ped2)
-    plan = {"cam-a": (["Train001"], "Test001"), "cam-b": (["Train003"], "Test002")}
+    plan = {"cam-a": (["Train015"], "Test001"), "cam-b": (["Train016"], "Test002")}
     files = {}
     for cam, (warm, test) in plan.items():
         parts = [ped2 / "train" / f"{w}.mkv" for w in warm] + ([ped2 / "test" / f"{test}.mkv"] if test else [])

@@ -57,7 +57,7 @@ def test_pipeline_survives_worker_scorer_redis_kafka_and_camera_faults(pipeline:
     p = pipeline
     p.extra_env["VIGIL_WORKER_STALENESS_S"] = "120"  # measure at-least-once, not the overload skip
     clip = p.workdir / "cam.mkv"
-    concat_clips([ped2_dir / "train" / "Train001.mkv", ped2_dir / "test" / "Test001.mkv"], clip)
+    concat_clips([ped2_dir / "train" / "Train015.mkv", ped2_dir / "test" / "Test001.mkv"], clip)
     urls = p.start_rtsp("rtsp-a", {"cam-1": clip, "cam-2": clip}, loop=True)
     port_b = free_port()
     urls |= p.start_rtsp("rtsp-b", {"cam-3": clip}, port=port_b, loop=True)

@@ -32,10 +32,10 @@ def _ffmpeg() -> str:
 def clips(ped2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Short lossless Ped2 clips cut by stream copy (bit-exact frames): name -> path.
 
-    ``a30``: Train001 frames 0-29 (3 s), ``b30``: Train002 frames 0-29, ``a60``: Train001 frames 0-59.
+    ``a30``: Train015 frames 0-29 (3 s), ``b30``: Train016 frames 0-29, ``a60``: Train015 frames 0-59.
     """
     out = tmp_path_factory.mktemp("clips")
-    spec = {"a30": ("Train001", 30), "b30": ("Train002", 30), "a60": ("Train001", 60)}
+    spec = {"a30": ("Train015", 30), "b30": ("Train016", 30), "a60": ("Train015", 60)}
     result = {}
     for name, (clip, frames) in spec.items():
         dst = out / f"{name}.mkv"

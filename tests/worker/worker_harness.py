@@ -111,10 +111,21 @@ class TopicReader:
 
 
 def ped2_clips(ped2_dir: Path, n: int, frames: int, shape: tuple[int, int, int]) -> list[np.ndarray]:
-    """The first ``frames`` frames of ``n`` Ped2 test clips at the model input ``shape`` (as ingest does)."""
+    """``n`` distinct streams of ``frames`` frames at the model input ``shape`` (as ingest does).
+
+    The shipped mini set has four clips; further streams start later in a clip, so no two cameras send the
+    same frames.
+    """
     from vigil.model.data import read_video
 
-    return [read_video(p, *shape)[:frames] for p in sorted((ped2_dir / "test").glob("*.mkv"))[:n]]
+    videos = [read_video(p, *shape) for p in sorted(ped2_dir.glob("*/*.mkv"))]
+    streams = []
+    for i in range(n):
+        video, start = videos[i % len(videos)], (i // len(videos)) * frames
+        if start + frames > len(video):
+            raise ValueError(f"{n} streams of {frames} frames do not fit in the clips of {ped2_dir}")
+        streams.append(video[start : start + frames])
+    return streams
 
 
 def make_tiny_model(path: Path, seed: int = 0) -> Path:
