@@ -106,10 +106,16 @@ def _convlstm_ae() -> Architecture:
     )  # fmt: skip
 
 
+def _inpaint() -> Architecture:
+    from vigil.model.inpaint import architecture
+
+    return architecture()
+
+
 _FACTORIES: dict[str, Callable[[], Architecture] | None] = {
     "prednet": _prednet,
     "convlstm-ae": _convlstm_ae,
-    "inpaint": None,  # masked-frame inpainting with convolutional attention (issue 14): not yet
+    "inpaint": _inpaint,
 }
 
 
@@ -135,9 +141,9 @@ def weights_files() -> tuple[str, ...]:
 
     Example:
         >>> weights_files()
-        ('prednet.weights.npz', 'convlstm_ae.weights.npz')
+        ('prednet.weights.npz', 'convlstm_ae.weights.npz', 'inpaint.weights.npz')
     """
-    return ("prednet.weights.npz", "convlstm_ae.weights.npz")
+    return ("prednet.weights.npz", "convlstm_ae.weights.npz", "inpaint.weights.npz")
 
 
 def arch_of_dict(data: dict[str, Any]) -> str:

@@ -57,16 +57,18 @@ def _box_stats(error_map: np.ndarray | None, box: tuple[float, float, float, flo
     return float(patch.mean()), float(patch.max())
 
 
-def alert_features(alert: object, frames: list[FrameObs], duration_s: float | None = None) -> dict[str, float]:
+def alert_features(alert: object, frames: list[FrameObs], duration_s: float | None = None,
+                   peak_map: np.ndarray | None = None) -> dict[str, float]:
     """Feature dict of an alert (an ``Alert`` or anything with its fields) from the observations of its frames.
 
-    Error features (score percentiles), error-map statistics inside the box at the peak, box size and position,
-    motion speed, duration and time of day (cyclic). Every value is finite."""
+    Error features (score percentiles), error-map statistics inside the box at the peak (``peak_map`` when given,
+    as the scorer keeps it with the event, else the map of the highest-scoring frame in ``frames``), box size and
+    position, motion speed, duration and time of day (cyclic). Every value is finite."""
     scores = np.asarray([f.score for f in frames] or [getattr(alert, "peak_score", 0.0)], dtype=np.float64)
     motion = np.asarray([f.motion for f in frames] or [0.0], dtype=np.float64)
     peak = max(frames, key=lambda f: f.score) if frames else None
     box = getattr(alert, "box", None)
-    in_mean, in_max = _box_stats(peak.error_map if peak else None, box)
+    in_mean, in_max = _box_stats(peak_map if peak_map is not None else peak.error_map if peak else None, box)
     x0, y0, x1, y1 = box if box is not None else (0.0, 0.0, 1.0, 1.0)
     start_ns = int(getattr(alert, "start_ns", 0))
     end_ns = getattr(alert, "end_ns", None) or start_ns

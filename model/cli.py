@@ -48,6 +48,10 @@ def _train_config(arch: str, shape: tuple[int, int, int], nt: int, stacks: tuple
 
         return ConvLSTMAEConfig(height=height, width=width, channels=channels, window=nt or 8,
                                 strides=tuple(_ints(strides)) or (1, 2, 3))
+    if arch == "inpaint":
+        from vigil.model.inpaint import InpaintConfig
+
+        return InpaintConfig(height=height, width=width, channels=channels, context=(nt - 1) if nt else 4)
     from vigil.model.config import PredNetConfig
 
     n = len(_ints(stacks[0]))
@@ -60,7 +64,7 @@ def _train_config(arch: str, shape: tuple[int, int, int], nt: int, stacks: tuple
 
 def train_cmd(
     data: Path = typer.Option(..., help="Ped2 folder (uses its train/) or a folder of normal videos."),
-    arch: str = typer.Option("prednet", help="Architecture: prednet, convlstm-ae (inpaint: not yet)."),
+    arch: str = typer.Option("prednet", help="Architecture: prednet, convlstm-ae, inpaint."),
     out: Path = typer.Option(DEFAULT_OUT / "model", help="Model directory to write."),
     work_dir: Path = typer.Option(DEFAULT_OUT / "work", help="Checkpoints, resume backup and history."),
     height: int = typer.Option(120, help="Model input height."),
@@ -68,7 +72,7 @@ def train_cmd(
     channels: int = typer.Option(1, help="1 gray, 3 BGR (colour order of ingest's frames)."),
     stack_sizes: str = typer.Option("1,12,24", help="PredNet: A/Ahat channels per layer (first = channels)."),
     r_stack_sizes: str = typer.Option("4,12,24", help="PredNet: R channels per layer."),
-    nt: int = typer.Option(0, help="Frames per training sequence / window (0: PredNet 10, convlstm-ae 8)."),
+    nt: int = typer.Option(0, help="Frames per training sequence / window (0: PredNet 10, convlstm-ae 8, inpaint 5 = 4 context + 1)."),
     strides: str = typer.Option("1,2,3", help="convlstm-ae: temporal strides of the training windows."),
     epochs: int = typer.Option(20, help="Maximum epochs."),
     batch_size: int = typer.Option(4, help="Sequences per batch."),
@@ -84,7 +88,7 @@ def train_cmd(
     seed: int = typer.Option(0, help="Random seed."),
     crop: str = typer.Option("", help="Train on HxW windows centred mostly on motion, e.g. 80x80 (default: whole frames)."),
 ) -> None:
-    """Train a model (PredNet or ConvLSTM autoencoder) on normal videos; resumes from WORK_DIR if interrupted.
+    """Train a model (PredNet, ConvLSTM autoencoder or masked-frame inpainting) on normal videos; resumes from WORK_DIR if interrupted.
     Exits with code 3, writing no model, when training collapses or learns nothing."""
     _setup_logging()
     from vigil.model.collapse import TrainingCollapsedError

@@ -24,37 +24,82 @@ def generate(out: Path = typer.Option(DEFAULT_DIR / "data.npz", help="Output .np
     typer.echo(f"wrote {path}")
 
 
+ARCHS = ("prednet", "convlstm-ae")
+
+
 def train(data: Path = typer.Option(DEFAULT_DIR / "data.npz", help="Dataset from `generate`."),
           out: Path = typer.Option(DEFAULT_DIR / "model", help="Model directory to write."),
-          minutes: float = typer.Option(10.0, min=0.5, max=1440, help="Training time budget."),
+          arch: str = typer.Option("prednet", help="Architecture: prednet or convlstm-ae."),
+          minutes: float = typer.Option(10.0, min=0.1, max=1440, help="Training time budget."),
           epochs: int = typer.Option(50, min=1, max=1000, help="Maximum epochs."),
           nt: int = typer.Option(10, min=2, max=20, help="Frames per training window."),
           n_val: int = typer.Option(16, min=1, max=1000, help="Sequences held out for validation."),
+          batch_size: int = typer.Option(8, min=1, max=256, help="Sequences per batch."),
+          steps_per_epoch: int = typer.Option(50, min=1, max=100000, help="Batches per epoch."),
+          lr: float = typer.Option(1e-3, min=1e-6, max=1.0, help="Adam learning rate."),
+          objective: str = typer.Option("sparse", help="sparse (foreground-weighted frame MSE) or default "
+                                        "(the architecture's own loss; PredNet's collapses on this data)."),
+          fg_weight: float = typer.Option(4.0, min=0.0, max=1000.0, help="Extra weight of digit pixels (sparse)."),
+          warmup_steps: int = typer.Option(100, min=0, max=100000, help="Learning-rate warm-up (batches)."),
           seed: int = typer.Option(0, min=0, help="Training seed.")) -> None:
-    """Train PredNet on the normal training sequences (written as lossless videos)."""
-    from vigil.model.config import PredNetConfig
+    """Train a model on the normal training sequences (written as lossless videos). Exits with code 3, writing
+    no model, when training collapses or the model is no better than copying the previous frame."""
+    from vigil.model.collapse import TrainingCollapsedError
     from vigil.model.moving_mnist import load_dataset, write_videos
-    from vigil.model.train import TrainSettings
+    from vigil.model.train import TrainSettings, command_line
     from vigil.model.train import train as run_train
 
+    if arch not in ARCHS:
+        raise typer.BadParameter(f"--arch must be one of {ARCHS}. Received: {arch!r}")
+    config = mmnist_config(arch, nt)
     videos = out.parent / "videos" / "train"
     write_videos(load_dataset(data)["train"], videos)
-    settings = TrainSettings(data=videos, out=out, work_dir=out.parent / "work", epochs=epochs,
-                             time_budget_min=minutes, n_val=n_val, model_id="prednet-mmnist", seed=seed,
-                             patience=max(epochs, 5), command="vigil mmnist train")
-    card = run_train(PredNetConfig(height=64, width=64, nt=nt), settings)
-    typer.echo(json.dumps(card.get("history", {}), default=str)[:2000])
+    settings = TrainSettings(data=videos, out=out, work_dir=out.parent / f"work-{out.name}", epochs=epochs,
+                             batch_size=batch_size, steps_per_epoch=steps_per_epoch, lr=lr, lr_drop_epoch=epochs,
+                             time_budget_min=minutes, n_val=n_val, model_id=f"{arch}-mmnist", seed=seed,
+                             patience=max(epochs, 5), command=command_line(), objective=objective,
+                             fg_weight=fg_weight, warmup_steps=warmup_steps,
+                             require_beat=("constant_frame", "previous_frame") if arch == "prednet" else None)
+    try:
+        card = run_train(config, settings)
+    except TrainingCollapsedError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(3) from err
+    typer.echo(json.dumps({"history": {k: card["training"][k] for k in ("loss", "val_loss")},
+                           "baselines": card["training"].get("baselines")}, default=str)[:3000])
+
+
+def mmnist_config(arch: str, nt: int) -> Any:
+    """The 64x64 gray model config of ``arch`` (default architecture sizes; 4-pixel patches for ``patch_max``, the
+    scale of the 3x3 spatial anomaly)."""
+    from vigil.model.config import FeatureConfig, PredNetConfig
+    from vigil.model.convlstm_ae import ConvLSTMAEConfig
+
+    features = FeatureConfig(patch_size=4, patch_stride=2, heatmap_stride=8)
+    if arch == "prednet":
+        return PredNetConfig(height=64, width=64, nt=nt, features=features)
+    return ConvLSTMAEConfig(height=64, width=64, window=nt, features=features)
 
 
 def evaluate(model: Path = typer.Option(DEFAULT_DIR / "model", help="Model directory."),
              data: Path = typer.Option(DEFAULT_DIR / "data.npz", help="Dataset from `generate`."),
-             feature: str = typer.Option("mse", help="Frame feature used as the anomaly score."),
+             feature: str = typer.Option("auto", help="Score feature: auto (chosen on a validation set of train-pool "
+                                         "digits, never the test set), mse or patch_max_K (K in 2,3,4,8,16)."),
+             n_val: int = typer.Option(200, min=6, max=100000, help="Validation sequences for feature=auto "
+                                       "(half normal, a quarter of each corruption)."),
              out: Path | None = typer.Option(None, help="Also write the metrics as JSON here.")) -> None:
     """Score every test sequence's last frame; print accuracy at precision=recall and AUC."""
     from vigil.model.mmnist_eval import evaluate as run_eval
-    from vigil.model.moving_mnist import load_dataset
+    from vigil.model.moving_mnist import load_dataset, make_validation
 
-    result: dict[str, Any] = run_eval(model, load_dataset(data), feature)
+    dataset = load_dataset(data)
+    val = None
+    if feature == "auto":
+        val = make_validation(int(dataset["seed"]), n_val // 2, n_val // 4, n_val - n_val // 2 - n_val // 4)
+    try:
+        result: dict[str, Any] = run_eval(model, dataset, feature, val)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
     text = json.dumps(result, indent=2)
     if out is not None:
         out.write_text(text)

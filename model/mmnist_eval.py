@@ -45,23 +45,83 @@ def metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     return out
 
 
-def last_frame_scores(model_dir: str | os.PathLike, test: np.ndarray, feature: str = "mse",
-                      batch: int = 32) -> np.ndarray:
-    """Score the last frame of each ``(N, T, 64, 64)`` uint8 test sequence with the model's streaming
-    step (:func:`vigil.model.inference.run_clips`, the worker's path), each from a zero state."""
-    from vigil.model.inference import run_clips
+PATCHES = (2, 3, 4, 8, 16)
+"""Patch sides of the ``patch_max`` features the score is chosen among."""
+
+
+def feature_names() -> list[str]:
+    """``mse`` and ``patch_max_<k>`` for every ``k`` of :data:`PATCHES`."""
+    return ["mse", *(f"patch_max_{k}" for k in PATCHES)]
+
+
+def error_features(errors: np.ndarray) -> dict[str, np.ndarray]:
+    """The model's frame features of squared-error maps ``(N, H, W)``: ``mse`` (the mean) and ``patch_max_<k>``
+    (the largest mean over ``k x k`` patches, stride 1; the streaming step's ``patch_max`` at that patch size).
+
+    Example:
+        >>> e = np.zeros((1, 16, 16)); e[0, 2:5, 2:5] = 1.0
+        >>> f = error_features(e); float(f["mse"][0]), float(f["patch_max_3"][0]), float(f["patch_max_4"][0])
+        (0.03515625, 1.0, 0.5625)
+    """
+    errors = np.asarray(errors, np.float64)
+    if errors.ndim != 3 or min(errors.shape[1:]) < max(PATCHES):
+        raise ValueError(f"errors must be (N, H, W) with H, W >= {max(PATCHES)}. Received: {errors.shape}")
+    integral = np.pad(errors.cumsum(1).cumsum(2), ((0, 0), (1, 0), (1, 0)))
+    out = {"mse": errors.mean(axis=(1, 2))}
+    for k in PATCHES:
+        sums = integral[:, k:, k:] - integral[:, :-k, k:] - integral[:, k:, :-k] + integral[:, :-k, :-k]
+        out[f"patch_max_{k}"] = sums.max(axis=(1, 2)) / (k * k)
+    return out
+
+
+def last_frame_errors(model_dir: str | os.PathLike, sequences: np.ndarray, batch: int = 32,
+                      progress: bool = True) -> np.ndarray:
+    """Squared-error map ``(N, H, W)`` of the last frame of each ``(N, T, H, W)`` uint8 sequence, stepped
+    from a zero state with the model's streaming step (the worker's :meth:`StreamingPredictor.step`)."""
+    from tqdm import tqdm
+
     from vigil.model.streaming import StreamingPredictor
 
     predictor = StreamingPredictor.load(model_dir)
     predictor.motion = False
-    clips = {f"{i:05d}": seq[..., None] for i, seq in enumerate(test)}
-    outputs = run_clips(predictor, clips, batch=batch, progress=False)
-    return np.array([getattr(outputs[n].features, feature)[-1] for n in clips], np.float32)
+    out = np.empty(sequences.shape[:1] + sequences.shape[2:], np.float32)
+    for i in tqdm(range(0, len(sequences), batch), desc="sequences", unit="batch", disable=not progress):
+        group = sequences[i:i + batch, ..., None]
+        states = [predictor.initial_state() for _ in group]
+        for t in range(group.shape[1]):
+            result = predictor.step(group[:, t], states)
+            states = result.new_states
+        truth = group[:, -1, ..., 0].astype(np.float32) / 255.0
+        out[i:i + batch] = (np.asarray(result.predictions)[..., 0] - truth) ** 2
+    return out
 
 
-def evaluate(model_dir: str | os.PathLike, data: dict[str, np.ndarray], feature: str = "mse") -> dict[str, Any]:
-    """Scores and metrics of ``model_dir`` on ``data["test"]``."""
-    scores = last_frame_scores(model_dir, data["test"], feature)
-    return {"feature": feature, "metrics": metrics(scores, data["labels"]),
-            "score_mean": {k: float(scores[data["labels"] == i].mean()) for i, k in enumerate(KINDS)
-                           if (data["labels"] == i).any()}}
+def choose_feature(features: dict[str, np.ndarray], labels: np.ndarray) -> tuple[str, dict[str, Any]]:
+    """The feature with the highest accuracy at precision = recall on the labelled **validation** set (ties:
+    the higher AUC, then the first name), and every feature's validation metrics."""
+    table = {name: metrics(values, labels)["all"] for name, values in features.items()}
+    best = max(table, key=lambda n: (table[n]["accuracy_pr"], table[n]["auc"], -list(table).index(n)))
+    return best, table
+
+
+def evaluate(model_dir: str | os.PathLike, data: dict[str, np.ndarray], feature: str = "auto",
+             val: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Metrics of ``model_dir`` on ``data["test"]`` with ``feature`` as the score; ``"auto"`` chooses it on the
+    labelled validation set ``val`` (:func:`~vigil.model.moving_mnist.make_validation`, train-pool digits)
+    before the test set is scored. The test metrics of ``mse`` (the default feature) are reported beside it."""
+    names = feature_names()
+    if feature != "auto" and feature not in names:
+        raise ValueError(f"feature must be 'auto' or one of {names}. Received: {feature!r}")
+    result: dict[str, Any] = {}
+    if feature == "auto":
+        if val is None:
+            raise ValueError("feature='auto' needs a validation set (make_validation).")
+        feature, table = choose_feature(error_features(last_frame_errors(model_dir, val["val"])), val["val_labels"])
+        result["validation"] = {"n": len(val["val_labels"]), "chosen": feature, "metrics": table}
+    test = error_features(last_frame_errors(model_dir, data["test"]))
+    labels = data["labels"]
+    result.update({"feature": feature, "metrics": metrics(test[feature], labels),
+                   "mse_metrics": metrics(test["mse"], labels),
+                   "score_mean": {k: float(test[feature][labels == i].mean()) for i, k in enumerate(KINDS)
+                                  if (labels == i).any()}})
+    return result

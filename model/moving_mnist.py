@@ -112,6 +112,18 @@ def corrupt(seq: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[np.nd
     return out, mask
 
 
+def labelled_sequences(rng: np.random.Generator, digits: np.ndarray, pool: np.ndarray, n_normal: int,
+                       n_temporal: int, n_spatial: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(sequences, labels, masks)``: normal sequences then the two corruptions, digits from ``pool``."""
+    labels = np.repeat(np.arange(3, dtype=np.int8), [n_normal, n_temporal, n_spatial])
+    seqs, masks = [], []
+    for label in labels:
+        seq, mask = corrupt(make_sequence(rng, digits, pool), KINDS[label], rng)
+        seqs.append(seq)
+        masks.append(mask)
+    return np.stack(seqs), labels, np.stack(masks)
+
+
 def make_dataset(seed: int = 0, n_train: int = 400, n_normal: int = 200, n_temporal: int = 100,
                  n_spatial: int = 100) -> dict[str, np.ndarray]:
     """Train (normal only, train pool) and test (test pool) sequences; identical arrays for a seed.
@@ -126,14 +138,25 @@ def make_dataset(seed: int = 0, n_train: int = 400, n_normal: int = 200, n_tempo
     train_pool, test_pool = digit_pools(len(digits))
     rng_train, rng_test = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     train = np.stack([make_sequence(rng_train, digits, train_pool) for _ in range(n_train)])
-    labels = np.repeat(np.arange(3, dtype=np.int8), [n_normal, n_temporal, n_spatial])
-    test, masks = [], []
-    for label in labels:
-        seq, mask = corrupt(make_sequence(rng_test, digits, test_pool), KINDS[label], rng_test)
-        test.append(seq)
-        masks.append(mask)
-    return {"train": train, "test": np.stack(test), "labels": labels, "masks": np.stack(masks),
+    test, labels, masks = labelled_sequences(rng_test, digits, test_pool, n_normal, n_temporal, n_spatial)
+    return {"train": train, "test": test, "labels": labels, "masks": masks,
             "train_pool": train_pool, "test_pool": test_pool, "seed": np.array(seed)}
+
+
+def make_validation(seed: int = 0, n_normal: int = 100, n_temporal: int = 50,
+                    n_spatial: int = 50) -> dict[str, np.ndarray]:
+    """A labelled validation set for choosing the score feature without the test set: new sequences of
+    **train-pool** digits (the test digits are never used), corrupted as the test set is, from a random stream
+    of its own (the third child of ``seed``; :func:`make_dataset` uses the first two).
+
+    Returns:
+        ``val`` ``(n, 20, 64, 64)`` uint8, ``val_labels`` ``(n,)`` int8, ``val_masks`` ``(n, 64, 64)`` bool.
+    """
+    digits = digit_images()
+    train_pool, _ = digit_pools(len(digits))
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
+    seqs, labels, masks = labelled_sequences(rng, digits, train_pool, n_normal, n_temporal, n_spatial)
+    return {"val": seqs, "val_labels": labels, "val_masks": masks}
 
 
 def save_dataset(data: dict[str, np.ndarray], path: str | os.PathLike) -> Path:

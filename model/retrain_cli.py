@@ -29,6 +29,13 @@ def retrain(name: str = typer.Argument(..., help="Model name in the store (usual
             n_val: int = typer.Option(1, min=1, max=100, help="Footage clips held out for the gate."),
             max_alerts: int = typer.Option(0, min=0, help="Alerts allowed on the held-out footage."),
             error_ratio: float = typer.Option(1.10, min=0.5, max=10, help="Largest candidate/running mean error."),
+            labelled: Path | None = typer.Option(None, exists=True, file_okay=False,
+                                                 help="The site's labelled set (videos + labels.json): gate on it "
+                                                 "instead of the last day's false-alert rate."),
+            auc_drop: float = typer.Option(0.02, min=0, max=1, help="Largest fall of the labelled set's frame AUC."),
+            max_alert_rate: float = typer.Option(1.0, min=0, max=3600,
+                                                 help="Largest false alerts per hour on the last day's footage."),
+            last_day_hours: float = typer.Option(24.0, min=0.1, max=24 * 365, help="What 'the last day' spans."),
             switch: bool = typer.Option(True, help="Switch the cameras to a version that passes.")) -> None:
     """Fine-tune, calibrate, gate, register and switch a model on a camera's own normal footage."""
     from vigil.model.retrain import RetrainPlan
@@ -36,7 +43,8 @@ def retrain(name: str = typer.Argument(..., help="Model name in the store (usual
     from vigil.model.versions import VersionError
 
     plan = RetrainPlan(name, footage, _store(store), work / name, init_from, list(freeze), minutes, epochs, n_val,
-                       max_alerts, error_ratio, switch)  # fmt: skip
+                       max_alerts, error_ratio, labelled, auc_drop, max_alert_rate, last_day_hours,
+                       switch=switch)  # fmt: skip
     try:
         report = run(plan)
     except (VersionError, FileNotFoundError, ValueError) as exc:
@@ -44,7 +52,7 @@ def retrain(name: str = typer.Argument(..., help="Model name in the store (usual
         raise typer.Exit(2) from None
     typer.echo(json.dumps(report, indent=1))
     if not report["registered"]:
-        typer.echo(f"gate failed; {name} keeps its current model: {'; '.join(report['gate']['reasons'])}", err=True)
+        typer.echo(report["why"], err=True)
         raise typer.Exit(1)
 
 

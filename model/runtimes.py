@@ -49,8 +49,11 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("saved_model", "onnx", "openvino")
 """What ``vigil export --format`` writes."""
-RUNTIMES = ("keras", "onnx", "openvino")
-"""What a worker can step with (``keras``: the model as loaded, TensorFlow or JAX)."""
+RUNTIMES = ("keras", "onnx", "openvino", "xla")
+"""What a worker can step with (``keras``: the model as loaded, TensorFlow or JAX; ``xla``: the same Keras
+step compiled with XLA, no export needed)."""
+EXPORTED_RUNTIMES = ("onnx", "openvino")
+"""The runtimes that step an exported graph (``vigil export``)."""
 QUANTIZE = ("none", "int8", "fp16")
 MANIFEST = "export.json"
 """The file beside an exported graph that says what it is and which weights it holds."""
@@ -219,6 +222,23 @@ class KerasRuntime(_Named):
         return {n: np.asarray(o) for n, o in zip(self.output_names, out, strict=True)}
 
 
+class XlaRuntime(KerasRuntime):
+    """The Keras step compiled by XLA (``jit_compile=True``): no export needed.
+
+    On the TensorFlow backend this is ``tf.function(jit_compile=True)`` per batch bucket (compiled on first
+    use of a bucket, a few seconds each); on JAX, Keras' step is already XLA, so it equals ``keras``.
+
+    Args:
+        predictor: The streaming predictor whose step model runs.
+    """
+
+    name = "xla"
+
+    def __init__(self, predictor: StreamingPredictor) -> None:
+        super().__init__(predictor)
+        self.model.compile(jit_compile=True)
+
+
 class OnnxRuntime(_Named):
     """ONNX Runtime (CPU execution provider) on an exported ``model.onnx``.
 
@@ -265,7 +285,9 @@ class OpenVinoRuntime(_Named):
         ov = require("openvino")
         self.core = ov.Core()
         self.model = self.core.read_model(str(path))
-        self.config: dict[str, Any] = {"PERFORMANCE_HINT": hint}
+        # f32: on CPUs with AMX / AVX-512 BF16, OpenVINO's CPU plugin otherwise infers in bf16 by default, and
+        # the features then drift by ~1% from Keras' (measured on such a Xeon); an int8 model keeps its int8 ops.
+        self.config: dict[str, Any] = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "f32"}
         if threads:
             self.config["INFERENCE_NUM_THREADS"] = threads
         self.input_names = tuple(i.get_any_name() for i in self.model.inputs)
@@ -298,6 +320,8 @@ def open_runtime(kind: str, predictor: StreamingPredictor, export: str | os.Path
     (checked against the predictor's weights), not needed for ``keras``."""
     if kind == "keras":
         return KerasRuntime(predictor)
+    if kind == "xla":
+        return XlaRuntime(predictor)
     if kind not in RUNTIMES:
         raise ValueError(f"Unknown runtime; expected one of {RUNTIMES}. Received: {kind!r}")
     if export is None:
@@ -519,27 +543,70 @@ def _size_mib(path: Path) -> float:
 
 
 class RuntimeSettings(BaseSettings):
-    """Which runtime a :class:`RuntimePredictor` steps with (environment prefix ``VIGIL_RUNTIME_``)."""
+    """Which runtime a :class:`RuntimePredictor` steps with (environment prefix ``VIGIL_RUNTIME_``).
+
+    The worker has the same settings as first-class ``VIGIL_WORKER_RUNTIME*`` variables; these remain for
+    :class:`RuntimePredictor` users (``vigil bench runtime``, scripts).
+    """
 
     model_config = SettingsConfigDict(env_prefix="VIGIL_RUNTIME_", extra="ignore")
 
-    kind: Literal["keras", "onnx", "openvino"] = Field("keras", description="Runtime of the model step")
+    kind: Literal["keras", "onnx", "openvino", "xla"] = Field("keras", description="Runtime of the model step")
     quantize: Literal["none", "int8", "fp16"] = Field("none", description="Which export to use (see `vigil export`)")
     export_dir: Path | None = Field(None, description="The export folder; None: EXPORT_ROOT/<model_id>-<version>/<kind>-<quantize>")
     export_root: Path = Field(Path(".state/export"), description="Where `vigil export` puts exports by default")
     threads: int = Field(0, ge=0, le=256, description="Intra-op threads of the runtime (0: its default)")
+    auto_export: bool = Field(False, description="Export on the fly into EXPORT_ROOT when the export is missing "
+                                                 "(fp32 and fp16 only; needs TensorFlow and tf2onnx)")
 
 
-def open_for_settings(settings: RuntimeSettings, predictor: StreamingPredictor) -> StepRuntime:
-    """The runtime ``settings`` name for ``predictor`` (its export looked up as :func:`export_dir_for` says)."""
-    if settings.kind == "keras":
-        return KerasRuntime(predictor)
+def export_command(kind: str, quantize: str, folder: Path, model_dir: str | os.PathLike | None = None) -> str:
+    """The ``vigil export`` command that writes the export a worker looks for at ``folder``."""
+    model = f" --model {model_dir}" if model_dir is not None else ""
+    calib = " --calib-data DIR_OF_NORMAL_VIDEOS" if quantize == "int8" else ""
+    return f"vigil export --format {kind} --quantize {quantize}{model}{calib} --out {folder}"
+
+
+def ensure_export(predictor: StreamingPredictor, kind: str, quantize: str, folder: Path, auto_export: bool,
+                  model_dir: str | os.PathLike | None = None, progress: Progress = log.info) -> Path:
+    """The export folder of ``predictor`` for runtime ``kind``: ``folder`` when it holds a manifest, else
+    exported there now when ``auto_export`` (fp32/fp16 only: int8 needs the site's normal footage), else
+    ``FileNotFoundError`` naming the ``vigil export`` command. Concurrent workers exporting the same model
+    serialise on a lock file beside the folder, so the second reuses the first one's export."""
+    folder = Path(folder)
+    if (folder / MANIFEST).is_file():
+        return folder
+    cmd = export_command(kind, quantize, folder, model_dir)
+    if not auto_export or quantize == "int8":
+        why = ("int8 is never exported on the fly (it needs normal footage of the scene to calibrate on)"
+               if auto_export else "auto-export is off")
+        raise FileNotFoundError(f"No {kind} ({quantize}) export of {predictor.model_id}:{predictor.model_version} at "
+                                f"{folder}; {why}. Make it with `{cmd}`.")
+    import fcntl
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / MANIFEST).is_file():  # another process may have exported it while we waited
+            progress(f"exporting {predictor.model_id}:{predictor.model_version} for the {kind} runtime into {folder} "
+                     f"(once per weights version; `{cmd}` does the same ahead of time)")
+            try:
+                export(predictor, kind, folder, quantize, progress=progress)
+            except (RuntimeError, ImportError) as exc:
+                raise RuntimeError(f"Exporting for the {kind} runtime failed ({exc}); run `{cmd}` where TensorFlow "
+                                   "and tf2onnx are installed, and point the worker at that folder.") from exc
+    return folder
+
+
+def open_for_settings(settings: RuntimeSettings, predictor: StreamingPredictor,
+                      model_dir: str | os.PathLike | None = None) -> StepRuntime:
+    """The runtime ``settings`` name for ``predictor`` (its export looked up as :func:`export_dir_for` says,
+    and made there when ``settings.auto_export``)."""
+    if settings.kind not in EXPORTED_RUNTIMES:
+        return open_runtime(settings.kind, predictor)
     folder = settings.export_dir or export_dir_for(settings.export_root, predictor.model_id, predictor.model_version,
                                                    settings.kind, settings.quantize)
-    if not (Path(folder) / MANIFEST).is_file():
-        raise FileNotFoundError(f"No {settings.kind} ({settings.quantize}) export of {predictor.model_id}:"
-                                f"{predictor.model_version} at {folder}. Make it with `vigil export --format "
-                                f"{settings.kind} --quantize {settings.quantize} --out {folder}` (plus --model).")
+    folder = ensure_export(predictor, settings.kind, settings.quantize, Path(folder), settings.auto_export, model_dir)
     return open_runtime(settings.kind, predictor, folder, settings.threads)
 
 
@@ -560,14 +627,11 @@ class RuntimePredictor(StreamingPredictor):
         predictor = super().load(path)
         if not isinstance(predictor, RuntimePredictor):  # StreamingPredictor.load builds ``cls``
             raise TypeError(f"Expected a RuntimePredictor. Received: {type(predictor).__name__}")
-        predictor.use_step_runtime(open_for_settings(settings or RuntimeSettings(), predictor))
+        predictor.use_step_runtime(open_for_settings(settings or RuntimeSettings(), predictor, path))
         return predictor
 
     def use_step_runtime(self, runtime: StepRuntime) -> None:
         """Step with ``runtime`` from now on."""
         self.runtime = runtime
-        if hasattr(StreamingPredictor, "use_runtime"):  # the public hook, once streaming.py has it
-            StreamingPredictor.use_runtime(self, runtime)  # type: ignore[attr-defined]
-        else:  # the graph StreamingPredictor steps (its predict_on_batch), set by this subclass
-            self._model = runtime
+        self.use_runtime(runtime)
         log.info("model %s steps on %s", self.model_id, runtime.name)

@@ -60,6 +60,13 @@ class TrainSettings:
             ``.state/replay``), so that a ``vigil calibrate`` of the same clips reuses them; None: no cache.
         guard: Stop and fail on a collapsed or non-learning model (:mod:`vigil.model.collapse`); when off (plumbing
             tests of a step or two), the trivial baselines are still measured and recorded in the card.
+        objective: ``"default"`` (each architecture's own loss) or ``"sparse"`` (foreground-weighted squared
+            error of the predicted / reconstructed frames, for mostly black video; :mod:`vigil.model.trainers`).
+        fg_weight: Extra weight of foreground pixels under the ``sparse`` objective.
+        warmup_steps: Batches over which the learning rate rises linearly from ``lr / warmup_steps`` to ``lr``
+            (0 = none).
+        require_beat: Trivial predictors the model must beat on validation (None: the architecture's own list,
+            the constant frame; add ``"previous_frame"`` to fail a predictor no better than copying a frame).
     """
 
     data: Path
@@ -82,6 +89,21 @@ class TrainSettings:
     command: str = ""
     cache_dir: Path | None = None
     guard: bool = True
+    objective: str = "default"
+    fg_weight: float = 0.0
+    warmup_steps: int = 0
+    require_beat: tuple[str, ...] | None = None
+
+
+def settings_trainer(config: Any, settings: TrainSettings) -> Any:
+    """The :class:`~vigil.model.trainers.Trainer` of the config's architecture under the settings' objective."""
+    from vigil.model.architectures import arch_of_config
+    from vigil.model.trainers import trainer_for, with_objective
+
+    trainer = with_objective(trainer_for(arch_of_config(config)), settings.objective, settings.fg_weight)
+    if settings.require_beat is not None:
+        trainer = dataclasses.replace(trainer, required=tuple(settings.require_beat))
+    return trainer
 
 
 def lr_schedule(lr: float, drop_epoch: int):
@@ -122,6 +144,26 @@ def time_budget_callback(minutes: float, lr: float) -> Any:
     return TimeBudget()
 
 
+def warmup_callback(lr: float, steps: int) -> Any:
+    """Raise the learning rate linearly to ``lr`` over the first ``steps`` batches (Adam's first updates are the
+    largest relative to the weights; on sparse frames they can push every prediction below zero at once)."""
+    import keras
+
+    class WarmUp(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.step = 0
+
+        def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+            if self.step < steps:
+                self.model.optimizer.learning_rate.assign(lr * (self.step + 1) / steps)
+            elif self.step == steps:
+                self.model.optimizer.learning_rate.assign(lr)
+            self.step += 1
+
+    return WarmUp()
+
+
 def freeze_layers(model: Any, layers: list[int]) -> list[str]:
     """Make the convs of the given PredNet layers non-trainable; returns their names.
 
@@ -146,10 +188,9 @@ def build_model(config: Any, settings: TrainSettings) -> Any:
     import keras
 
     from vigil.model.architectures import arch_of_config, get_architecture
-    from vigil.model.trainers import trainer_for
 
     arch = arch_of_config(config)
-    trainer = trainer_for(arch)
+    trainer = settings_trainer(config, settings)
     keras.utils.set_random_seed(settings.seed)
     model = trainer.build(config)
     if settings.init_from is not None:
@@ -169,6 +210,7 @@ def make_callbacks(settings: TrainSettings) -> list[Any]:
 
     wd = settings.work_dir
     budget = [time_budget_callback(settings.time_budget_min, settings.lr)] if settings.time_budget_min else []
+    warmup = [warmup_callback(settings.lr, settings.warmup_steps)] if settings.warmup_steps > 0 else []
     return [
         keras.callbacks.BackupAndRestore(str(wd / "backup"), save_freq="epoch", delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(str(wd / "last.weights.h5"), save_weights_only=True),
@@ -178,6 +220,7 @@ def make_callbacks(settings: TrainSettings) -> list[Any]:
         keras.callbacks.LearningRateScheduler(lr_schedule(settings.lr, settings.lr_drop_epoch)),
         keras.callbacks.CSVLogger(str(wd / "history.csv"), append=True),
         *budget,
+        *warmup,
     ]
 
 
@@ -228,9 +271,8 @@ def train(config: Any, settings: TrainSettings) -> dict[str, Any]:
     return the card. Raises :class:`~vigil.model.collapse.TrainingCollapsedError` (and writes nothing) when the
     model collapsed or learnt nothing a trivial predictor would not."""
     from vigil.model.architectures import arch_of_config, arch_of_dir, get_architecture
-    from vigil.model.trainers import trainer_for
 
-    arch, trainer = get_architecture(arch_of_config(config)), trainer_for(arch_of_config(config))
+    arch, trainer = get_architecture(arch_of_config(config)), settings_trainer(config, settings)
     if settings.init_from is not None:  # the architecture comes from the model; the sequence length may change
         if arch_of_dir(settings.init_from) != arch.name:
             raise ValueError(f"--init-from {settings.init_from} holds a {arch_of_dir(settings.init_from)} model, "
@@ -340,6 +382,7 @@ def _card(config: Any, settings: TrainSettings, train_paths: list[Path], val_pat
             "lr": settings.lr, "lr_drop_epoch": settings.lr_drop_epoch,
             "patience": settings.patience, "time_budget_min": settings.time_budget_min, "init_from": str(settings.init_from) if settings.init_from else None,
             "freeze": settings.freeze, "seed": settings.seed, "wall_time_s": round(elapsed, 1),
+            "objective": settings.objective, "fg_weight": settings.fg_weight, "warmup_steps": settings.warmup_steps,
             "keras": keras.__version__, "backend": keras.backend.backend(), "python": platform.python_version(),
         },
         "command": settings.command,

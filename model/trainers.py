@@ -3,6 +3,18 @@
 :func:`trainer_for` returns a :class:`Trainer` for an architecture name of :mod:`vigil.model.architectures`.
 The training pipeline (:mod:`vigil.model.train`) is the same for all of them: data, callbacks (the collapse
 guard of :mod:`vigil.model.collapse` included), calibration and the model card.
+
+Two training objectives (``TrainSettings.objective``):
+
+* ``"default"``: each architecture's own loss (PredNet: the paper's mean layer-0 error units, MAE against zeros;
+  the autoencoder: MSE of the window). On sparse, mostly black frames the median pixel is black, so an L1 loss
+  is smallest for an empty frame until the model knows where the objects are; PredNet's ``ReLU`` prediction
+  then dies (outputs exactly 0, no gradient) and never recovers.
+* ``"sparse"``: the predicted (PredNet, steps 1..T-1) or reconstructed frames against the true ones, with a
+  squared error whose foreground pixels (``> FG_THRESHOLD``) weigh ``1 + fg_weight``: the mean-seeking L2
+  keeps predictions positive where an object may be, and the weight puts the objects on the loss's scale.
+  The same cell weights are trained (PredNet's prediction mode shares its cell with the error mode), so the
+  model directory and the streaming step do not change.
 """
 
 from __future__ import annotations
@@ -21,7 +33,7 @@ class Trainer:
 
     Attributes:
         arch: Architecture name.
-        loss: Keras loss of the compiled training model.
+        loss: Keras loss of the compiled training model (a name or a ``keras.ops`` function).
         target: ``"zeros"`` (the model outputs its own loss, PredNet) or ``"input"`` (an autoencoder).
         build: ``config -> uncompiled training model``.
         core: ``training model -> core layer`` (what the model directory's weights file holds).
@@ -33,7 +45,7 @@ class Trainer:
     """
 
     arch: str
-    loss: str
+    loss: Any
     target: str
     build: Callable[[Any], Any]
     core: Callable[[Any], Any]
@@ -42,6 +54,70 @@ class Trainer:
     outputs: Callable[[Any, Any], Callable[[np.ndarray], np.ndarray]]
     baselines: Callable[[np.ndarray, Any], dict[str, float]]
     required: tuple[str, ...] = ("constant_frame",)
+
+
+FG_THRESHOLD = 0.1
+"""Pixels brighter than this (frames scaled to [0, 1]) count as foreground for the ``sparse`` objective."""
+
+
+def sparse_loss(fg_weight: float, skip_first: bool) -> Callable[[Any, Any], Any]:
+    """Foreground-weighted squared error ``(B, T, H, W, C)`` -> ``(B,)`` (``keras.ops``), step 0 left out when
+    ``skip_first`` (PredNet predicts it from an empty state)."""
+    from keras import ops
+
+    def loss(y_true: Any, y_pred: Any) -> Any:
+        if skip_first:
+            y_true, y_pred = y_true[:, 1:], y_pred[:, 1:]
+        weight = 1.0 + fg_weight * ops.cast(y_true > FG_THRESHOLD, y_pred.dtype)
+        return ops.mean(weight * ops.square(y_pred - y_true), axis=(1, 2, 3, 4))
+
+    loss.__name__ = "sparse_mse"
+    return loss
+
+
+def sparse_baselines(frames: np.ndarray, fg_weight: float, skip_first: bool) -> dict[str, float]:
+    """The ``sparse`` loss of trivial predictions: an empty frame, the mean pixel, and (for next-frame
+    prediction) a copy of the previous frame.
+
+    Example:
+        >>> x = np.zeros((1, 3, 2, 2, 1), np.float32); x[:, 1:] = 0.5
+        >>> sparse_baselines(x, 1.0, True)
+        {'constant_frame': 0.0, 'previous_frame': 0.25}
+    """
+    x = frames.astype(np.float64)
+    target = x[:, 1:] if skip_first else x
+    weight = 1.0 + fg_weight * (target > FG_THRESHOLD)
+
+    def value(pred: Any) -> float:
+        return float((weight * (pred - target) ** 2).mean())
+
+    constant = min(value(0.0), value(float(target.mean())))
+    out = {"constant_frame": constant}
+    if skip_first:
+        out["previous_frame"] = value(x[:, :-1])
+    return out
+
+
+def with_objective(trainer: Trainer, objective: str, fg_weight: float) -> Trainer:
+    """``trainer`` with the ``sparse`` objective (``"default"`` returns it unchanged)."""
+    if objective == "default":
+        return trainer
+    if objective != "sparse":
+        raise ValueError(f"objective must be 'default' or 'sparse'. Received: objective={objective!r}")
+    if fg_weight < 0:
+        raise ValueError(f"fg_weight must be >= 0. Received: fg_weight={fg_weight}")
+    if trainer.arch == "prednet":
+        from vigil.model.prednet import build_sequence_model
+
+        return dataclasses.replace(
+            trainer, loss=sparse_loss(fg_weight, True), target="input",
+            build=lambda config: build_sequence_model(config, "prediction", nt=config.nt),
+            outputs=lambda model, config: (lambda frames: np.asarray(model.predict_on_batch(frames))[:, 1:]),
+            baselines=lambda frames, config: sparse_baselines(frames, fg_weight, True))
+    if trainer.arch == "convlstm-ae":
+        return dataclasses.replace(trainer, loss=sparse_loss(fg_weight, False),
+                                   baselines=lambda frames, config: sparse_baselines(frames, fg_weight, False))
+    raise ValueError(f"objective 'sparse' is not available for {trainer.arch}.")
 
 
 def _prednet_outputs(model: Any, config: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -108,9 +184,15 @@ def _convlstm_ae() -> Trainer:
                    outputs=_ae_outputs, baselines=ae_baselines)
 
 
+def _inpaint() -> Trainer:
+    from vigil.model.inpaint import trainer
+
+    return trainer()
+
+
 def trainer_for(arch: str) -> Trainer:
     """The training hooks of architecture ``arch`` (raises like :func:`~vigil.model.architectures.get_architecture`)."""
     from vigil.model.architectures import get_architecture
 
     get_architecture(arch)  # unknown / not-yet-available names raise here, with the list of names
-    return {"prednet": _prednet, "convlstm-ae": _convlstm_ae}[arch]()
+    return {"prednet": _prednet, "convlstm-ae": _convlstm_ae, "inpaint": _inpaint}[arch]()

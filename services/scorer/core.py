@@ -20,7 +20,7 @@ from vigil.services.scorer import metrics
 from vigil.services.scorer.kinds import KindBook
 from vigil.services.scorer.settings import ScorerSettings
 from vigil.services.scorer.sink import RedisSink
-from vigil.services.scorer.state import ScoreOutcome, ScorerState
+from vigil.services.scorer.state import ScoreOutcome, ScorerState, peak_map
 from vigil.services.scorer.timeline import Timeline, TimelinePoint
 from vigil.shared.kafka import KafkaRecord
 from vigil.shared.schemas import Alert, DeadLetter, SchemaError, ScoreMessage
@@ -150,8 +150,8 @@ class ScorerCore:
             return
         if result.score is not None:
             self.kinds.observe(msg.camera_id, msg.seq, result.score, msg.features.motion_max)
-        for p in result.alerts:
-            annotated = self.kinds.annotate(p)
+        for p, peak in zip(result.alerts, result.peaks, strict=True):
+            annotated = self.kinds.annotate(p, peak_map(peak))
             for i in range(len(st.outbox) - 1, -1, -1):  # the new changes are at the end
                 if st.outbox[i] is p:
                     st.outbox[i] = annotated

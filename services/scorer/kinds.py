@@ -27,6 +27,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from vigil.model.classify import UNKNOWN, FrameObs, KindClassifier, alert_features
 from vigil.services.scorer import metrics
 from vigil.services.scorer.settings import KindSettings
@@ -104,12 +106,15 @@ class KindBook:
         """Drop a camera's ring (it went idle or moved to another scorer)."""
         self.frames.pop(camera_id, None)
 
-    def annotate(self, p: PendingAlert) -> PendingAlert:
-        """The alert change with its predicted kind (and suppression); its features are queued for Redis."""
+    def annotate(self, p: PendingAlert, peak_map: np.ndarray | None = None) -> PendingAlert:
+        """The alert change with its predicted kind (and suppression); its features are queued for Redis.
+
+        ``peak_map`` is the error map of the event's peak frame (the scorer keeps it with the open event), for the
+        error statistics inside the alert's box; without it those features are 0."""
         a = p.alert
         last = a.end_seq if a.end_seq is not None else (a.trigger_seq if a.trigger_seq is not None else a.peak_seq)
         frames = [obs for seq, obs in self.frames.get(a.camera_id, ()) if a.start_seq <= seq <= last]
-        feats = alert_features(a, frames)
+        feats = alert_features(a, frames, peak_map=peak_map)
         pred = self.classifier.predict(feats)
         suppressed = bool(pred.suppress and self.settings.suppress)
         metrics.KIND_PREDICTIONS.labels("suppressed" if suppressed else "unknown" if pred.kind == UNKNOWN else "known").inc()

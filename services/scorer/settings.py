@@ -139,6 +139,7 @@ class ScorerSettings(ServiceSettings):
             events=_replace(self.events, values),
             outbox_limit=self.outbox_limit,
             snapshots=self.snapshots,
+            peak_maps=self.kinds.enabled,
         )
 
     def camera_params(self, camera_id: str) -> CameraParams:

@@ -55,6 +55,9 @@ class CameraParams:
     outbox_limit: int = 1000
     snapshots: bool = True
     zones: ZoneMask | None = None
+    peak_maps: bool = False
+    """Keep the peak frame's error map with an open event even without snapshots (the kind classifier's
+    error-map-in-box features need it)."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,9 @@ class ScoreOutcome:
     threshold: float | None = None
     mode: Mode | None = None
     alerts: tuple[PendingAlert, ...] = ()
+    peaks: tuple[dict[str, Any] | None, ...] = ()
+    """The peak-frame evidence of each alert change (same order as ``alerts``; decode it with :func:`peak_map`).
+    Only this transient outcome holds it, never the outbox: its memory is one map per change being annotated."""
 
 
 @dataclass
@@ -130,12 +136,14 @@ class ScorerState:
         if admission in ("duplicate", "late"):
             return ScoreOutcome(admission)
         core = self._core_for(msg.model_id, msg.model_version)
-        evidence = (lambda: _evidence(msg)) if self.params.snapshots else None  # encoded only for frames above
+        keep = self.params.snapshots or self.params.peak_maps
+        evidence = (lambda: _evidence(msg)) if keep else None  # encoded only for frames above the threshold
         verdict = core.step(Observation.from_message(msg), evidence)
         pending = tuple(self._pending(c, msg, core.mode) for c in verdict.changes)
         for p in pending:
             self._enqueue(p)
-        return ScoreOutcome(admission, verdict.status, verdict.score, verdict.threshold, core.mode, pending)
+        peaks = tuple(c.peak_heat if isinstance(c.peak_heat, dict) else None for c in verdict.changes)
+        return ScoreOutcome(admission, verdict.status, verdict.score, verdict.threshold, core.mode, pending, peaks)
 
     def _core_for(self, model_id: str, model_version: str) -> CameraScoring:
         """The scoring core for this model version: a new model means a new calibration (its error scale differs)."""
@@ -154,7 +162,7 @@ class ScorerState:
         alert_id = Alert.make_id(self.camera_id, c.start_seq, c.start_ns)
         peak = c.peak_heat if isinstance(c.peak_heat, dict) else {}
         box = tuple(float(v) for v in peak["box"]) if "box" in peak else None
-        jpeg = _render(peak) if "heat" in peak else None  # the peak so far: the key is overwritten as it grows
+        jpeg = _render(peak) if "heat" in peak and self.params.snapshots else None  # the peak so far: the key is overwritten as it grows
         skey = snapshot_key(alert_id) if jpeg is not None else None
         alert = Alert(
             alert_id=alert_id, camera_id=self.camera_id, event=c.kind, start_seq=c.start_seq, end_seq=c.end_seq,
@@ -253,13 +261,36 @@ def _evidence(msg: ScoreMessage) -> dict[str, Any] | None:
                      base64.b64encode(msg.payload[:n]).decode()]}
 
 
+def peak_map(peak: dict[str, Any] | None) -> np.ndarray | None:
+    """The float32 ``(h, w)`` error map of an event's peak frame (kept by :func:`_evidence`), or None.
+
+    Example:
+        >>> data, scale = ScoreMessage.quantize_heatmap(np.array([[0.0, 2.0], [1.0, 4.0]]))
+        >>> float(peak_map({"box": [0, 0, 1, 1], "heat": [2, 2, scale, "linear", base64.b64encode(data).decode()]}).max())
+        4.0
+        >>> peak_map({"box": [0, 0, 1, 1]}) is None, peak_map({"heat": [2, 2, 1.0, "linear", "!!"]}) is None
+        (True, True)
+    """
+    if not peak or "heat" not in peak:
+        return None
+    try:
+        h, w, scale, encoding, payload = peak["heat"]
+        data = base64.b64decode(payload, validate=True)
+        hm = ScoreMessage.dequantize(data, (int(h), int(w)), float(scale), str(encoding))
+    except (ValueError, TypeError, KeyError) as exc:
+        log.warning("peak error map unreadable: %s", exc)
+        return None
+    return np.asarray(hm, np.float32)
+
+
 def _render(peak: dict[str, Any]) -> bytes | None:
     from vigil.services.scorer.snapshot import render_snapshot
 
+    hm = peak_map(peak)
+    if hm is None:
+        return None
     try:
-        h, w, scale, encoding, payload = peak["heat"]
-        hm = ScoreMessage.dequantize(base64.b64decode(payload), (int(h), int(w)), float(scale), str(encoding))
-        return render_snapshot(np.asarray(hm, np.float32), box=peak.get("box"))
-    except (ValueError, TypeError, KeyError) as exc:
+        return render_snapshot(hm, box=peak.get("box"))
+    except ValueError as exc:
         log.warning("snapshot not rendered: %s", exc)
         return None

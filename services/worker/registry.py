@@ -171,7 +171,7 @@ class ModelRegistry:
     def _swap(self, old: ModelSlot) -> bool:
         try:
             new = self._load(old.key, old.path)
-        except (OSError, ValueError, KeyError, ImportError) as exc:
+        except (OSError, ValueError, KeyError, ImportError, RuntimeError) as exc:
             log.warning("model %s: reload from %s failed, keeping %s: %s", old.key, old.path, old.version, exc)
             old.print_, old.pending = old.pending or old.print_, None
             return False

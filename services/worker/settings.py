@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -36,6 +37,21 @@ class WorkerSettings(ServiceSettings):
     )  # fmt: skip
     predictor: str = Field(DEFAULT_PREDICTOR, pattern=r"^[\w.]+:\w+$",
                            description="Import path 'module:Class' of the streaming predictor class")
+    runtime: Literal["keras", "onnx", "openvino", "xla"] = Field(
+        "keras", description="Runtime of the model step: keras (the model as loaded), xla (the Keras step compiled "
+        "by XLA), onnx (ONNX Runtime) or openvino, on the model's export (docs/runtimes.md)",
+    )  # fmt: skip
+    runtime_quantize: Literal["none", "int8", "fp16"] = Field(
+        "none", description="Which export the onnx/openvino runtime steps: none (fp32), int8 (made by `vigil export "
+        "--quantize int8` only), fp16 (openvino)",
+    )  # fmt: skip
+    runtime_export_root: Path = Field(Path(".state/export"), description="Exports are looked up (and made) under "
+                                      "ROOT/<model_id>-<version>/<runtime>-<quantize>, per model and weights version")
+    runtime_auto_export: bool = Field(True, description="Export a model on the fly when its onnx/openvino export is "
+                                      "missing (fp32/fp16; needs TensorFlow and tf2onnx); false: refuse to start and "
+                                      "name the `vigil export` command")  # fmt: skip
+    runtime_threads: int = Field(0, ge=0, le=256, description="Intra-op threads of ONNX Runtime / OpenVINO "
+                                 "(0: the runtime's default, one per core)")
     max_batch: int = Field(32, ge=1, le=1024, description="Most frames taken from Kafka per batch")
     max_wait_s: float = Field(0.02, gt=0, le=5.0, description="Longest wait for a batch to fill (seconds)")
     warmup_frames: int | None = Field(None, ge=0, le=10_000, description="Frames marked warmup after a state "

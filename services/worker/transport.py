@@ -303,6 +303,22 @@ def _failed_batch(records: Sequence[KafkaRecord], exc: Exception, max_record_byt
     return result
 
 
+def attach_runtime(predictor: object, settings: WorkerSettings, path: Path) -> None:
+    """Step ``predictor`` on ``settings.runtime`` (its export found, or made, under ``runtime_export_root``)."""
+    from vigil.model.runtimes import RuntimeSettings, open_for_settings
+
+    if not hasattr(predictor, "use_runtime"):
+        raise ValueError(f"VIGIL_WORKER_RUNTIME={settings.runtime} needs a streaming predictor with use_runtime "
+                         f"(vigil.model.streaming:StreamingPredictor). Received: {type(predictor).__name__}")
+    rt = RuntimeSettings(kind=settings.runtime, quantize=settings.runtime_quantize, threads=settings.runtime_threads,
+                         export_root=settings.runtime_export_root, auto_export=settings.runtime_auto_export,
+                         export_dir=None)  # per model and version under the root, never one folder from the env
+    runtime = open_for_settings(rt, predictor, path)  # type: ignore[arg-type]
+    predictor.use_runtime(runtime)
+    log.info("model %s:%s steps on the %s runtime", getattr(predictor, "model_id", "?"),
+             getattr(predictor, "model_version", "?"), runtime.name)
+
+
 def build_engine(settings: WorkerSettings) -> WorkerEngine:
     """Load the models and build the engine from the settings."""
     load = import_loader(settings.predictor)
@@ -311,6 +327,8 @@ def build_engine(settings: WorkerSettings) -> WorkerEngine:
         predictor = load(path)
         if hasattr(predictor, "motion"):
             predictor.motion = settings.motion
+        if settings.runtime != "keras":
+            attach_runtime(predictor, settings, path)
         return predictor
 
     registry = ModelRegistry(loader, settings.model_path(), settings.camera_models)

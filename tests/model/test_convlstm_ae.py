@@ -14,7 +14,7 @@ import pytest
 from convlstm_backend_runner import compute
 from model_testutils import moving_square_video, tiny_config
 
-from vigil.model.architectures import NotYetAvailableError, arch_of_dir, get_architecture, names
+from vigil.model.architectures import arch_of_dir, get_architecture, names
 from vigil.model.collapse import TrainingCollapsedError, check_baselines, make_guard
 from vigil.model.config import PredNetConfig
 from vigil.model.convlstm_ae import ConvLSTMAEConfig, build_autoencoder, build_training_model
@@ -120,8 +120,7 @@ def test_batched_cameras_do_not_mix():
 
 def test_registry_dispatch_and_model_dirs(tmp_path):
     assert names() == ("prednet", "convlstm-ae", "inpaint")
-    with pytest.raises(NotYetAvailableError, match="not available yet"):
-        get_architecture("inpaint")
+    assert get_architecture("inpaint").weights_file == "inpaint.weights.npz"  # available since issue 14
     with pytest.raises(ValueError, match="Unknown architecture"):
         get_architecture("vae")
     _save_model_dir(tmp_path / "ae", tiny_ae())

@@ -5,6 +5,7 @@ positive is suppressed but stays in the record."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 
@@ -16,7 +17,7 @@ from vigil.services.scorer.kinds import KindBook, parse_label_entry
 from vigil.services.scorer.settings import KindSettings, ScorerSettings
 from vigil.services.scorer.sink import RedisSink, SinkOptions
 from vigil.shared.kafka import KafkaRecord
-from vigil.shared.redis_keys import LABELS_STREAM
+from vigil.shared.redis_keys import LABELS_STREAM, alert_features_key
 from vigil.shared.schemas import Alert
 from vigil.shared.scorer_params import EventParams, ScoringParams
 from vigil.tools.simulator import score_messages, scripted
@@ -120,3 +121,35 @@ def test_malformed_label_entries_are_skipped_and_never_fatal(private_db) -> None
     book = KindBook(settings.async_client(), KindSettings())
     assert asyncio.run(book.refresh(force=True)) == 1 and book.classifier.n_labels == 1
     assert parse_label_entry({b"alert_id": b"a:1:1", b"kind": b"bike", b"features": b""}) is None  # expired features
+
+
+@pytest.mark.parametrize("snapshots", [True, False])
+def test_live_alerts_carry_the_error_map_inside_their_box(private_db, snapshots: bool) -> None:  # noqa: ANN001
+    """The features stored for a label come from the peak frame's real error map, with or without snapshots,
+    and a stronger anomaly has a larger error inside its box."""
+    settings, client = private_db
+    token, since = uuid.uuid4().hex[:6], int(time.time() * 1000) - 1
+    cams = {strength: f"k-map-{strength:.0f}-{token}" for strength in (3.0, 12.0)}
+
+    async def run() -> None:
+        async def dead(letter, key):  # noqa: ANN001, ANN202
+            raise AssertionError(f"unexpected dead letter {letter}")
+
+        aclient = settings.async_client()
+        table: dict[str, bytes] = {}
+        core = ScorerCore(ScorerSettings(**FAST, snapshots=snapshots), RedisSink(aclient), table.get,
+                          table.__setitem__, dead, KindBook(aclient, KindSettings()))  # fmt: skip
+        for seed, (strength, cam) in enumerate(cams.items()):
+            await _feed(core, cam, strength, seed)
+        assert all(st.outbox == type(st.outbox)() for st in core.states.values())
+
+    asyncio.run(run())
+    box_max: dict[float, list[float]] = {}
+    for strength, cam in cams.items():
+        closed = _closed(client, cam, since)
+        assert len(closed) == len(SPANS) and all(a.box is not None for a in closed)
+        assert all((a.snapshot_key is not None) == snapshots for a in closed)
+        feats = [json.loads(client.get(alert_features_key(a.alert_id))) for a in closed]
+        assert all(0 < f["box_err_mean"] <= f["box_err_max"] for f in feats), feats
+        box_max[strength] = [f["box_err_max"] for f in feats]
+    assert min(box_max[12.0]) > max(box_max[3.0]), box_max
