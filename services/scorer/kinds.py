@@ -1,6 +1,8 @@
 """Kinds for alerts, learnt online from operators' labels (issue #17; docs/classifier.md).
 
-:class:`KindBook` holds the site's :class:`~vigil.model.classify.KindClassifier` inside the scorer:
+:class:`KindBook` holds the site's :class:`~vigil.model.classify.KindClassifier` inside the scorer (and, with
+``per_camera``, one per camera, at most ``max_camera_classifiers``; a camera's own answers once it has
+``min_labels`` labels, the site's before):
 
 * every score the scorer processes is remembered per camera (a bounded ring of ``(seq, score, motion)``), so an
   alert's features cover its own frames (:func:`~vigil.model.classify.alert_features`);
@@ -74,6 +76,16 @@ def parse_label_entry(fields: dict[Any, Any]) -> tuple[str, str, dict[str, float
     return alert_id, kind, feats
 
 
+def camera_of_alert(alert_id: str) -> str:
+    """The camera of an alert id (``<camera>:<start seq>:<start ms>``, :meth:`vigil.shared.schemas.Alert.make_id`).
+
+    Example:
+        >>> camera_of_alert("gate:north:120:1700000000000")
+        'gate:north'
+    """
+    return alert_id.rsplit(":", 2)[0]
+
+
 class KindBook:
     """The site's kind classifier, the per-camera score rings and the features waiting to be stored.
 
@@ -87,13 +99,28 @@ class KindBook:
         self.client = client
         self.settings = settings
         self.clock = clock
-        self.classifier = KindClassifier(min_labels=settings.min_labels, min_per_kind=settings.min_per_kind,
-                                         suppress_confidence=settings.suppress_confidence,
-                                         score_margin=settings.score_margin)  # fmt: skip
+        self.classifier = self._new_classifier()
+        self.cameras: dict[str, KindClassifier] = {}
         self.frames: dict[str, deque[tuple[int, FrameObs]]] = {}
         self.pending: dict[str, dict[str, float]] = {}
         self._last_id = "0-0"
         self._next_refresh = 0.0
+
+    def _new_classifier(self) -> KindClassifier:
+        s = self.settings
+        return KindClassifier(min_labels=s.min_labels, min_per_kind=s.min_per_kind,
+                              suppress_confidence=s.suppress_confidence, score_margin=s.score_margin)
+
+    def classifier_for(self, camera_id: str) -> tuple[KindClassifier, str]:
+        """The classifier that answers for a camera, and which one it is (``camera`` or ``site``).
+
+        With ``per_camera``, a camera's own classifier answers once it holds ``min_labels`` labels; before that,
+        and always without ``per_camera``, the site's classifier (which learns every label) answers.
+        """
+        own = self.cameras.get(camera_id)
+        if own is not None and own.n_labels >= self.settings.min_labels:
+            return own, "camera"
+        return self.classifier, "site"
 
     def observe(self, camera_id: str, seq: int, score: float, motion: float) -> None:
         """Remember one scored frame of a camera (bounded ring)."""
@@ -115,12 +142,13 @@ class KindBook:
         last = a.end_seq if a.end_seq is not None else (a.trigger_seq if a.trigger_seq is not None else a.peak_seq)
         frames = [obs for seq, obs in self.frames.get(a.camera_id, ()) if a.start_seq <= seq <= last]
         feats = alert_features(a, frames, peak_map=peak_map)
-        pred = self.classifier.predict(feats)
+        classifier, scope = self.classifier_for(a.camera_id)
+        pred = classifier.predict(feats)
         suppressed = bool(pred.suppress and self.settings.suppress)
         metrics.KIND_PREDICTIONS.labels("suppressed" if suppressed else "unknown" if pred.kind == UNKNOWN else "known").inc()
         if suppressed:
-            log.info("camera %s: alert %s %s predicted %s (%.2f, %d labels): suppressed (%s)", a.camera_id, a.alert_id,
-                     a.event, pred.kind, pred.confidence, pred.n_labels, pred.reason)  # fmt: skip
+            log.info("camera %s: alert %s %s predicted %s by the %s classifier (%.2f, %d labels): suppressed (%s)",
+                     a.camera_id, a.alert_id, a.event, pred.kind, scope, pred.confidence, pred.n_labels, pred.reason)  # fmt: skip
         if len(self.pending) < 10_000:
             self.pending[a.alert_id] = feats
         update = {"kind": pred.kind, "kind_confidence": round(min(max(pred.confidence, 0.0), 1.0), 4),
@@ -169,4 +197,15 @@ class KindBook:
             return 0
         alert_id, kind, feats = parsed
         self.classifier.learn(feats, kind, alert_id)
+        if self.settings.per_camera:
+            self._learn_camera(camera_of_alert(alert_id), feats, kind, alert_id)
         return 1
+
+    def _learn_camera(self, camera_id: str, feats: dict[str, float], kind: str, alert_id: str) -> None:
+        own = self.cameras.get(camera_id)
+        if own is None:
+            if len(self.cameras) >= self.settings.max_camera_classifiers:
+                metrics.KIND_CAMERAS_FULL.inc()
+                return
+            own = self.cameras[camera_id] = self._new_classifier()
+        own.learn(feats, kind, alert_id)

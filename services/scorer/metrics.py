@@ -22,6 +22,8 @@ REDIS_REJECTED = counter("vigil_scorer_redis_rejected", "Alert changes Redis ref
 KIND_PREDICTIONS = counter("vigil_scorer_kind_predictions", "Alert changes by classifier outcome", ["result"])
 KIND_LABELS = gauge("vigil_scorer_kind_labels", "Operator labels behind the kind classifier")
 LABELS_SKIPPED = counter("vigil_scorer_labels_skipped", "Labels not learnt (malformed, or the alert's features had expired)")
+KIND_CAMERAS_FULL = counter("vigil_scorer_kind_camera_labels_site_only", "Labels of a camera beyond "
+                            "max_camera_classifiers: learnt by the site's classifier only")
 KIND_FEATURES_DROPPED = counter("vigil_scorer_kind_features_dropped", "Alert features not stored (Redis error)")
 CAMERAS = gauge("vigil_scorer_cameras", "Cameras whose scorer state is in memory")
 CAMERA_SCORE = gauge("vigil_scorer_camera_score", "Latest score of each camera in memory", ["camera"])

@@ -61,6 +61,10 @@ class KindSettings(BaseModel):
     suppress_confidence: float = Field(0.9, ge=0.5, le=1.0, description="Probability needed to suppress")
     score_margin: float = Field(1.5, ge=1.0, le=100.0, description="Never suppress an alert whose peak score is "
                                 "beyond this many times the highest false positive labelled")  # fmt: skip
+    per_camera: bool = Field(False, description="Also learn one classifier per camera (from that camera's labels); "
+                             "a camera's own answers once it has `min_labels` labels, the site's before")  # fmt: skip
+    max_camera_classifiers: int = Field(100, ge=1, le=10_000, description="Cameras with their own classifier (per_camera); "
+                                        "labels of further cameras teach only the site's (counted)")  # fmt: skip
     refresh_s: float = Field(10.0, ge=0.5, le=3600, description="How often new labels are read")
     features_ttl_s: int = Field(30 * 86_400, ge=60, le=10 * 365 * 86_400, description="How long an alert's "
                                 "features stay in Redis to learn from a later label")  # fmt: skip
