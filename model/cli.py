@@ -6,9 +6,11 @@ Heavy imports (Keras, TensorFlow, PyAV) happen inside the command functions.
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -62,6 +64,45 @@ def _train_config(arch: str, shape: tuple[int, int, int], nt: int, stacks: tuple
     )
 
 
+class Objective(enum.StrEnum):
+    """Training objectives of `vigil train` (:mod:`vigil.model.trainers`)."""
+
+    default = "default"
+    sparse = "sparse"
+
+
+SPARSE_FG_WEIGHT = 4.0
+"""``--fg-weight`` of ``--objective sparse`` when none is given."""
+SPARSE_ARCHS = ("prednet", "convlstm-ae")
+"""Architectures with a ``sparse`` objective (:func:`vigil.model.trainers.with_objective`)."""
+OBJECTIVE_HELP = ("default: the architecture's own loss; sparse: foreground-weighted squared error of the predicted / "
+                  "reconstructed frames, for sparse, mostly black video (prednet, convlstm-ae).")
+
+
+def _fg_weight(objective: Objective, fg_weight: float | None, arch: str) -> float:
+    """The foreground weight the settings get (0 under the default objective, which has none)."""
+    if objective is Objective.default:
+        if fg_weight is not None:
+            raise typer.BadParameter("--fg-weight applies to --objective sparse only.", param_hint="--fg-weight")
+        return 0.0
+    if arch not in SPARSE_ARCHS:
+        raise typer.BadParameter(f"--objective sparse is available for {', '.join(SPARSE_ARCHS)}. "
+                                 f"Received: --arch {arch}", param_hint="--objective")
+    return SPARSE_FG_WEIGHT if fg_weight is None else fg_weight
+
+
+def _run_train(config: Any, settings: Any) -> dict[str, Any]:
+    """Train; on a collapsed or non-learning model print the reason and the advice, and exit with code 3."""
+    from vigil.model.collapse import TrainingCollapsedError
+    from vigil.model.train import train
+
+    try:
+        return train(config, settings)
+    except TrainingCollapsedError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(3) from err
+
+
 def train_cmd(
     data: Path = typer.Option(..., help="Ped2 folder (uses its train/) or a folder of normal videos."),
     arch: str = typer.Option("prednet", help="Architecture: prednet, convlstm-ae, inpaint."),
@@ -87,13 +128,16 @@ def train_cmd(
     model_id: str = typer.Option("", help="Model id written to the model card (default: ARCH-ped2)."),
     seed: int = typer.Option(0, help="Random seed."),
     crop: str = typer.Option("", help="Train on HxW windows centred mostly on motion, e.g. 80x80 (default: whole frames)."),
+    objective: Objective = typer.Option(Objective.default, case_sensitive=False, help=OBJECTIVE_HELP),
+    fg_weight: float | None = typer.Option(None, min=0.0, max=1000.0, help=f"With --objective sparse: extra weight of foreground pixels (default {SPARSE_FG_WEIGHT:g})."),
+    warmup_steps: int = typer.Option(0, min=0, max=100000, help="Batches over which the learning rate rises linearly to --lr (0 = none; 100 on sparse video)."),
 ) -> None:
     """Train a model (PredNet, ConvLSTM autoencoder or masked-frame inpainting) on normal videos; resumes from WORK_DIR if interrupted.
     Exits with code 3, writing no model, when training collapses or learns nothing."""
     _setup_logging()
-    from vigil.model.collapse import TrainingCollapsedError
+    fg = _fg_weight(objective, fg_weight, arch)  # before the heavy imports
     from vigil.model.evaluate import CACHE_DIR
-    from vigil.model.train import TrainSettings, command_line, train
+    from vigil.model.train import TrainSettings, command_line
 
     with _data_errors():
         config = _train_config(arch, (height, width, channels), nt, (stack_sizes, r_stack_sizes), strides)
@@ -102,13 +146,9 @@ def train_cmd(
         steps_per_epoch=steps_per_epoch or None, lr=lr, lr_drop_epoch=lr_drop_epoch, patience=patience,
         time_budget_min=time_budget_min, n_val=n_val, init_from=init_from, freeze=_ints(freeze),
         model_id=model_id or f"{arch}-ped2", seed=seed, crop=_crop(crop), command=command_line(),
-        cache_dir=CACHE_DIR,
+        cache_dir=CACHE_DIR, objective=objective.value, fg_weight=fg, warmup_steps=warmup_steps,
     )
-    try:
-        card = train(config, settings)
-    except TrainingCollapsedError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(3) from err
+    card = _run_train(config, settings)
     typer.echo(f"wrote {out} ({arch}, best epoch {card['training']['best_epoch']}, "
                f"warm-up {card['calibration']['n_warmup']} frames)")
 

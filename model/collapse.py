@@ -33,8 +33,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 ADVICE = ("What to try: on sparse, mostly black frames (night, thermal, small objects) the sparse objective "
-          "(TrainSettings objective='sparse', fg_weight 4; `vigil mmnist train --objective sparse`) with a learning-"
-          "rate warm-up (warmup_steps 100): an L1 loss is smallest for an empty frame and PredNet's ReLU prediction "
+          "with a learning-rate warm-up, `vigil train --objective sparse --warmup-steps 100` (foreground weight "
+          "--fg-weight 4 by default; prednet and convlstm-ae; TrainSettings objective='sparse', fg_weight=4, "
+          "warmup_steps=100): an L1 loss is smallest for an empty frame and PredNet's ReLU prediction "
           "dies there; otherwise a lower learning rate (--lr 3e-4), motion-centred crops (--crop 64x64) so that "
           "the moving objects are not a tiny share of the loss, more data or more epochs; check that the frames "
           "are not blank (ffprobe / `vigil score` on one video).")

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
+from inpaint_backend_runner import compute
 
-from vigil.model.inpaint import InpaintConfig, build_training_model, shift_masks
+from vigil.model.inpaint import InpaintConfig, build_training_model, get_inpainter, shift_masks
 from vigil.model.streaming import CONFIG_FILE, StreamingPredictor
+
+RUNNER = Path(__file__).with_name("inpaint_backend_runner.py")
 
 
 def tiny(**overrides) -> InpaintConfig:  # noqa: ANN003
@@ -80,3 +88,80 @@ def test_an_untrained_model_is_uniform_and_short_training_lowers_the_loss():
     assert first == pytest.approx(np.log(256), rel=0.05), "an untrained decoder is near uniform over 256 values"
     model.fit(windows, zeros, epochs=15, batch_size=6, verbose=0)
     assert float(model.evaluate(windows, zeros, verbose=0)) < 0.8 * first
+
+
+def _save_model_dir(path: Path, config: InpaintConfig, core) -> None:  # noqa: ANN001
+    """Write a model directory (config and weights, no card) of an inpainting core."""
+    path.mkdir(parents=True, exist_ok=True)
+    config.save(path / CONFIG_FILE)
+    predictor = StreamingPredictor(config, core, "inpaint-test", "unsaved")
+    predictor.arch.save_weights(core, path / predictor.arch.weights_file)
+
+
+def _weights(core) -> dict[str, np.ndarray]:  # noqa: ANN001
+    return {w.path: np.array(w) for w in core.weights}
+
+
+def _scores(core, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """The NLL maps and expected frames of ``core`` on float windows (every shift decoded, eagerly)."""
+    return tuple(np.asarray(keras.ops.convert_to_numpy(a)) for a in core.score_window(windows))
+
+
+def test_a_model_trained_one_step_survives_save_and_load(tmp_path):
+    keras.utils.set_random_seed(4)
+    config = tiny()
+    model = build_training_model(config)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mae")
+    video = squares(8, seed=4)
+    x = video.astype("float32") / 255.0
+    windows = np.stack([x[i : i + 3] for i in range(6)])
+    core = get_inpainter(model)
+    initial, (_, initial_mean) = _weights(core), _scores(core, windows)
+    model.fit(windows, np.zeros((6, 1), "float32"), batch_size=6, epochs=1, verbose=0)  # one step
+    trained, (nll, mean) = _weights(core), _scores(core, windows)
+    assert sum(not np.array_equal(initial[k], trained[k]) for k in trained) == len(trained)  # the step moved all
+    assert np.abs(mean - initial_mean).max() > 1e-3  # ... and the outputs, far beyond the tolerances below
+    _save_model_dir(tmp_path, config, core)
+    loaded = StreamingPredictor.load(tmp_path)
+    assert loaded.config == config and loaded.arch.name == "inpaint" and loaded.model_id == f"inpaint-{tmp_path.name}"
+    assert loaded.cell.get_config() == core.get_config()
+    after = _weights(loaded.cell)
+    assert list(after) == list(trained)
+    for key, value in trained.items():
+        np.testing.assert_array_equal(after[key], value, err_msg=key)
+    # The loaded model's streaming step on frames 0..7 = the trained model's scoring of the windows ending at 2..7.
+    loaded.motion = False
+    state = loaded.initial_state()
+    for t in range(len(video)):
+        result = loaded.step(video[t : t + 1], [state])
+        state = result.new_states[0]
+        if t >= 2:
+            np.testing.assert_allclose(result.predictions[0], mean[t - 2], atol=2e-6)
+            assert result.features.mse[0] == pytest.approx(float(nll[t - 2].mean()), rel=1e-5)
+    np.testing.assert_array_equal(state[0], video[-2:])
+
+
+def test_tensorflow_and_jax_agree(tmp_path):
+    assert keras.backend.backend() == "tensorflow"
+    config = tiny()
+    predictor = StreamingPredictor.build_untrained(config, seed=2)
+    rng = np.random.default_rng(2)  # random normal weights, so that the outputs vary with the input
+    predictor.cell.set_weights([rng.normal(0, 0.3, w.shape).astype("float32") for w in predictor.cell.get_weights()])
+    _save_model_dir(tmp_path, config, predictor.cell)
+    np.save(tmp_path / "video.npy", squares(5, seed=2))
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, str(RUNNER), str(tmp_path)], env=env, capture_output=True, text=True,
+                          timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tf_out = compute(tmp_path)
+    with np.load(tmp_path / "out_jax.npz") as data:
+        jax_out = {k: data[k] for k in data.files}
+    assert set(jax_out) == set(tf_out) and tf_out["preds"].std() > 0.005 and tf_out["heatmaps"].std() > 0.05
+    np.testing.assert_array_equal(jax_out["state_past"], tf_out["state_past"])  # the last frames, uint8
+    np.testing.assert_array_equal(jax_out["state_started"], tf_out["state_started"])
+    # float32 on two backends (measured on x86 CPU: 2.4e-7 absolute on the expected frames, 2e-7 relative on the
+    # NLL): the expected frames (in [0, 1]) to 1e-5 absolute; the NLL heat maps (nats, about 5 to 6 here) and the
+    # features (mse, psnr, patch_max of the NLL map) to 5e-5 relative.
+    np.testing.assert_allclose(jax_out["preds"], tf_out["preds"], rtol=0, atol=1e-5, err_msg="preds")
+    for key in ("feats", "heatmaps"):
+        np.testing.assert_allclose(jax_out[key], tf_out[key], rtol=5e-5, atol=1e-6, err_msg=key)
