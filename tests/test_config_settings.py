@@ -146,7 +146,7 @@ def test_nested_scorer_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIGIL_SCORER_SCORING__FADING_FACTOR", "0.02")
     monkeypatch.setenv("VIGIL_SCORER_EVENTS__K", "3")
     settings = ScorerSettings()
-    assert (settings.scoring.grace_frames, settings.scoring.fading_factor, settings.scoring.smooth) == (200, 0.02, 5)
+    assert (settings.scoring.grace_frames, settings.scoring.fading_factor, settings.scoring.smooth) == (200, 0.02, ScoringParams().smooth)
     assert (settings.events.k, settings.events.n) == (3, 6)
     monkeypatch.setenv("VIGIL_SCORER_EVENTS__K", "0")
     with pytest.raises(ValidationError, match="greater than or equal to 1"):
@@ -161,7 +161,7 @@ def test_nested_scorer_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         (ScorerSettings, "VIGIL_SCORER_GRACE_FRAMES", "20000", "VIGIL_SCORER_SCORING__GRACE_FRAMES",
          lambda s: s.scoring.grace_frames, 20_000),
-        (ScorerSettings, "VIGIL_SCORER_SMOOTH", "3", "VIGIL_SCORER_SCORING__SMOOTH", lambda s: s.scoring.smooth, 3),
+        (ScorerSettings, "VIGIL_SCORER_SMOOTH", "7", "VIGIL_SCORER_SCORING__SMOOTH", lambda s: s.scoring.smooth, 7),
         (ScorerSettings, "VIGIL_SCORER_K", "3", "VIGIL_SCORER_EVENTS__K", lambda s: s.events.k, 3),
         (ScorerSettings, "VIGIL_SCORER_MIN_DURATION_S", "1.5", "VIGIL_SCORER_EVENTS__MIN_DURATION_S",
          lambda s: s.events.min_duration_s, 1.5),

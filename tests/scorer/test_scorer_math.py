@@ -81,7 +81,7 @@ def test_state_learns_online_then_alerts_once_and_ignores_warmup() -> None:
     assert {r.status for r in results[:20]} == {"warmup"} and results[20].status == "learning"
     assert results[200].mode == "online" and results[200].status == "normal"
     changes = [p.alert for r in results for p in r.alerts]
-    start = changes[0].start_seq  # the first frame whose smoothed (5-frame) score is above
+    start = changes[0].start_seq  # the first frame whose smoothed score is above
     ms = msgs[start].capture_ns // 10**6
     assert 400 <= start <= 402
     assert [(a.event, a.alert_id) for a in changes if a.event != "update"] == [("open", f"cam-s:{start}:{ms}"),
@@ -101,7 +101,7 @@ def _calibration(cam: str, n: int = 1500) -> object:
     normal = _msgs(cam, scripted(n, [], seed=11))
     from vigil.model.alerting import Observation
 
-    # margin +1: the scripted noise is independent frame to frame, so its 5-frame mean is much smoother than
+    # margin +1: the scripted noise is independent frame to frame, so its smoothed mean is much smoother than
     # real scores, and the default margin (-1 below the largest normal score, chosen on autocorrelated data)
     # would be too tight for it
     return calibrate([[Observation.from_message(m) for m in normal]], ScoringParams(threshold_margin=1.0), cell_px=8)
