@@ -263,9 +263,10 @@ def test_model_hot_swap_without_restart(kafka_settings, topic_settings, unique_n
 
 def test_a_mixed_site_runs_two_architectures_side_by_side(kafka_settings, topic_settings, unique_name,
                                                           tmp_path: Path) -> None:  # noqa: ANN001
-    """Two cameras whose `model:` entries name a PredNet and a ConvLSTM autoencoder: one worker, one batch loop,
-    each camera scored by its own architecture (real Kafka, real models)."""
+    """Three cameras whose `model:` entries name a PredNet, a ConvLSTM autoencoder and a masked-frame inpainter:
+    one worker, one batch loop, each camera scored by its own architecture (real Kafka, real models)."""
     from vigil.model.convlstm_ae import ConvLSTMAEConfig
+    from vigil.model.inpaint import InpaintConfig
     from vigil.model.streaming import CONFIG_FILE, StreamingPredictor
 
     prednet = make_tiny_model(tmp_path / "prednet")
@@ -275,7 +276,14 @@ def test_a_mixed_site_runs_two_architectures_side_by_side(kafka_settings, topic_
     ae = StreamingPredictor.build_untrained(config, seed=1)
     config.save(ae_dir / CONFIG_FILE)
     ae.arch.save_weights(ae.cell, ae_dir / ae.arch.weights_file)
-    cams = {"mix-prednet": prednet, "mix-ae": ae_dir}
+    inpaint_dir = tmp_path / "inpaint"
+    inpaint_dir.mkdir()
+    icfg = InpaintConfig(height=32, width=48, context=2, enc_filters=(4, 4), lstm_filters=4, attn_hidden=4,
+                         dec_filters=(4, 4), features={"patch_size": 4, "patch_stride": 2, "heatmap_stride": 4})
+    inp = StreamingPredictor.build_untrained(icfg, seed=2)
+    icfg.save(inpaint_dir / CONFIG_FILE)
+    inp.arch.save_weights(inp.cell, inpaint_dir / inp.arch.weights_file)
+    cams = {"mix-prednet": prednet, "mix-ae": ae_dir, "mix-inpaint": inpaint_dir}
     cameras = tmp_path / "cameras.yaml"
     cameras.write_text("cameras:\n" + "".join(f"  - {{id: {c}, url: 'rtsp://127.0.0.1:1/{c}', model: '{d}'}}\n"
                                               for c, d in cams.items()))  # fmt: skip
@@ -288,7 +296,7 @@ def test_a_mixed_site_runs_two_architectures_side_by_side(kafka_settings, topic_
     worker = start_worker(env, tmp_path, "mixed")
     try:
         produce_frames(producer, topic_settings.frames, clips, 0, 12)
-        wait_for(lambda: len(reader.poll()) >= 24, 120, "12 scores from each camera", [worker])
+        wait_for(lambda: len(reader.poll()) >= 36, 180, "12 scores from each camera", [worker])
     finally:
         worker.stop()
         producer.close()
@@ -299,3 +307,41 @@ def test_a_mixed_site_runs_two_architectures_side_by_side(kafka_settings, topic_
         assert np.isfinite(s.features.mse) and s.features.mse >= 0
     assert by_cam["mix-prednet"] == {"prednet-untrained"} or all("prednet" in m for m in by_cam["mix-prednet"]), by_cam
     assert all(m.startswith("convlstm-ae") for m in by_cam["mix-ae"]), by_cam
+    assert by_cam["mix-inpaint"] and all(m.startswith("inpaint") for m in by_cam["mix-inpaint"]), by_cam
+
+
+def test_a_worker_on_the_onnx_runtime_scores_like_keras(kafka_settings, topic_settings, unique_name, ped2_dir,
+                                                        tmp_path: Path) -> None:  # noqa: ANN001
+    """``VIGIL_WORKER_RUNTIME=onnx``: the worker exports the model on the fly and its scores of real Kafka frames
+    equal the Keras offline run of the same model (the tolerance of docs/runtimes.md)."""
+    from vigil.model.inference import run_clips
+    from vigil.model.streaming import StreamingPredictor
+
+    model_dir = make_tiny_model(tmp_path / "model")
+    predictor = StreamingPredictor.load(model_dir)
+    n_frames = 16
+    cameras = {f"onnx-{i + 1}": c for i, c in enumerate(ped2_clips(ped2_dir, 2, n_frames, predictor.input_shape))}
+    env = WorkerEnv(topic_settings, unique_name("worker"), model_dir, REAL_PREDICTOR,
+                    extra={"VIGIL_WORKER_RUNTIME": "onnx", "VIGIL_WORKER_WARMUP_FRAMES": "2",
+                           "VIGIL_WORKER_RUNTIME_EXPORT_ROOT": str(tmp_path / "export")})  # fmt: skip
+    producer = make_producer(kafka_settings)
+    reader = TopicReader(kafka_settings, topic_settings.scores)
+    sent = produce_frames(producer, topic_settings.frames, cameras, 0, n_frames)
+    worker = start_worker(env, tmp_path, "onnx")
+    try:
+        wait_for(lambda: len(reader.poll()) >= sent, 180, f"{sent} scores", [worker])
+        log_text = worker.log()
+    finally:
+        worker.stop()
+        producer.close()
+        reader.close()
+    assert "steps on the onnx runtime" in log_text, log_text[-2000:]
+    assert any((tmp_path / "export").rglob("*.onnx")), "the export the worker made"
+    reference = run_clips(predictor, cameras, batch=2, progress=False)
+    for cam in cameras:
+        mine = [s for s in scores_of(reader) if s.camera_id == cam]
+        assert [s.seq for s in mine] == list(range(n_frames)), f"{cam}: order"
+        for feat in FrameFeatures.names(source="prednet"):
+            got = np.array([getattr(s.features, feat) for s in mine])
+            np.testing.assert_allclose(got, getattr(reference[cam].features, feat), rtol=2e-3, atol=1e-5,
+                                       err_msg=f"{cam} {feat}")
