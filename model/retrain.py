@@ -115,8 +115,16 @@ def retrain(plan: RetrainPlan) -> dict[str, Any]:
     """
     if plan.labelled is not None:
         load_labelled_set(plan.labelled)
+    from vigil.model.collapse import TrainingCollapsedError
+
     base = base_model(plan)
-    candidate = _train(plan, base)
+    try:
+        candidate = _train(plan, base)
+    except TrainingCollapsedError as exc:
+        why = f"training failed: the old model of {plan.name} is kept because the candidate did not learn ({exc})"
+        plan.store.reject(plan.name, "none", {"check": "training", "passed": False, "reasons": [str(exc)]})
+        log.warning("%s", why)
+        return {"name": plan.name, "base": str(base), "gate": None, "registered": False, "version": None, "why": why}
     gate = gate_candidate(candidate, base, plan)
     report: dict[str, Any] = {"name": plan.name, "base": str(base), "gate": asdict(gate), "registered": False, "version": None}
     if not gate.passed:
@@ -140,6 +148,8 @@ def _train(plan: RetrainPlan, base: Path) -> Path:
 
     out = plan.work / "candidate"
     shutil.rmtree(out, ignore_errors=True)
+    # a fresh run every time: train() resumes from work_dir's backup, which would hand back the last run's weights
+    shutil.rmtree(plan.work / "train", ignore_errors=True)
     config = get_architecture(arch_of_dir(base)).load_config(base)
     settings = TrainSettings(data=plan.footage, out=out, work_dir=plan.work / "train", epochs=plan.epochs,
                              time_budget_min=plan.minutes, n_val=plan.n_val, init_from=base, freeze=list(plan.freeze),

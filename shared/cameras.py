@@ -396,7 +396,8 @@ def merge_defaults(defaults: dict[str, Any], camera: dict[str, Any]) -> dict[str
 def _resolve_path(url: str, base_dir: Path) -> str:
     if url_scheme(url) or Path(url).is_absolute():
         return url
-    return str((base_dir / url).resolve())
+    # absolute, but symlinks kept: a `model: models/cam/current` must follow the link when `vigil retrain` moves it
+    return os.path.abspath(base_dir / url)
 
 
 def _explain(exc: ValidationError) -> str:

@@ -35,6 +35,19 @@ def test_model_is_relative_to_the_file_and_scorer_overrides_are_typed(tmp_path: 
     assert b.scorer is None
 
 
+def test_a_relative_model_link_is_not_resolved_so_a_retrain_switch_is_followed(tmp_path: Path, clip: Path) -> None:
+    """`model: models/cam/current` (the link `vigil retrain` moves) must stay the link, not its target today."""
+    versions = tmp_path / "models" / "cam" / "versions"
+    (versions / "v1").mkdir(parents=True)
+    (versions / "v2").mkdir()
+    (tmp_path / "models" / "cam" / "current").symlink_to(Path("versions") / "v1", target_is_directory=True)
+    (cam,) = load_cameras(_write(tmp_path, [{"id": "cam", "url": str(clip), "model": "models/cam/current"}])).cameras
+    assert cam.model == tmp_path / "models" / "cam" / "current" and cam.model.is_absolute()
+    (tmp_path / "models" / "cam" / "current").unlink()
+    (tmp_path / "models" / "cam" / "current").symlink_to(Path("versions") / "v2", target_is_directory=True)
+    assert cam.model.resolve() == (versions / "v2").resolve()
+
+
 @pytest.mark.parametrize(
     ("entry", "expected"),
     [
