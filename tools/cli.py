@@ -86,22 +86,27 @@ def bench_scorer(
 
 
 def bench_model(
-    model: Path = typer.Option(None, help="Model directory (default: the committed Ped2 model)."),
-    batches: str = typer.Option("1,2,4,8,16,32,64", help="Batch sizes (cameras) to time."),
-    sizes: str = typer.Option("120x180,64x96", help="Input sizes HxW to time (same architecture)."),
-    seconds: float = typer.Option(3.0, help="Seconds timed per point."),
+    arch: str = typer.Option("prednet,convlstm-ae,inpaint", help="Architectures to time, comma-separated."),
+    model: Path = typer.Option(None, help="A model directory to time instead of the committed one of its "
+                                          "architecture (its config.json names the architecture)."),
+    batches: str = typer.Option("1,4,16", help="Batch sizes (cameras) to time; batch 1 is always timed."),
+    sizes: str = typer.Option("64x96", help="Extra PredNet input sizes HxW timed with the same weights "
+                                            "(the short size sweep); '' for none."),
+    seconds: float = typer.Option(4.0, help="Seconds of timed calls per point (points are timed round-robin)."),
     write_docs: bool = typer.Option(True, help="Write the model section of docs/benchmarks.md."),
     docs: Path = typer.Option(Path("docs/benchmarks.md"), help="Benchmarks file."),
 ) -> None:
-    """Frames/s of the streaming step vs batch size and input size, state memory, FLOPs and % of peak."""
+    """Frames/s of the streaming step of every architecture vs batch size, p90 per call, state memory,
+    parameters, FLOPs, % of peak and CPU cores per camera at 10 fps."""
     from vigil.shared.logging import configure_logging
 
     configure_logging()
-    from vigil.model.streaming import DEFAULT_MODEL_DIR
     from vigil.tools.bench_model import run_bench
 
-    sizes_hw = [tuple(int(v) for v in s.split("x")) for s in sizes.split(",") if s]
-    text = run_bench(model or DEFAULT_MODEL_DIR, [int(b) for b in batches.split(',') if b.strip()], sizes_hw, seconds, docs if write_docs else None)
+    sizes_hw = [tuple(int(v) for v in s.split("x")) for s in sizes.split(",") if s.strip()]
+    archs = [a.strip() for a in arch.split(",") if a.strip()]
+    text = run_bench(archs, model, [int(b) for b in batches.split(",") if b.strip()], sizes_hw, seconds,
+                     docs if write_docs else None)
     typer.echo(text)
 
 
