@@ -16,10 +16,11 @@ The frame to score is hidden behind a regular grid that shows one pixel in every
 The decoder outputs 256 logits per pixel and channel: a distribution over the intensities. The score of a
 frame is the mean negative log-likelihood (nats) of its true pixel values; the per-pixel NLL is its error map.
 Training draws one random shift per window and averages the NLL over the masked pixels
-(:class:`RandomShifts`). At inference every one of the ``grid[0] * grid[1]`` shifts is decoded (batched,
-``shift_batch`` at a time): the shifts' visible pixels tile the frame exactly once, and each pixel's NLL is the
-mean over the shifts that mask it. Streaming (:meth:`MaskedInpainter.stream_step`) keeps a camera's last
-``context`` frames (uint8) and a ``started`` flag; a fresh state fills them with the first frame.
+(:class:`RandomShifts`). At inference every one of the ``grid[0] * grid[1]`` shifts is decoded
+(``shift_batch`` at a time, one window after another): the shifts' visible pixels tile the frame exactly once,
+and each pixel's NLL is the mean over the shifts that mask it (``logsumexp`` minus the true value's logit; the
+expected intensity comes from the same ``exp`` pass). Streaming (:meth:`MaskedInpainter.stream_step`) keeps a
+camera's last ``context`` frames (uint8) and a ``started`` flag; a fresh state fills them with the first frame.
 
 Example:
     >>> cfg = InpaintConfig(height=16, width=24, context=2, enc_filters=(4, 4), lstm_filters=4, attn_hidden=4,
@@ -66,7 +67,8 @@ class InpaintConfig:
         attn_hidden: Channels of the attention meta-network's hidden conv.
         attn_kernel: Side of the neighbourhood the attention filters span (odd).
         dec_filters: Channels of the decoder convs at half and full resolution.
-        shift_batch: Shifts decoded together at inference (memory: ``B * shift_batch`` decoder passes at once).
+        shift_batch: Shifts decoded together at inference (memory: ``shift_batch`` decoder passes at once; the
+            windows of a batch are scored one after another).
         pixel_max: Largest pixel value of the scaled frames.
         features: Error feature settings (the same as PredNet's).
     """
@@ -217,12 +219,34 @@ def shift_masks(grid: tuple[int, int], shifts: Any, height: int, width: int) -> 
     return (my[:, :, None] * mx[:, None, :])[..., None]
 
 
+def _targets(frame: Any, pixel_max: float) -> Any:
+    """The true 8-bit values ``(N, H, W, C)`` int32 of ``frame`` (in ``[0, pixel_max]``)."""
+    return ops.cast(ops.clip(ops.round(frame * (255.0 / pixel_max)), 0, LEVELS - 1), "int32")
+
+
 def pixel_nll(logits: Any, frame: Any, pixel_max: float) -> Any:
     """Negative log-likelihood (nats) ``(N, H, W, C)`` of the true 8-bit values of ``frame`` (in ``[0,
-    pixel_max]``) under ``logits`` ``(N, H, W, C, 256)``."""
-    target = ops.cast(ops.clip(ops.round(frame * (255.0 / pixel_max)), 0, LEVELS - 1), "int32")
-    logp = ops.log_softmax(logits, axis=-1)
-    return -ops.take_along_axis(logp, target[..., None], axis=-1)[..., 0]
+    pixel_max]``) under ``logits`` ``(N, H, W, C, 256)``: ``logsumexp(logits) - logits[true value]``, the
+    log-softmax of the true value without a log-softmax tensor of the logits' size.
+
+    Example:
+        >>> logits = np.log(np.array([[[[[0.5, 0.25, 0.25] + [1e-30] * 253]]]], "float32"))
+        >>> round(float(np.asarray(pixel_nll(logits, np.full((1, 1, 1, 1), 1 / 255, "float32"), 1.0))[0, 0, 0, 0]), 4)
+        1.3863
+    """
+    picked = ops.take_along_axis(logits, _targets(frame, pixel_max)[..., None], axis=-1)[..., 0]
+    return ops.logsumexp(logits, axis=-1) - picked
+
+
+def nll_and_mean(logits: Any, frame: Any, pixel_max: float) -> tuple[Any, Any]:
+    """:func:`pixel_nll` and :func:`expected_value` ``(N, H, W, C)`` each, from one pass of ``exp`` over the
+    logits: ``exp(logits - max)`` times ``[1, level]`` (a matmul) gives the partition sum and the expected
+    intensity's numerator at once (inference: the stabilising maximum is not differentiated)."""
+    top = ops.stop_gradient(ops.max(logits, axis=-1, keepdims=True))
+    levels = ops.arange(LEVELS, dtype="float32") * (pixel_max / (LEVELS - 1))
+    sums = ops.matmul(ops.exp(logits - top), ops.stack([ops.ones_like(levels), levels], axis=-1))
+    picked = ops.take_along_axis(logits, _targets(frame, pixel_max)[..., None], axis=-1)[..., 0]
+    return top[..., 0] + ops.log(sums[..., 0]) - picked, sums[..., 1] / sums[..., 0]
 
 
 def expected_value(logits: Any, pixel_max: float) -> Any:
@@ -353,24 +377,31 @@ class MaskedInpainter(keras.layers.Layer):
 
     def score_window(self, window: Any) -> tuple[Any, Any]:
         """Inference on windows ``(B, K + 1, H, W, C)``: every shift decoded; per pixel, the mean over the shifts
-        that mask it. Returns the NLL map ``(B, H, W, 1)`` (nats) and the expected frame ``(B, H, W, C)``."""
-        h, w, c = self.frame_shape
+        that mask it. Returns the NLL map ``(B, H, W, 1)`` (nats) and the expected frame ``(B, H, W, C)``.
+
+        The windows are scored one after another (``ops.map``), ``shift_batch`` shifts at a time, so that the
+        largest tensor, the logits, stays at ``shift_batch x H x W x C x 256`` floats (31 MB at 64x96, 5 shifts)
+        whatever the number of cameras: in a batch of windows the logits reached hundreds of MB, and on CPU
+        writing tensors of that size (fresh pages) took most of the step."""
         features = self.encode_context(window[:, :-1])
-        frame, last = window[:, -1], window[:, -2]
+        return ops.map(self._score_one, (features, window[:, -2], window[:, -1]))
+
+    def _score_one(self, inputs: tuple[Any, Any, Any]) -> tuple[Any, Any]:
+        """:meth:`score_window` of one window: its context features ``(H/4, W/4, K * lstm)``, newest context
+        frame and scored frame ``(H, W, C)`` -> NLL map ``(H, W, 1)``, expected frame ``(H, W, C)``."""
+        features, last, frame = inputs
+        h, w, _ = self.frame_shape
         total_nll, total_mean = 0.0, 0.0
         for start in range(0, self.n_shifts, self.shift_batch):
             shifts = np.arange(start, min(start + self.shift_batch, self.n_shifts), dtype="int32")
-            s = len(shifts)
             mask = shift_masks(self.grid, shifts, h, w)  # (S, H, W, 1)
-            masks = ops.reshape(ops.zeros_like(frame[:, None, :, :, :1]) + mask[None], (-1, h, w, 1))
-            logits = self.decode(ops.repeat(features, s, axis=0), ops.repeat(last, s, axis=0),
-                                 ops.repeat(frame, s, axis=0), masks)
-            hidden = ops.reshape(1.0 - masks, (-1, s, h, w, 1))
-            nll = ops.reshape(ops.mean(pixel_nll(logits, ops.repeat(frame, s, axis=0), self.pixel_max), axis=-1),
-                              (-1, s, h, w, 1))
-            mean = ops.reshape(expected_value(logits, self.pixel_max), (-1, s, h, w, c))
-            total_nll = total_nll + ops.sum(nll * hidden, axis=1)
-            total_mean = total_mean + ops.sum(mean * hidden, axis=1)
+            frames = ops.repeat(frame[None], len(shifts), axis=0)
+            logits = self.decode(ops.repeat(features[None], len(shifts), axis=0),
+                                 ops.repeat(last[None], len(shifts), axis=0), frames, mask)
+            nll, mean = nll_and_mean(logits, frames, self.pixel_max)
+            hidden = 1.0 - mask
+            total_nll = total_nll + ops.sum(ops.mean(nll, axis=-1, keepdims=True) * hidden, axis=0)
+            total_mean = total_mean + ops.sum(mean * hidden, axis=0)
         return total_nll / (self.n_shifts - 1), total_mean / (self.n_shifts - 1)
 
     def compute_output_shape(self, window_shape: tuple, shifts_shape: tuple | None = None) -> tuple:
