@@ -24,12 +24,12 @@ def generate(out: Path = typer.Option(DEFAULT_DIR / "data.npz", help="Output .np
     typer.echo(f"wrote {path}")
 
 
-ARCHS = ("prednet", "convlstm-ae")
+ARCHS = ("prednet", "convlstm-ae", "inpaint")
 
 
 def train(data: Path = typer.Option(DEFAULT_DIR / "data.npz", help="Dataset from `generate`."),
           out: Path = typer.Option(DEFAULT_DIR / "model", help="Model directory to write."),
-          arch: str = typer.Option("prednet", help="Architecture: prednet or convlstm-ae."),
+          arch: str = typer.Option("prednet", help="Architecture: prednet, convlstm-ae or inpaint (with --objective default --nt 5)."),
           minutes: float = typer.Option(10.0, min=0.1, max=1440, help="Training time budget."),
           epochs: int = typer.Option(50, min=1, max=1000, help="Maximum epochs."),
           nt: int = typer.Option(10, min=2, max=20, help="Frames per training window."),
@@ -78,6 +78,10 @@ def mmnist_config(arch: str, nt: int) -> Any:
     features = FeatureConfig(patch_size=4, patch_stride=2, heatmap_stride=8)
     if arch == "prednet":
         return PredNetConfig(height=64, width=64, nt=nt, features=features)
+    if arch == "inpaint":
+        from vigil.model.inpaint import InpaintConfig
+
+        return InpaintConfig(height=64, width=64, context=nt - 1, features=features)
     return ConvLSTMAEConfig(height=64, width=64, window=nt, features=features)
 
 
