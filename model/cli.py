@@ -73,8 +73,6 @@ class Objective(enum.StrEnum):
 
 SPARSE_FG_WEIGHT = 4.0
 """``--fg-weight`` of ``--objective sparse`` when none is given."""
-SPARSE_ARCHS = ("prednet", "convlstm-ae")
-"""Architectures with a ``sparse`` objective (:func:`vigil.model.trainers.with_objective`)."""
 OBJECTIVE_HELP = ("default: the architecture's own loss; sparse: foreground-weighted squared error of the predicted / "
                   "reconstructed frames, for sparse, mostly black video (prednet, convlstm-ae).")
 
@@ -85,6 +83,8 @@ def _fg_weight(objective: Objective, fg_weight: float | None, arch: str) -> floa
         if fg_weight is not None:
             raise typer.BadParameter("--fg-weight applies to --objective sparse only.", param_hint="--fg-weight")
         return 0.0
+    from vigil.model.trainers import SPARSE_ARCHS  # numpy only: still before the heavy imports
+
     if arch not in SPARSE_ARCHS:
         raise typer.BadParameter(f"--objective sparse is available for {', '.join(SPARSE_ARCHS)}. "
                                  f"Received: --arch {arch}", param_hint="--objective")

@@ -219,9 +219,10 @@ def shift_masks(grid: tuple[int, int], shifts: Any, height: int, width: int) -> 
     return (my[:, :, None] * mx[:, None, :])[..., None]
 
 
-def _targets(frame: Any, pixel_max: float) -> Any:
-    """The true 8-bit values ``(N, H, W, C)`` int32 of ``frame`` (in ``[0, pixel_max]``)."""
-    return ops.cast(ops.clip(ops.round(frame * (255.0 / pixel_max)), 0, LEVELS - 1), "int32")
+def _true_logit(logits: Any, frame: Any, pixel_max: float) -> Any:
+    """The logit ``(N, H, W, C)`` of each pixel's true 8-bit value (``frame`` in ``[0, pixel_max]``)."""
+    target = ops.cast(ops.clip(ops.round(frame * (255.0 / pixel_max)), 0, LEVELS - 1), "int32")
+    return ops.take_along_axis(logits, target[..., None], axis=-1)[..., 0]
 
 
 def pixel_nll(logits: Any, frame: Any, pixel_max: float) -> Any:
@@ -234,25 +235,17 @@ def pixel_nll(logits: Any, frame: Any, pixel_max: float) -> Any:
         >>> round(float(np.asarray(pixel_nll(logits, np.full((1, 1, 1, 1), 1 / 255, "float32"), 1.0))[0, 0, 0, 0]), 4)
         1.3863
     """
-    picked = ops.take_along_axis(logits, _targets(frame, pixel_max)[..., None], axis=-1)[..., 0]
-    return ops.logsumexp(logits, axis=-1) - picked
+    return ops.logsumexp(logits, axis=-1) - _true_logit(logits, frame, pixel_max)
 
 
 def nll_and_mean(logits: Any, frame: Any, pixel_max: float) -> tuple[Any, Any]:
-    """:func:`pixel_nll` and :func:`expected_value` ``(N, H, W, C)`` each, from one pass of ``exp`` over the
+    """:func:`pixel_nll` and the expected intensity in ``[0, pixel_max]`` ``(N, H, W, C)`` each, from one pass of ``exp`` over the
     logits: ``exp(logits - max)`` times ``[1, level]`` (a matmul) gives the partition sum and the expected
     intensity's numerator at once (inference: the stabilising maximum is not differentiated)."""
     top = ops.stop_gradient(ops.max(logits, axis=-1, keepdims=True))
     levels = ops.arange(LEVELS, dtype="float32") * (pixel_max / (LEVELS - 1))
     sums = ops.matmul(ops.exp(logits - top), ops.stack([ops.ones_like(levels), levels], axis=-1))
-    picked = ops.take_along_axis(logits, _targets(frame, pixel_max)[..., None], axis=-1)[..., 0]
-    return top[..., 0] + ops.log(sums[..., 0]) - picked, sums[..., 1] / sums[..., 0]
-
-
-def expected_value(logits: Any, pixel_max: float) -> Any:
-    """Mean intensity ``(N, H, W, C)`` in ``[0, pixel_max]`` of the per-pixel distributions."""
-    levels = ops.arange(LEVELS, dtype="float32") * (pixel_max / (LEVELS - 1))
-    return ops.sum(ops.softmax(logits, axis=-1) * levels, axis=-1)
+    return top[..., 0] + ops.log(sums[..., 0]) - _true_logit(logits, frame, pixel_max), sums[..., 1] / sums[..., 0]
 
 
 def _up2(x: Any) -> Any:

@@ -98,6 +98,10 @@ def sparse_baselines(frames: np.ndarray, fg_weight: float, skip_first: bool) -> 
     return out
 
 
+SPARSE_ARCHS = ("prednet", "convlstm-ae")
+"""Architectures with a ``sparse`` objective (:func:`with_objective`)."""
+
+
 def with_objective(trainer: Trainer, objective: str, fg_weight: float) -> Trainer:
     """``trainer`` with the ``sparse`` objective (``"default"`` returns it unchanged)."""
     if objective == "default":

@@ -17,12 +17,17 @@ from vigil.model.inpaint import (
     LEVELS,
     InpaintConfig,
     build_inpainter,
-    expected_value,
     nll_and_mean,
     pixel_nll,
     shift_masks,
 )
 from vigil.model.streaming import StreamingPredictor
+
+
+def expected_value(logits, pixel_max: float):  # noqa: ANN001, ANN201
+    """The plain expected intensity ``(N, H, W, C)`` of the per-pixel distributions (a ``softmax`` tensor)."""
+    levels = ops.arange(LEVELS, dtype="float32") * (pixel_max / (LEVELS - 1))
+    return ops.sum(ops.softmax(logits, axis=-1) * levels, axis=-1)
 
 
 def tiny(**overrides) -> InpaintConfig:  # noqa: ANN003
