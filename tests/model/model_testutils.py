@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 
 from vigil.model.config import PredNetConfig
@@ -24,3 +29,14 @@ def moving_square_video(n_frames: int, height: int = 16, width: int = 24, seed: 
         x = (x0 + t) % (width - 4)
         video[t, y0:y0 + 4, x:x + 4] = 220
     return video
+
+
+def run_on_jax(runner: Path, folder: Path) -> dict[str, np.ndarray]:
+    """Run a backend runner script on ``folder`` in a subprocess with ``KERAS_BACKEND=jax`` (CPU) and return the
+    arrays it saved in ``folder/out_jax.npz``; fails the test with the subprocess's stderr when it fails."""
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, str(runner), str(folder)], env=env, capture_output=True, text=True,
+                          timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with np.load(folder / "out_jax.npz") as data:
+        return {k: data[k] for k in data.files}

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 from convlstm_backend_runner import compute
-from model_testutils import moving_square_video, tiny_config
+from model_testutils import moving_square_video, run_on_jax, tiny_config
 
 from vigil.model.architectures import arch_of_dir, get_architecture, names
 from vigil.model.collapse import TrainingCollapsedError, check_baselines, make_guard
@@ -157,13 +154,8 @@ def test_tensorflow_and_jax_agree(tmp_path):
     assert keras.backend.backend() == "tensorflow"
     _save_model_dir(tmp_path, tiny_ae(), seed=2)
     np.save(tmp_path / "video.npy", moving_square_video(5, seed=2))
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, str(RUNNER), str(tmp_path)], env=env, capture_output=True, text=True,
-                          timeout=180)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    jax_out = run_on_jax(RUNNER, tmp_path)
     tf_out = compute(tmp_path)
-    with np.load(tmp_path / "out_jax.npz") as data:
-        jax_out = {k: data[k] for k in data.files}
     assert tf_out["preds"].std() > 0.01
     np.testing.assert_allclose(tf_out["preds"][-1], tf_out["batch"][-1], atol=2e-5)
     for key, value in tf_out.items():

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 from inpaint_backend_runner import compute
+from model_testutils import run_on_jax
 
 from vigil.model.inpaint import InpaintConfig, build_training_model, get_inpainter, shift_masks
 from vigil.model.streaming import CONFIG_FILE, StreamingPredictor
@@ -149,13 +147,8 @@ def test_tensorflow_and_jax_agree(tmp_path):
     predictor.cell.set_weights([rng.normal(0, 0.3, w.shape).astype("float32") for w in predictor.cell.get_weights()])
     _save_model_dir(tmp_path, config, predictor.cell)
     np.save(tmp_path / "video.npy", squares(5, seed=2))
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, str(RUNNER), str(tmp_path)], env=env, capture_output=True, text=True,
-                          timeout=180)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    jax_out = run_on_jax(RUNNER, tmp_path)
     tf_out = compute(tmp_path)
-    with np.load(tmp_path / "out_jax.npz") as data:
-        jax_out = {k: data[k] for k in data.files}
     assert set(jax_out) == set(tf_out) and tf_out["preds"].std() > 0.005 and tf_out["heatmaps"].std() > 0.05
     np.testing.assert_array_equal(jax_out["state_past"], tf_out["state_past"])  # the last frames, uint8
     np.testing.assert_array_equal(jax_out["state_started"], tf_out["state_started"])

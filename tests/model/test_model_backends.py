@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 from model_backend_runner import compute
-from model_testutils import moving_square_video, tiny_config
+from model_testutils import moving_square_video, run_on_jax, tiny_config
 
 from vigil.model.prednet import build_cell, save_cell_weights
 
@@ -27,13 +24,8 @@ def test_tensorflow_and_jax_agree(tmp_path):
     save_cell_weights(cell, tmp_path / "prednet.weights.npz")
     config.save(tmp_path / "config.json")
     np.save(tmp_path / "video.npy", moving_square_video(6, seed=2))
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, str(RUNNER), str(tmp_path)], env=env, capture_output=True,
-                          text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    jax_out = run_on_jax(RUNNER, tmp_path)
     tf_out = compute(tmp_path)
-    with np.load(tmp_path / "out_jax.npz") as data:
-        jax_out = {k: data[k] for k in data.files}
     assert np.abs(tf_out["preds"]).max() > 0.01 and np.abs(tf_out["errors"]).max() > 0.01
     for key, value in tf_out.items():
         np.testing.assert_allclose(jax_out[key], value, rtol=2e-4, atol=2e-5, err_msg=key)
