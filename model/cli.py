@@ -91,6 +91,18 @@ def _fg_weight(objective: Objective, fg_weight: float | None, arch: str) -> floa
     return SPARSE_FG_WEIGHT if fg_weight is None else fg_weight
 
 
+def _init_arch(init_from: Path | None, arch: str) -> str:
+    """The architecture to train: ``init_from``'s when fine-tuning (its model decides), else ``--arch``."""
+    if init_from is None:
+        return arch
+    from vigil.model.architectures import arch_of_dir  # json only: still before the heavy imports
+
+    try:
+        return arch_of_dir(init_from)
+    except (FileNotFoundError, ValueError) as err:
+        raise typer.BadParameter(str(err), param_hint="--init-from") from err
+
+
 def _run_train(config: Any, settings: Any) -> dict[str, Any]:
     """Train; on a collapsed or non-learning model print the reason and the advice, and exit with code 3."""
     from vigil.model.collapse import TrainingCollapsedError
@@ -135,6 +147,7 @@ def train_cmd(
     """Train a model (PredNet, ConvLSTM autoencoder or masked-frame inpainting) on normal videos; resumes from WORK_DIR if interrupted.
     Exits with code 3, writing no model, when training collapses or learns nothing."""
     _setup_logging()
+    arch = _init_arch(init_from, arch)
     fg = _fg_weight(objective, fg_weight, arch)  # before the heavy imports
     from vigil.model.evaluate import CACHE_DIR
     from vigil.model.train import TrainSettings, command_line

@@ -76,8 +76,14 @@ def error_features(errors: np.ndarray) -> dict[str, np.ndarray]:
 
 def last_frame_errors(model_dir: str | os.PathLike, sequences: np.ndarray, batch: int = 32,
                       progress: bool = True) -> np.ndarray:
-    """Squared-error map ``(N, H, W)`` of the last frame of each ``(N, T, H, W)`` uint8 sequence, stepped
-    from a zero state with the model's streaming step (the worker's :meth:`StreamingPredictor.step`)."""
+    """The error map ``(N, H, W)`` of the last frame of each ``(N, T, H, W)`` uint8 sequence, stepped from a zero
+    state with the model's streaming step (the worker's :meth:`StreamingPredictor.step`).
+
+    The map is the architecture's own: the squared error of the prediction for PredNet and the ConvLSTM-AE,
+    the per-pixel negative log-likelihood of the true intensities for the inpainter (its anomaly score, the
+    map its streaming step scores). The inpainter's state after frames ``0..T-2`` is its last ``context``
+    frames (:func:`inpaint_state`), so only the last frame is stepped: the same map, ~``T`` times cheaper.
+    """
     from tqdm import tqdm
 
     from vigil.model.streaming import StreamingPredictor
@@ -87,6 +93,10 @@ def last_frame_errors(model_dir: str | os.PathLike, sequences: np.ndarray, batch
     out = np.empty(sequences.shape[:1] + sequences.shape[2:], np.float32)
     for i in tqdm(range(0, len(sequences), batch), desc="sequences", unit="batch", disable=not progress):
         group = sequences[i:i + batch, ..., None]
+        if predictor.arch.name == "inpaint":
+            states = [inpaint_state(seq, predictor.config.context) for seq in group]
+            out[i:i + batch] = own_error_map(predictor, group[:, -1], states)
+            continue
         states = [predictor.initial_state() for _ in group]
         for t in range(group.shape[1]):
             result = predictor.step(group[:, t], states)
@@ -94,6 +104,30 @@ def last_frame_errors(model_dir: str | os.PathLike, sequences: np.ndarray, batch
         truth = group[:, -1, ..., 0].astype(np.float32) / 255.0
         out[i:i + batch] = (np.asarray(result.predictions)[..., 0] - truth) ** 2
     return out
+
+
+def inpaint_state(sequence: np.ndarray, context: int) -> list[np.ndarray]:
+    """The inpainter's streaming state ``[past (K, H, W, C) uint8, started (1,)]`` after every frame of
+    ``(T, H, W, C)`` but the last: the ``K = context`` frames before the last one, started. Requires
+    ``T > K``.
+
+    Example:
+        >>> seq = np.arange(6, dtype=np.uint8).reshape(6, 1, 1, 1)
+        >>> past, started = inpaint_state(seq, 3)
+        >>> past.ravel().tolist(), started.tolist()
+        ([2, 3, 4], [1.0])
+    """
+    if len(sequence) <= context:
+        raise ValueError(f"Need more than context={context} frames. Received: {len(sequence)}")
+    return [np.ascontiguousarray(sequence[-context - 1:-1]), np.ones((1,), np.float32)]
+
+
+def own_error_map(predictor: Any, frames: np.ndarray, states: list[list[np.ndarray]]) -> np.ndarray:
+    """``(B, H, W)`` error map of the architecture's streaming step (:attr:`Architecture.stream_step`, the
+    function the worker's step graph wraps) for ``frames`` ``(B, H, W, C)`` uint8 and per-camera ``states``."""
+    batched = [np.stack([s[k] for s in states]) for k in range(len(states[0]))]
+    _, error_map, _ = predictor.arch.stream_step(predictor.cell, predictor.config, frames, batched)
+    return np.asarray(error_map, np.float32).mean(axis=-1)
 
 
 def choose_feature(features: dict[str, np.ndarray], labels: np.ndarray) -> tuple[str, dict[str, Any]]:

@@ -67,6 +67,8 @@ class TrainSettings:
             (0 = none).
         require_beat: Trivial predictors the model must beat on validation (None: the architecture's own list,
             the constant frame; add ``"previous_frame"`` to fail a predictor no better than copying a frame).
+        location_clips: At most this many training clips (the first by name) for the per-location calibration
+            written into the card (None: all of them).
     """
 
     data: Path
@@ -93,6 +95,7 @@ class TrainSettings:
     fg_weight: float = 0.0
     warmup_steps: int = 0
     require_beat: tuple[str, ...] | None = None
+    location_clips: int | None = None
 
 
 def settings_trainer(config: Any, settings: TrainSettings) -> Any:
@@ -292,7 +295,8 @@ def train(config: Any, settings: TrainSettings) -> dict[str, Any]:
     card["training"]["baselines"] = checks
     write_card(settings.out, card)  # the model id (the cached calibration messages carry it) before calibrating
     card["calibration"] = calibrate(settings.out, val_clips)
-    card["calibration"]["locations"] = location_calibration(settings.out, train_clips, settings.cache_dir)
+    located = train_clips[:settings.location_clips] if settings.location_clips else train_clips
+    card["calibration"]["locations"] = location_calibration(settings.out, located, settings.cache_dir)
     write_card(settings.out, card)
     return card
 

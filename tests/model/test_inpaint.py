@@ -158,3 +158,24 @@ def test_tensorflow_and_jax_agree(tmp_path):
     np.testing.assert_allclose(jax_out["preds"], tf_out["preds"], rtol=0, atol=1e-5, err_msg="preds")
     for key in ("feats", "heatmaps"):
         np.testing.assert_allclose(jax_out[key], tf_out[key], rtol=5e-5, atol=1e-6, err_msg=key)
+
+
+def test_the_moving_mnist_last_frame_shortcut_equals_stepping_every_frame(tmp_path):
+    """``mmnist_eval.last_frame_errors`` steps only the last frame of an inpainter from the state it would
+    have after the others; the NLL map equals stepping every frame through the worker's step."""
+    from vigil.model.mmnist_eval import last_frame_errors, own_error_map
+
+    predictor = StreamingPredictor.build_untrained(tiny(), seed=4)
+    predictor.motion = False
+    _save_model_dir(tmp_path, predictor.config, predictor.cell)
+    sequences = np.stack([squares(6, seed=s)[..., 0] for s in range(3)])
+    shortcut = last_frame_errors(tmp_path, sequences, progress=False)
+
+    states = [predictor.initial_state() for _ in sequences]
+    for t in range(sequences.shape[1] - 1):
+        states = predictor.step(sequences[:, t, ..., None], states).new_states
+    stepped = own_error_map(predictor, sequences[:, -1, ..., None], [s[:-1] for s in states])
+    last = predictor.step(sequences[:, -1, ..., None], states)
+    assert shortcut.shape == (3, 16, 24)
+    np.testing.assert_allclose(shortcut, stepped, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(shortcut.mean(axis=(1, 2)), last.features.mse, rtol=1e-4)

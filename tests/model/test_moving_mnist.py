@@ -134,3 +134,34 @@ def test_metrics_per_kind() -> None:
     assert m["temporal"] == {"accuracy_pr": 1.0, "auc": 1.0, "n": 6}
     assert m["spatial"]["n"] == 6 and m["spatial"]["auc"] == pytest.approx(3 / 8)
     assert m["all"]["n"] == 8
+
+
+def test_mmnist_train_chooses_each_architectures_objective_and_window_and_rejects_bad_options(tmp_path, data,
+                                                                                               monkeypatch):
+    import typer
+    from typer.testing import CliRunner
+
+    import vigil.model.train as train_module
+    from vigil.model import mmnist_cli
+
+    seen: list = []
+    monkeypatch.setattr(train_module, "train", lambda config, settings: seen.append((config, settings)) or
+                        {"training": {"loss": [1.0], "val_loss": [1.0]}})
+    app, bench = typer.Typer(), typer.Typer()
+    mmnist_cli.register(app, bench)
+    path = save_dataset(data, tmp_path / "data.npz")
+    base = ["mmnist", "train", "--data", str(path), "--out", str(tmp_path / "m")]
+    runner = CliRunner()
+    for arch in ("prednet", "convlstm-ae", "inpaint"):
+        result = runner.invoke(app, [*base, "--arch", arch])
+        assert result.exit_code == 0, result.output
+    objectives = [s.objective for _, s in seen]
+    assert objectives == ["sparse", "sparse", "default"]
+    assert (seen[0][0].nt, seen[1][0].window, seen[2][0].context) == (10, 10, 4)
+    assert all(s.location_clips == mmnist_cli.LOCATION_CLIPS for _, s in seen)
+    for args, message in ((["--objective", "l1"], "--objective must be auto, sparse or default"),
+                          (["--arch", "inpaint", "--objective", "sparse"], "available for prednet, convlstm-ae"),
+                          (["--nt", "1"], "--nt must be 0"), (["--arch", "vpn"], "--arch must be one of")):
+        result = runner.invoke(app, [*base, *args])
+        assert result.exit_code == 2 and message in " ".join(result.output.replace("│", " ").split()), args
+    assert len(seen) == 3

@@ -149,6 +149,11 @@ def test_vigil_train_help_lists_the_objective_options_and_bad_values_fail():
                           (["--arch", "inpaint", "--objective", "sparse"], "available for prednet, convlstm-ae")):
         result = runner.invoke(_app(), ["train", "--data", "x", *args])
         assert result.exit_code == 2 and message in _text(result.stderr), (args, result.output)
+    # fine-tuning: the model's own architecture decides, so an inpainter cannot take the sparse objective either
+    inpainter = str(Path(__file__).parents[2] / "model" / "weights" / "ped2-inpaint")
+    for init_from, message in ((inpainter, "available for prednet, convlstm-ae"), ("nowhere", "not a model directory")):
+        result = runner.invoke(_app(), ["train", "--data", "x", "--init-from", init_from, "--objective", "sparse"])
+        assert result.exit_code == 2 and message in _text(result.stderr), (init_from, result.output)
 
 
 def test_vigil_train_passes_the_objective_into_the_settings(tmp_path, monkeypatch):
