@@ -153,16 +153,12 @@ def warmup_callback(lr: float, steps: int) -> Any:
     import keras
 
     class WarmUp(keras.callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.step = 0
-
         def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
-            if self.step < steps:
-                self.model.optimizer.learning_rate.assign(lr * (self.step + 1) / steps)
-            elif self.step == steps:
+            step = int(self.model.optimizer.iterations)  # the optimizer's count: restored when training resumes
+            if step < steps:
+                self.model.optimizer.learning_rate.assign(lr * (step + 1) / steps)
+            elif step == steps:
                 self.model.optimizer.learning_rate.assign(lr)
-            self.step += 1
 
     return WarmUp()
 

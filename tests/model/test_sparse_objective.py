@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from vigil.model import cli as model_cli
 from vigil.model import moving_mnist
 from vigil.model.collapse import ADVICE, TrainingCollapsedError, check_baselines
-from vigil.model.train import TrainSettings, make_callbacks
+from vigil.model.train import TrainSettings, make_callbacks, warmup_callback
 from vigil.model.trainers import FG_THRESHOLD, sparse_baselines, sparse_loss
 
 ADVISED = "vigil train --objective sparse --warmup-steps 100"
@@ -123,6 +123,19 @@ def test_warmup_rises_linearly_then_holds_and_the_drop_still_applies(tmp_path):
                                rtol=1e-6)
     without = TrainSettings(data=tmp_path, out=tmp_path / "m", work_dir=tmp_path / "w")
     assert "WarmUp" not in {type(c).__name__ for c in make_callbacks(without)}
+
+
+def test_a_resumed_warmup_continues_from_the_optimizers_step_count():
+    """Training resumed after 2 of 4 warm-up batches (BackupAndRestore restores the optimizer) goes on at 3/4."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    model.optimizer.iterations.assign(2)
+    x = np.random.default_rng(0).random((12, 3)).astype(np.float32)
+    rates = _LearningRates()
+    model.fit(x, x[:, :1], batch_size=4, epochs=1, verbose=0, callbacks=[warmup_callback(0.01, 4), rates])
+    np.testing.assert_allclose(rates.values, [0.0075, 0.01, 0.01], rtol=1e-6)
 
 
 def _app() -> typer.Typer:
