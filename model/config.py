@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 OUTPUT_MODES = ("prediction", "error", "all")
 
@@ -40,8 +40,40 @@ class FeatureConfig:
                 raise ValueError(f"{name} must be in [1, {min(height, width)}]. Received: {name}={value}")
 
 
+class ArchConfig:
+    """The JSON round trip every architecture's config dataclass shares; ``ARCH`` names the architecture."""
+
+    ARCH: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (tuples become lists), with the architecture name (``"arch"``)."""
+        return {"arch": self.ARCH, **json.loads(json.dumps(dataclasses.asdict(self)))}  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Inverse of :meth:`to_dict`; unknown keys or another ``"arch"`` raise ``ValueError`` (no ``"arch"``:
+        this class's, as PredNet configs written before the architecture registry have none)."""
+        data = dict(data)
+        arch = data.pop("arch", cls.ARCH)
+        if arch != cls.ARCH:
+            raise ValueError(f"Not a {cls.ARCH} config. Received: arch={arch!r}")
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        if unknown:
+            raise ValueError(f"Unknown {cls.__name__} keys. Received: {sorted(unknown)}")
+        return cls(**data)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the config as JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Self:
+        """Read a config written by :meth:`save`."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
 @dataclass
-class PredNetConfig:
+class PredNetConfig(ArchConfig):
     """Architecture, input size and loss weights of a PredNet (Lotter, Kreiman & Cox, 2016).
 
     Attributes:
@@ -148,29 +180,3 @@ class PredNetConfig:
             "output_mode": output_mode,
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (tuples become lists), with the architecture name (``"arch"``)."""
-        return {"arch": self.ARCH, **json.loads(json.dumps(dataclasses.asdict(self)))}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PredNetConfig:
-        """Inverse of :meth:`to_dict`; unknown keys or another ``"arch"`` raise ``ValueError`` (no ``"arch"``:
-        a PredNet config written before the architecture registry)."""
-        data = dict(data)
-        arch = data.pop("arch", cls.ARCH)
-        if arch != cls.ARCH:
-            raise ValueError(f"Not a {cls.ARCH} config. Received: arch={arch!r}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"Unknown PredNetConfig keys. Received: {sorted(unknown)}")
-        return cls(**data)
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the config as JSON."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> PredNetConfig:
-        """Read a config written by :meth:`save`."""
-        return cls.from_dict(json.loads(Path(path).read_text()))

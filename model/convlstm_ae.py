@@ -20,17 +20,13 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import keras
 from keras import ops
 
-from vigil.model.config import FeatureConfig
+from vigil.model.config import ArchConfig, FeatureConfig
 from vigil.model.features import squared_error_map
 
 ARCH = "convlstm-ae"
@@ -38,7 +34,7 @@ WEIGHTS_FILE = "convlstm_ae.weights.npz"
 
 
 @dataclass
-class ConvLSTMAEConfig:
+class ConvLSTMAEConfig(ArchConfig):
     """Architecture, input size and window of a ConvLSTM autoencoder.
 
     Attributes:
@@ -109,31 +105,6 @@ class ConvLSTMAEConfig:
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3. Received: channels={self.channels}")
         self.features.validate(self.height, self.width)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict with the architecture name (``"arch"``)."""
-        return {"arch": ARCH, **json.loads(json.dumps(dataclasses.asdict(self)))}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ConvLSTMAEConfig:
-        """Inverse of :meth:`to_dict`; unknown keys or another architecture raise ``ValueError``."""
-        data = dict(data)
-        arch = data.pop("arch", ARCH)
-        if arch != ARCH:
-            raise ValueError(f"Not a {ARCH} config. Received: arch={arch!r}")
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"Unknown ConvLSTMAEConfig keys. Received: {sorted(unknown)}")
-        return cls(**data)
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the config as JSON."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> ConvLSTMAEConfig:
-        """Read a config written by :meth:`save`."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
 
     def layer_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :class:`ConvLSTMAutoencoder`."""

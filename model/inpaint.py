@@ -33,17 +33,14 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import keras
 import numpy as np
 from keras import ops
 
-from vigil.model.config import FeatureConfig
+from vigil.model.config import ArchConfig, FeatureConfig
 
 ARCH = "inpaint"
 WEIGHTS_FILE = "inpaint.weights.npz"
@@ -52,7 +49,7 @@ LEVELS = 256
 
 
 @dataclass
-class InpaintConfig:
+class InpaintConfig(ArchConfig):
     """Architecture, input size, context and masking of a masked-frame inpainting model.
 
     Attributes:
@@ -145,31 +142,6 @@ class InpaintConfig:
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3. Received: channels={self.channels}")
         self.features.validate(self.height, self.width)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict with the architecture name (``"arch"``)."""
-        return {"arch": ARCH, **json.loads(json.dumps(dataclasses.asdict(self)))}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> InpaintConfig:
-        """Inverse of :meth:`to_dict`; unknown keys or another architecture raise ``ValueError``."""
-        data = dict(data)
-        arch = data.pop("arch", ARCH)
-        if arch != ARCH:
-            raise ValueError(f"Not an {ARCH} config. Received: arch={arch!r}")
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"Unknown InpaintConfig keys. Received: {sorted(unknown)}")
-        return cls(**data)
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the config as JSON."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> InpaintConfig:
-        """Read a config written by :meth:`save`."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
 
     def layer_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :class:`MaskedInpainter`."""
