@@ -41,9 +41,25 @@ class FeatureConfig:
 
 
 class ArchConfig:
-    """The JSON round trip every architecture's config dataclass shares; ``ARCH`` names the architecture."""
+    """What every architecture's config dataclass shares: the input and heat-map shapes and the JSON round trip;
+    ``ARCH`` names the architecture."""
 
     ARCH: ClassVar[str]
+    height: int
+    width: int
+    channels: int
+    features: FeatureConfig
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """``(H, W, C)`` of one model input frame."""
+        return (self.height, self.width, self.channels)
+
+    @property
+    def heatmap_shape(self) -> tuple[int, int]:
+        """``(h, w)`` of the error heat map."""
+        s = self.features.heatmap_stride
+        return (self.height // s, self.width // s)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (tuples become lists), with the architecture name (``"arch"``)."""
@@ -123,17 +139,6 @@ class PredNetConfig(ArchConfig):
     def n_layers(self) -> int:
         """Number of PredNet layers."""
         return len(self.stack_sizes)
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """``(H, W, C)`` of one model input frame."""
-        return (self.height, self.width, self.channels)
-
-    @property
-    def heatmap_shape(self) -> tuple[int, int]:
-        """``(h, w)`` of the error heat map."""
-        s = self.features.heatmap_stride
-        return (self.height // s, self.width // s)
 
     def time_loss_weights(self) -> list[float]:
         """Weights of the time steps in the loss: 0 for the first, ``1 / (nt - 1)`` for the others."""

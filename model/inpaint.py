@@ -95,17 +95,6 @@ class InpaintConfig(ArchConfig):
         self.validate()
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """``(H, W, C)`` of one model input frame."""
-        return (self.height, self.width, self.channels)
-
-    @property
-    def heatmap_shape(self) -> tuple[int, int]:
-        """``(h, w)`` of the error heat map."""
-        s = self.features.heatmap_stride
-        return (self.height // s, self.width // s)
-
-    @property
     def nt(self) -> int:
         """Frames per training window (context plus the scored frame), the name the training pipeline uses."""
         return self.context + 1
