@@ -7,7 +7,7 @@ ENV   := set -a; [ -f .state/local.env ] && source .state/local.env; set +a;
 HELM  := .state/bin/helm
 HELM_VERSION := v3.18.6
 
-.PHONY: help install up down status test test-fast test-faults test-helm test-clone lint smoke bench bench-gpu demo settings-doc clean
+.PHONY: help install up down status test test-fast test-faults test-helm test-clone lint smoke bench bench-gpu bench-mmnist demo settings-doc clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -52,6 +52,14 @@ smoke: up  ## publish frames for 4 cameras through Kafka, read them back, round-
 
 bench: up  ## all benchmarks (results in docs/benchmarks.md)
 	$(ENV) for b in model ingest worker scorer e2e evidence api notify runtime; do $(VENV)/bin/vigil bench $$b || exit 1; done
+
+MMNIST := .state/mmnist
+bench-mmnist: install  ## Moving MNIST anomalies, the three models with their documented budgets (~1.5 h on 2 idle cores)
+	$(VENV)/bin/vigil mmnist generate --out $(MMNIST)/data.npz --seed 0
+	$(VENV)/bin/vigil mmnist train --data $(MMNIST)/data.npz --out $(MMNIST)/prednet --arch prednet --epochs 80 --lr-drop-epoch 60 --minutes 150
+	$(VENV)/bin/vigil mmnist train --data $(MMNIST)/data.npz --out $(MMNIST)/convlstm-ae --arch convlstm-ae --epochs 30 --lr-drop-epoch 20 --minutes 60
+	$(VENV)/bin/vigil mmnist train --data $(MMNIST)/data.npz --out $(MMNIST)/inpaint --arch inpaint --epochs 15 --lr-drop-epoch 12 --minutes 60
+	for m in prednet convlstm-ae inpaint; do $(VENV)/bin/vigil mmnist evaluate --model $(MMNIST)/$$m --data $(MMNIST)/data.npz --out $(MMNIST)/metrics-$$m.json || exit 1; done
 
 bench-gpu:  ## every GPU measurement in one run (< 8 min; JAX backend, no TensorFlow; docs/gpu.md)
 	tools/bench_gpu.sh
