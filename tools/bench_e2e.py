@@ -9,8 +9,8 @@ frame's journey is timed from timestamps the messages already carry:
 * scorer:  score produced -> camera state written to Redis (``updated_ns`` of ``vigil:camera:<id>``)
 
 The capture -> Redis latency is what an alert waits for (alerts are written in the same Redis round
-trip as the camera state). A camera count is *sustained* when at least 95% of the frames offered get a
-score and the p99 capture -> score latency stays under 2 s.
+trip as the camera state). A camera count is *sustained* (issue #18's definition) when at least 99% of the
+frames offered get a score and the p99 capture -> Redis latency is at most 500 ms.
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ import typer
 
 from vigil.tools.launcher import Proc, default_ped2_dir, free_port, repo_root, vigil_argv
 
+SCORED_MIN = 0.99
+"""Share of the offered frames that must be scored for a camera count to be sustained."""
+P99_MAX_MS = 500.0
+"""Largest p99 capture -> Redis latency (ms) of a sustained camera count."""
 CLIPS = ["Test001", "Test002", "Test004", "Test007", "Test012", "Test003", "Test005", "Test006"]
 
 
@@ -46,7 +50,16 @@ class Run:
     @property
     def sustained(self) -> bool:
         """Nearly every frame scored, with bounded latency."""
-        return self.offered > 0 and self.scored >= 0.95 * self.offered and _pct(self.total_ms, 99) < 2000
+        return (self.offered > 0 and self.scored >= SCORED_MIN * self.offered
+                and _pct(self.total_ms, 99) <= P99_MAX_MS)
+
+
+def _worker_runtime() -> str:
+    """The worker's step runtime as its settings will read it from the environment (``VIGIL_WORKER_RUNTIME``)."""
+    runtime = os.environ.get("VIGIL_WORKER_RUNTIME", "keras")
+    quantize = os.environ.get("VIGIL_WORKER_RUNTIME_QUANTIZE", "none")
+    name = "TensorFlow (Keras)" if runtime == "keras" else runtime
+    return name if quantize == "none" else f"{name} {quantize}"
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -240,10 +253,11 @@ def bench_e2e(
     held = max((r.cameras for r in runs if r.sustained), default=0)
     text = "\n".join([
         "## End to end (`vigil bench e2e`, part of `make bench`)", "",
-        f"Machine: {machine_line()}. ingest, worker (TensorFlow, committed Ped2 model) and scorer as separate "
+        f"Machine: {machine_line()}. ingest, worker ({_worker_runtime()}, committed Ped2 model) and scorer as separate "
         "processes on the local Kafka and Redis; each camera replays a Ped2 clip live at 10 fps.", "",
         _table(runs), "",
-        f"Largest camera count sustained (>= 95% of frames scored, p99 capture->score < 2 s): **{held}**.",
+        f"Largest camera count sustained (>= {SCORED_MIN:.0%} of frames scored, p99 capture->Redis <= "
+        f"{P99_MAX_MS:.0f} ms): **{held}**.",
         f"At {runs[-1].cameras} camera(s): {_bottleneck(runs[-1])}." if runs[-1].worker_ms else "",
     ])  # fmt: skip
     path = write_section("e2e", text, doc or DEFAULT_DOC)

@@ -6,8 +6,8 @@
 # package mapping as pyproject.toml) and uses KERAS_BACKEND=jax. Needs keras (3.x), jax, numpy and
 # nothing else on that Python (the step imports no pydantic, OpenCV or TensorFlow); it says what is missing and stops if they are not there.
 #
-# For every architecture (PredNet from the packaged Ped2 weights; the ConvLSTM autoencoder untrained:
-# speed does not depend on the weights) and every batch size it measures:
+# For every architecture (PredNet, the ConvLSTM autoencoder and the inpainter, from their packaged Ped2 weights)
+# and every batch size it measures:
 #   * device-resident step: the jitted stateless step, frames and states already on the GPU, the new
 #     states fed back on the GPU: frames/s, p50 / p99 step latency;
 #   * host step: StreamingPredictor.step as the worker calls it today (numpy states in and out, motion
@@ -71,9 +71,14 @@ print(f"== jax {jax.__version__} on {dev.platform}: {dev.device_kind}; keras {ke
 
 
 def predictors():
-    yield "prednet", StreamingPredictor.load(DEFAULT_MODEL_DIR), "packaged Ped2 weights"
-    arch = get_architecture("convlstm-ae")
-    yield "convlstm-ae", StreamingPredictor.build_untrained(arch.config_type()), "untrained (speed only)"
+    """Every architecture, from its committed Ped2 model (untrained at the default config when it is missing:
+    the speed does not depend on the weights); the inpainter last, the slowest (20 decoder passes a frame)."""
+    for name, folder in (("prednet", "ped2"), ("convlstm-ae", "ped2-convlstm-ae"), ("inpaint", "ped2-inpaint")):
+        path = DEFAULT_MODEL_DIR.parent / folder
+        if (path / "config.json").is_file():
+            yield name, StreamingPredictor.load(path), f"packaged Ped2 weights ({folder})"
+        else:
+            yield name, StreamingPredictor.build_untrained(get_architecture(name).config_type()), "untrained (speed only)"
 
 
 def memory():

@@ -17,17 +17,22 @@ _HEADER = "# Vigil benchmarks\n\nWritten by `vigil bench ...` / `make bench`. Ea
 
 def machine_line() -> str:
     """A one-line description of this machine (CPU model, cores, Python)."""
-    cpu = platform.processor() or platform.machine()
+    cpu, isa = platform.processor() or platform.machine(), ""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
+        lines = []
+    for line in lines:
+        if line.startswith("model name") and cpu == (platform.processor() or platform.machine()):
+            cpu = line.split(":", 1)[1].strip()
+        if line.startswith("flags") and not isa:
+            flags = set(line.split(":", 1)[1].split())
+            isa = "/".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8") if f in flags)
     import os
 
-    return f"{cpu}, {os.cpu_count()} logical cores, Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}"
+    isa = f" ({isa})" if isa else ""
+    return (f"{cpu}{isa}, {os.cpu_count()} logical cores, Python {platform.python_version()}, "
+            f"{time.strftime('%Y-%m-%d')}")
 
 
 def write_section(name: str, markdown: str, doc: Path = DEFAULT_DOC) -> Path:
