@@ -56,12 +56,7 @@ def calibrate_model(model_dir: str | os.PathLike, data: str | os.PathLike, clips
     log.info("calibrating %s on %d normal clips", predictor.model_id, len(names))
     messages = clip_messages(predictor, {n: read_video(videos[n], *predictor.input_shape) for n in names},
                              warmup_frames=WORKER_WARMUP_FRAMES, cache_dir=cache_dir)
-    clips = [[Observation.from_message(m) for m in messages[n]] for n in names]
-    warmup, thresholds = choose_warmup(clips, ScoringParams(), _cell_px(predictor), longest=WORKER_WARMUP_FRAMES)
-    log.info("warm-up: %d frames (calibration thresholds for 1..%d frames: %s)", warmup, WORKER_WARMUP_FRAMES,
-             ", ".join(f"{t:.3f}" for t in thresholds))
-    cal = calibrate([with_warmup(c, warmup) for c in clips], ScoringParams(), _cell_px(predictor), source=",".join(names))
-    cal.extra.update(warmup_frames=warmup, warmup_thresholds=[round(t, 4) for t in thresholds])
+    cal = warmed_calibration([messages[n] for n in names], _cell_px(predictor), source=",".join(names))
     card = dict(predictor.card)
     if card.get("data", {}).get("val_clips"):
         recalibrate(model_dir, data)
@@ -69,6 +64,21 @@ def calibrate_model(model_dir: str | os.PathLike, data: str | os.PathLike, clips
     card.setdefault("calibration", {})["locations"] = cal.to_dict() | {"command": command}
     card["model_version"] = predictor.model_version
     write_card(model_dir, card)
+    return cal
+
+
+def warmed_calibration(messages: list[list[Any]], cell_px: int, source: str) -> Calibration:
+    """A model's per-location calibration from the score messages of its normal clips (each clip from a fresh
+    state), with the worker's warm-up measured on them (:func:`~vigil.model.alerting.choose_warmup`) and recorded
+    as ``warmup_frames`` / ``warmup_thresholds``: what ``vigil calibrate`` and ``vigil train`` both write."""
+    from vigil.model.replay import WORKER_WARMUP_FRAMES
+
+    clips = [[Observation.from_message(m) for m in msgs] for msgs in messages]
+    warmup, thresholds = choose_warmup(clips, ScoringParams(), cell_px, longest=WORKER_WARMUP_FRAMES)
+    log.info("warm-up: %d frames (calibration thresholds for 1..%d frames: %s)", warmup, WORKER_WARMUP_FRAMES,
+             ", ".join(f"{t:.3f}" for t in thresholds))
+    cal = calibrate([with_warmup(c, warmup) for c in clips], ScoringParams(), cell_px, source=source)
+    cal.extra.update(warmup_frames=warmup, warmup_thresholds=[round(t, 4) for t in thresholds])
     return cal
 
 

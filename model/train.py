@@ -330,19 +330,18 @@ def _fit(config: Any, settings: TrainSettings, trainer: Any, train_clips: list[C
 
 
 def location_calibration(out: Path, clips: list[Clip], cache_dir: Path | None = None) -> dict[str, Any]:
-    """The per-location calibration every camera of this model starts from, on its training clips (score
-    messages cached in ``cache_dir`` when given)."""
-    from vigil.model.alerting import Observation
-    from vigil.model.alerting import calibrate as calibrate_locations
-    from vigil.model.replay import clip_messages
+    """The per-location calibration every camera of this model starts from, on its training clips, with the
+    worker's warm-up measured on them, as ``vigil calibrate`` writes it (score messages cached in ``cache_dir``
+    when given, where ``vigil calibrate`` finds them)."""
+    from vigil.model.calibrate import warmed_calibration
+    from vigil.model.replay import WORKER_WARMUP_FRAMES, clip_messages
     from vigil.model.streaming import StreamingPredictor
-    from vigil.shared.scorer_params import ScoringParams
 
     predictor = StreamingPredictor.load(out)
-    messages = clip_messages(predictor, {c.name: c.frames for c in clips}, cache_dir=cache_dir)
-    cal = calibrate_locations([[Observation.from_message(m) for m in msgs] for msgs in messages.values()],
-                              ScoringParams(), predictor.config.features.heatmap_stride, ",".join(messages))
-    return cal.to_dict()
+    messages = clip_messages(predictor, {c.name: c.frames for c in clips}, warmup_frames=WORKER_WARMUP_FRAMES,
+                             cache_dir=cache_dir)
+    return warmed_calibration(list(messages.values()), predictor.config.features.heatmap_stride,
+                              ",".join(messages)).to_dict()
 
 
 def read_history(work_dir: Path, fallback: dict[str, list[float]]) -> dict[str, list[float]]:

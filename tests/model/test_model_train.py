@@ -11,6 +11,7 @@ from model_testutils import moving_square_video, tiny_config
 
 from vigil.model.data import Clip, make_sequence_dataset, motion_crop_origins, read_video, sequence_starts
 from vigil.model.prednet import get_cell
+from vigil.model.replay import model_warmup
 from vigil.model.streaming import StreamingPredictor
 from vigil.model.train import TrainSettings, build_model, train
 
@@ -103,6 +104,10 @@ def test_train_pipeline_writes_model_dir_and_resumes(tmp_path):
     assert card["training"]["epochs_run"] == 1 and card["data"]["val_clips"] == ["clip2"]
     assert card["calibration"]["n_warmup"] >= 1
     assert set(card["calibration"]["feature_stats"]) == {"mse", "psnr", "patch_max", "motion_max", "fused"}
+    # the worker's warm-up is measured on the training clips, as `vigil calibrate` does (no 10-frame default)
+    locations = card["calibration"]["locations"]
+    assert 1 <= locations["warmup_frames"] <= 10 and len(locations["warmup_thresholds"]) == 10
+    assert model_warmup(card) == locations["warmup_frames"]
     predictor = StreamingPredictor.load(tmp_path / "model")
     assert predictor.model_id == "prednet-test"
     assert json.loads((tmp_path / "model" / "model_card.json").read_text())["command"] == "vigil train ..."
