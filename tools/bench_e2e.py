@@ -55,11 +55,12 @@ class Run:
 
 
 def _worker_runtime() -> str:
-    """The worker's step runtime as its settings will read it from the environment (``VIGIL_WORKER_RUNTIME``)."""
-    runtime = os.environ.get("VIGIL_WORKER_RUNTIME", "keras")
-    quantize = os.environ.get("VIGIL_WORKER_RUNTIME_QUANTIZE", "none")
-    name = "TensorFlow (Keras)" if runtime == "keras" else runtime
-    return name if quantize == "none" else f"{name} {quantize}"
+    """The worker's step runtime, read by the worker's own settings from this environment, which its process gets."""
+    from vigil.services.worker.settings import WorkerSettings
+
+    settings = WorkerSettings()
+    name = "TensorFlow (Keras)" if settings.runtime == "keras" else settings.runtime
+    return name if settings.runtime_quantize == "none" else f"{name} {settings.runtime_quantize}"
 
 
 def _pct(xs: list[float], q: float) -> float:

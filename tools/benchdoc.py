@@ -16,23 +16,23 @@ _HEADER = "# Vigil benchmarks\n\nWritten by `vigil bench ...` / `make bench`. Ea
 
 
 def machine_line() -> str:
-    """A one-line description of this machine (CPU model, cores, Python)."""
-    cpu, isa = platform.processor() or platform.machine(), ""
+    """A one-line description of this machine (CPU model and vector extensions, cores, Python)."""
+    import os
+
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
         lines = []
-    for line in lines:
-        if line.startswith("model name") and cpu == (platform.processor() or platform.machine()):
-            cpu = line.split(":", 1)[1].strip()
-        if line.startswith("flags") and not isa:
-            flags = set(line.split(":", 1)[1].split())
-            isa = "/".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8") if f in flags)
-    import os
-
-    isa = f" ({isa})" if isa else ""
-    return (f"{cpu}{isa}, {os.cpu_count()} logical cores, Python {platform.python_version()}, "
+    cpu = _cpuinfo(lines, "model name") or platform.processor() or platform.machine()
+    flags = set(_cpuinfo(lines, "flags").split())
+    isa = "/".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8") if f in flags)
+    return (f"{cpu}{f' ({isa})' if isa else ''}, {os.cpu_count()} logical cores, Python {platform.python_version()}, "
             f"{time.strftime('%Y-%m-%d')}")
+
+
+def _cpuinfo(lines: list[str], key: str) -> str:
+    """The value of the first ``key : value`` line of ``/proc/cpuinfo`` (empty when there is none)."""
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(key) and ":" in line), "")
 
 
 def write_section(name: str, markdown: str, doc: Path = DEFAULT_DOC) -> Path:
