@@ -65,8 +65,11 @@ def _export(fmt: str, model: Path | None, out: Path | None, quantize: str, calib
     runtimes.export(predictor, fmt, out, quantize, clips if quantize == "int8" else None, source, progress=typer.echo)
     if check and fmt != "saved_model" and clips:
         typer.echo(_check(predictor, fmt, out, clips))
-    typer.echo(f"done: {out}  (worker: VIGIL_WORKER_PREDICTOR=vigil.model.runtimes:RuntimePredictor "
-               f"VIGIL_RUNTIME_KIND={fmt} VIGIL_RUNTIME_QUANTIZE={quantize} VIGIL_RUNTIME_EXPORT_DIR={out})")
+    root = out.parent.parent if out.parent.name == f"{predictor.model_id}-{predictor.model_version}" else None
+    where = "" if root is None else f" VIGIL_WORKER_RUNTIME_EXPORT_ROOT={root}" if root != DEFAULT_ROOT else ""
+    hint = (f"VIGIL_WORKER_RUNTIME={fmt} VIGIL_WORKER_RUNTIME_QUANTIZE={quantize}{where}" if root is not None
+            else "a folder the worker does not look in: pass --out ROOT/<model_id>-<version>/<format>-<quantize>")
+    typer.echo(f"done: {out}  (worker: {hint})" if fmt != "saved_model" else f"done: {out}")
 
 
 def _clips(predictor: object, folder: Path | None, n_clips: int, n_frames: int, required: bool) -> tuple[list, str]:

@@ -28,7 +28,7 @@ FPS = 10.0
 """Frame rate of the replayed clips (UCSD Ped2 and the demo cameras run at 10 fps)."""
 WORKER_WARMUP_FRAMES = 10
 """Frames the worker marks ``warmup`` after a state reset for a model whose card has no measured warm-up."""
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 """Bumped whenever the messages a replay builds change (the cache file name carries it)."""
 T0_NS = 1_750_000_000 * 10**9
 """Capture time of a replayed clip's first frame (a fixed time, so replays are deterministic)."""

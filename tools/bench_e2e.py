@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pathlib import Path
 import typer
 
 from vigil.tools.launcher import Proc, default_ped2_dir, free_port, repo_root, vigil_argv
+from vigil.tools.profiling import profile_table, start_py_spy
 
 SCORED_MIN = 0.99
 """Share of the offered frames that must be scored for a camera count to be sustained."""
@@ -74,26 +74,36 @@ WARM_S = 10.0
 
 
 class _Follower:
-    """Reads the frames and scores topics from their start in background threads, keeping what the
-    latencies need: each frame's capture and broker times, and every score."""
+    """Reads the frames and scores topics from their start once the services have stopped (so that the
+    harness takes no CPU from the pipeline it measures), keeping what the latencies need: each frame's
+    capture and broker times, and every score."""
 
     def __init__(self, kafka, topics: dict[str, str]) -> None:  # noqa: ANN001
-        self.kafka = kafka
+        self.kafka, self.topics = kafka, topics
         self.frames_at: dict[tuple[str, int], tuple[int, int]] = {}
         self.scores: list = []
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._follow, args=(topics["frames"], self._on_frame), daemon=True),
-                        threading.Thread(target=self._follow, args=(topics["scores"], self._on_score), daemon=True)]
 
-    def _follow(self, topic: str, handle) -> None:  # noqa: ANN001
-        from kafka import KafkaConsumer
+    def read(self) -> None:
+        """Read both topics up to their end offsets."""
+        self._read(self.topics["frames"], self._on_frame)
+        self._read(self.topics["scores"], self._on_score)
 
-        consumer = KafkaConsumer(topic, group_id=None, auto_offset_reset="earliest", **self.kafka.kafka_python_kwargs())
-        while not self.stop.is_set():
-            for batch in consumer.poll(timeout_ms=300).values():
-                for r in batch:
-                    handle(r)
-        consumer.close()
+    def _read(self, topic: str, handle) -> None:  # noqa: ANN001
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(group_id=None, enable_auto_commit=False, **self.kafka.kafka_python_kwargs())
+        try:
+            parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            consumer.assign(parts)
+            consumer.seek_to_beginning(*parts)
+            ends = consumer.end_offsets(parts)
+            deadline = time.monotonic() + 120
+            while any(consumer.position(tp) < ends[tp] for tp in parts) and time.monotonic() < deadline:
+                for batch in consumer.poll(timeout_ms=500).values():
+                    for r in batch:
+                        handle(r)
+        finally:
+            consumer.close()
 
     def _on_frame(self, r) -> None:  # noqa: ANN001
         from vigil.shared.schemas import FrameMessage
@@ -106,19 +116,10 @@ class _Follower:
 
         self.scores.append(ScoreMessage.decode(r.value))
 
-    def start(self) -> None:
-        """Start both readers."""
-        for t in self.threads:
-            t.start()
-
-    def close(self) -> None:
-        """Stop both readers."""
-        self.stop.set()
-        for t in self.threads:
-            t.join(5)
-
-    def fill(self, run: Run, window: tuple[int, int]) -> None:
-        """Frames offered and scored in ``window`` (capture ns), and their ingest and worker latencies."""
+    def fill(self, run: Run, window: tuple[int, int], in_redis: dict[tuple[str, int], int]) -> None:
+        """Frames offered and scored in ``window`` (capture ns), their ingest and worker latencies, and the
+        capture -> Redis and score -> Redis latencies of the camera states ``in_redis`` ((camera, capture ns) ->
+        Redis update ns)."""
         offered = [k for k, (cap, _) in self.frames_at.items() if window[0] <= cap < window[1]]
         done = {(s.camera_id, s.seq): s for s in self.scores}
         run.offered, run.scored = len(offered), sum(1 for k in offered if k in done)
@@ -127,6 +128,11 @@ class _Follower:
                 cap, in_kafka = self.frames_at[k]
                 run.ingest_ms.append((in_kafka - cap) / 1e6)
                 run.worker_ms.append((done[k].processed_ns - in_kafka) / 1e6)
+        produced = {(s.camera_id, s.capture_ns): s.processed_ns for s in self.scores}
+        for (cam, cap), upd in in_redis.items():
+            run.total_ms.append((upd - cap) / 1e6)
+            if (cam, cap) in produced:
+                run.scorer_ms.append((upd - produced[(cam, cap)]) / 1e6)
 
 
 def _bench_env(token: str, topics: dict[str, str], workdir: Path) -> dict[str, str]:
@@ -156,7 +162,9 @@ def _start(name: str, argv: list[str], log: Path, env: dict[str, str], procs: li
     wait_ready(procs[-1], port, timeout)
 
 
-def _measure(n: int, seconds: float, ped2: Path, workdir: Path) -> Run:
+def _measure(n: int, seconds: float, ped2: Path, workdir: Path, profile: Path | None = None) -> Run:
+    """One camera count: start scorer, worker and ingest on fresh topics, measure ``seconds`` after the warm-up,
+    stop them, then read the topics; ``profile``: also record the worker with py-spy over the measured window."""
     from vigil.shared.kafka import ensure_topics
     from vigil.shared.settings import KafkaSettings, RedisSettings
 
@@ -172,42 +180,40 @@ def _measure(n: int, seconds: float, ped2: Path, workdir: Path) -> Run:
     try:
         for name in ("scorer", "worker"):
             _start(name, vigil_argv(name), workdir / "logs" / f"{name}-{n}.log", env, procs, 180)
-        follower.start()
         _start("ingest", vigil_argv("ingest", "--cameras", str(cfg), "--realtime"), workdir / "logs" / f"ingest-{n}.log",
                env, procs, 60)  # fmt: skip
         t0 = time.time_ns()
-        time.sleep(WARM_S + seconds)
+        time.sleep(WARM_S)
+        worker = next(p.popen for p in procs if p.name == "worker")
+        spy = start_py_spy(worker.pid, seconds, profile) if profile is not None and worker is not None else None
+        time.sleep(seconds)
         t_end = time.time_ns()
-        _sample_redis(RedisSettings(), cams, run, follower.scores, t0 + int(WARM_S * 1e9))
+        if spy is not None and spy.wait(30) != 0:
+            raise RuntimeError(f"py-spy failed: {spy.stderr.read().decode(errors='replace')[-500:]}")  # type: ignore[union-attr]
+        in_redis = _sample_redis(RedisSettings(), cams, t0 + int(WARM_S * 1e9))
     finally:
         for p in reversed(procs):
             p.stop()
-        follower.close()
-    follower.fill(run, (t0 + int(WARM_S * 1e9), t_end - int(2e9)))
+    follower.read()
+    follower.fill(run, (t0 + int(WARM_S * 1e9), t_end - int(2e9)), in_redis)
     return run
 
 
-def _sample_redis(redis_settings, cams: dict, run: Run, scores: list, since_ns: int) -> None:  # noqa: ANN001
-    """Poll each camera's hash for 10 s: capture -> Redis, and score produced -> Redis."""
+def _sample_redis(redis_settings, cams: dict, since_ns: int) -> dict[tuple[str, int], int]:  # noqa: ANN001
+    """Poll each camera's hash for 10 s: (camera, capture ns of its last frame) -> Redis update ns."""
     client = redis_settings.client()
-    produced = {}
-    seen: set[tuple[str, int]] = set()
+    seen: dict[tuple[str, int], int] = {}
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        for s in scores[-2000:]:
-            produced[(s.camera_id, s.capture_ns)] = s.processed_ns
         for cam in cams:
             h = client.hgetall(f"vigil:camera:{cam}")
             if not h or b"updated_ns" not in h:
                 continue
-            cap, upd = int(h[b"last_frame_ns"]), int(h[b"updated_ns"])
-            if cap < since_ns or (cam, cap) in seen:
-                continue
-            seen.add((cam, cap))
-            run.total_ms.append((upd - cap) / 1e6)
-            if (cam, cap) in produced:
-                run.scorer_ms.append((upd - produced[(cam, cap)]) / 1e6)
+            cap = int(h[b"last_frame_ns"])
+            if cap >= since_ns:
+                seen.setdefault((cam, cap), int(h[b"updated_ns"]))
         time.sleep(0.05)
+    return seen
 
 
 def _table(runs: list[Run]) -> str:
@@ -237,6 +243,8 @@ def bench_e2e(
     seconds: float = typer.Option(30.0, min=5, help="Measured seconds per camera count (after 10 s warm-up)"),
     data: Path | None = typer.Option(None, help="UCSD Ped2 folder (default: $VIGIL_PED2_DIR, ../shared/data/ucsd_ped2, else the shipped data/ped2-mini)"),
     doc: Path | None = typer.Option(None, help="Benchmarks document (default docs/benchmarks.md)"),
+    profile: bool = typer.Option(False, help="After the runs, one more run of the last camera count with the worker "
+                                             "sampled by py-spy; its top entries go to the worker-profile section"),
 ) -> None:
     """End-to-end latency (capture -> Redis) and sustained cameras of the whole pipeline on this CPU."""
     from vigil.shared.logging import configure_logging
@@ -263,5 +271,27 @@ def bench_e2e(
     ])  # fmt: skip
     path = write_section("e2e", text, doc or DEFAULT_DOC)
     typer.echo(text + f"\n\nwritten to {path}")
+    if profile:
+        _profile_worker(runs[-1].cameras, seconds, data, workdir, doc or DEFAULT_DOC)
+
+
+def _profile_worker(n: int, seconds: float, data: Path, workdir: Path, doc: Path) -> None:
+    """One more run of ``n`` cameras with py-spy on the worker; writes the worker-profile section."""
+    from vigil.tools.benchdoc import machine_line, write_section
+
+    typer.echo(f"{n} camera(s), worker sampled by py-spy: measuring {seconds:.0f} s ...")
+    raw = workdir / f"worker-profile-{n}.txt"
+    run = _measure(n, seconds, data, workdir, profile=raw)
+    text = "\n".join([
+        "## Worker profile (`vigil bench e2e --profile`)", "",
+        f"Machine: {machine_line()}. Where the worker's threads spend their time at {n} cameras (10 fps, "
+        f"{_worker_runtime()}), sampled from outside by py-spy over {seconds:.0f} s of the measured window of a run "
+        f"of its own (that run: {run.scored / max(1, run.offered):.0%} of the frames scored, p99 capture->Redis "
+        f"{_pct(run.total_ms, 99):.0f} ms). *Self*: samples in the function itself; *inclusive*: with its callees "
+        "(Vigil's functions only). The raw stacks are in `" + str(raw.relative_to(repo_root())) + "`.", "",
+        profile_table(raw.read_text()),
+    ])  # fmt: skip
+    write_section("worker-profile", text, doc)
+    typer.echo(text)
 
 

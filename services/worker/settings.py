@@ -62,7 +62,7 @@ class WorkerSettings(ServiceSettings):
     staleness_s: float = Field(5.0, ge=0, le=3600,
                                description="Skip frames older than this at the worker (0 = never skip)")
     heatmap: bool = Field(True, description="Attach the uint8 error heat map to every score")
-    motion: bool = Field(True, description="Compute the optical-flow motion feature (~5 ms of CPU per 120x180 frame); "
+    motion: bool = Field(True, description="Compute the optical-flow motion feature (~2-3 ms of one core per 120x180 frame, beside the model step); "
                          "false = PredNet's features only (motion_max 0), for CPU-bound workers")
     model_poll_s: float = Field(5.0, ge=0, le=3600, description="Model directory poll interval (0 = no hot swap)")
     session_timeout_s: float = Field(30.0, ge=1, le=600, description="Kafka consumer session timeout")
