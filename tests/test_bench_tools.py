@@ -45,3 +45,17 @@ def test_e2e_latencies_come_from_the_topics_read_after_the_run() -> None:
     assert (run.offered, run.scored) == (2, 1)  # frame 3 is outside the window, frame 2 was never scored
     assert run.ingest_ms == [10.0] and run.worker_ms == [40.0]
     assert sorted(run.total_ms) == [60.0, 80.0] and run.scorer_ms == [30.0]
+
+
+def test_e2e_runtimes_name_the_workers_settings_and_reject_unknown_ones() -> None:
+    import typer
+
+    from vigil.tools.bench_e2e import _worker_runtime, runtime_envs
+
+    envs = runtime_envs("keras, openvino-int8")
+    assert envs == [{"VIGIL_WORKER_RUNTIME": "keras", "VIGIL_WORKER_RUNTIME_QUANTIZE": "none"},
+                    {"VIGIL_WORKER_RUNTIME": "openvino", "VIGIL_WORKER_RUNTIME_QUANTIZE": "int8"}]  # fmt: skip
+    assert [_worker_runtime(e) for e in envs] == ["TensorFlow (Keras)", "OpenVINO int8"]
+    assert runtime_envs("") == [{}]
+    with pytest.raises(typer.BadParameter, match="unknown runtime 'tensorrt'"):
+        runtime_envs("tensorrt")

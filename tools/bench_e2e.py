@@ -40,6 +40,7 @@ class Run:
 
     cameras: int
     seconds: float
+    runtime: str = ""
     offered: int = 0
     scored: int = 0
     ingest_ms: list[float] = field(default_factory=list)
@@ -54,13 +55,54 @@ class Run:
                 and _pct(self.total_ms, 99) <= P99_MAX_MS)
 
 
-def _worker_runtime() -> str:
-    """The worker's step runtime, read by the worker's own settings from this environment, which its process gets."""
+def _worker_runtime(env: dict[str, str] | None = None) -> str:
+    """The worker's step runtime, read by the worker's own settings from this environment (``env`` over it),
+    which its process gets."""
     from vigil.services.worker.settings import WorkerSettings
 
-    settings = WorkerSettings()
-    name = "TensorFlow (Keras)" if settings.runtime == "keras" else settings.runtime
+    fields = {"VIGIL_WORKER_RUNTIME": "runtime", "VIGIL_WORKER_RUNTIME_QUANTIZE": "runtime_quantize"}
+    settings = WorkerSettings(**{fields[k]: v for k, v in (env or {}).items() if k in fields})
+    name = "TensorFlow (Keras)" if settings.runtime == "keras" else {"onnx": "ONNX Runtime", "openvino": "OpenVINO"}.get(
+        settings.runtime, settings.runtime)
     return name if settings.runtime_quantize == "none" else f"{name} {settings.runtime_quantize}"
+
+
+def runtime_envs(names: str) -> list[dict[str, str]]:
+    """``keras,openvino-int8`` -> the worker environment of each (``""``: the worker's configured runtime).
+
+    Example:
+        >>> runtime_envs("keras,openvino-int8")[1]
+        {'VIGIL_WORKER_RUNTIME': 'openvino', 'VIGIL_WORKER_RUNTIME_QUANTIZE': 'int8'}
+    """
+    envs = []
+    for name in [n.strip() for n in names.split(",") if n.strip()]:
+        kind, _, quantize = name.partition("-")
+        if kind not in ("keras", "xla", "onnx", "openvino") or quantize not in ("", "int8", "fp16"):
+            raise typer.BadParameter(f"unknown runtime {name!r}; expected keras, xla, onnx[-int8|-fp16] or "
+                                     "openvino[-int8|-fp16]")  # fmt: skip
+        envs.append({"VIGIL_WORKER_RUNTIME": kind, "VIGIL_WORKER_RUNTIME_QUANTIZE": quantize or "none"})
+    return envs or [{}]
+
+
+def _ensure_export(env: dict[str, str], data: Path) -> None:
+    """Make the export the worker will look for (int8 calibrated on the Ped2 training clips), once."""
+    import subprocess
+
+    from vigil.model.runtimes import EXPORTED_RUNTIMES, MANIFEST, export_dir_for
+    from vigil.model.streaming import DEFAULT_MODEL_DIR, StreamingPredictor
+    from vigil.services.worker.settings import WorkerSettings
+
+    kind, quantize = env.get("VIGIL_WORKER_RUNTIME", "keras"), env.get("VIGIL_WORKER_RUNTIME_QUANTIZE", "none")
+    if kind not in EXPORTED_RUNTIMES:
+        return
+    predictor = StreamingPredictor.load(WorkerSettings().model_dir or DEFAULT_MODEL_DIR)
+    folder = export_dir_for(WorkerSettings().runtime_export_root, predictor.model_id, predictor.model_version, kind, quantize)
+    if (folder / MANIFEST).is_file():
+        return
+    typer.echo(f"exporting the model for {kind} ({quantize}) into {folder} ...")
+    argv = vigil_argv("export", "--format", kind, "--quantize", quantize, "--out", str(folder),
+                      *(["--calib-data", str(data / "train")] if quantize == "int8" else []))  # fmt: skip
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -162,9 +204,11 @@ def _start(name: str, argv: list[str], log: Path, env: dict[str, str], procs: li
     wait_ready(procs[-1], port, timeout)
 
 
-def _measure(n: int, seconds: float, ped2: Path, workdir: Path, profile: Path | None = None) -> Run:
-    """One camera count: start scorer, worker and ingest on fresh topics, measure ``seconds`` after the warm-up,
-    stop them, then read the topics; ``profile``: also record the worker with py-spy over the measured window."""
+def _measure(n: int, seconds: float, ped2: Path, workdir: Path, runtime: dict[str, str], profile: Path | None = None
+             ) -> Run:  # fmt: skip
+    """One camera count: start scorer, worker (``runtime``: its runtime settings) and ingest on fresh topics,
+    measure ``seconds`` after the warm-up, stop them, then read the topics; ``profile``: also record the worker
+    with py-spy over the measured window."""
     from vigil.shared.kafka import ensure_topics
     from vigil.shared.settings import KafkaSettings, RedisSettings
 
@@ -172,11 +216,11 @@ def _measure(n: int, seconds: float, ped2: Path, workdir: Path, profile: Path | 
     topics = {k: f"bench.{k}.{token}" for k in ("frames", "scores", "camera_status", "dlq")}
     kafka = KafkaSettings()
     ensure_topics(kafka, {t: 4 for t in topics.values()})
-    env = _bench_env(token, topics, workdir)
+    env = _bench_env(token, topics, workdir) | runtime
     cams = {f"bench-{token}-{i}": ped2 / "test" / f"{CLIPS[i % len(CLIPS)]}.mkv" for i in range(n)}
     cfg = _write_cameras(workdir / f"cameras-{token}.yaml", cams)
     procs: list[Proc] = []
-    run, follower = Run(n, seconds), _Follower(kafka, topics)
+    run, follower = Run(n, seconds, _worker_runtime(runtime)), _Follower(kafka, topics)
     try:
         for name in ("scorer", "worker"):
             _start(name, vigil_argv(name), workdir / "logs" / f"{name}-{n}.log", env, procs, 180)
@@ -217,11 +261,11 @@ def _sample_redis(redis_settings, cams: dict, since_ns: int) -> dict[tuple[str, 
 
 
 def _table(runs: list[Run]) -> str:
-    rows = ["| cameras (10 fps) | frames offered | scored | capture->Redis p50 / p99 ms | ingest ms (p50) | "
-            "Kafka+worker ms (p50) | scorer+Redis ms (p50) | sustained |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = ["| worker runtime | cameras (10 fps) | frames offered | scored | capture->Redis p50 / p99 ms | ingest ms (p50) | "
+            "Kafka+worker ms (p50) | scorer+Redis ms (p50) | sustained |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in runs:
         rows.append(
-            f"| {r.cameras} | {r.offered} | {r.scored} ({r.scored / max(1, r.offered):.0%}) | "
+            f"| {r.runtime} | {r.cameras} | {r.offered} | {r.scored} ({r.scored / max(1, r.offered):.0%}) | "
             f"{_pct(r.total_ms, 50):.0f} / {_pct(r.total_ms, 99):.0f} | {_pct(r.ingest_ms, 50):.0f} | "
             f"{_pct(r.worker_ms, 50):.0f} | {_pct(r.scorer_ms, 50):.0f} | {'yes' if r.sustained else 'no'} |"
         )
@@ -243,6 +287,9 @@ def bench_e2e(
     seconds: float = typer.Option(30.0, min=5, help="Measured seconds per camera count (after 10 s warm-up)"),
     data: Path | None = typer.Option(None, help="UCSD Ped2 folder (default: $VIGIL_PED2_DIR, ../shared/data/ucsd_ped2, else the shipped data/ped2-mini)"),
     doc: Path | None = typer.Option(None, help="Benchmarks document (default docs/benchmarks.md)"),
+    runtimes: str = typer.Option("", help="Worker runtimes to measure in turn, comma-separated: keras, xla, onnx, "
+                                          "onnx-int8, openvino, openvino-int8, ... (default: the worker's configured one); "
+                                          "missing exports are made first (int8 calibrated on the Ped2 training clips)"),
     profile: bool = typer.Option(False, help="After the runs, one more run of the last camera count with the worker "
                                              "sampled by py-spy; its top entries go to the worker-profile section"),
 ) -> None:
@@ -254,38 +301,52 @@ def bench_e2e(
     data = data or default_ped2_dir()
     workdir = repo_root() / ".state" / "bench-e2e"
     workdir.mkdir(parents=True, exist_ok=True)
-    runs = []
-    for n in (int(x) for x in cameras.split(",")):
-        typer.echo(f"{n} camera(s): measuring {seconds:.0f} s ...")
-        runs.append(_measure(n, seconds, data, workdir))
-        typer.echo(_table(runs[-1:]).splitlines()[-1])
-    held = max((r.cameras for r in runs if r.sustained), default=0)
+    envs, runs = runtime_envs(runtimes), []
+    for env in envs:
+        _ensure_export(env, data)
+        for n in (int(x) for x in cameras.split(",")):
+            typer.echo(f"{_worker_runtime(env)}, {n} camera(s): measuring {seconds:.0f} s ...")
+            runs.append(_measure(n, seconds, data, workdir, env))
+            typer.echo(_table(runs[-1:]).splitlines()[-1])
     text = "\n".join([
         "## End to end (`vigil bench e2e`, part of `make bench`)", "",
-        f"Machine: {machine_line()}. ingest, worker ({_worker_runtime()}, committed Ped2 model) and scorer as separate "
-        "processes on the local Kafka and Redis; each camera replays a Ped2 clip live at 10 fps.", "",
+        f"Machine: {machine_line()}. ingest, worker (committed Ped2 model, the runtime of each row) and scorer as "
+        "separate processes on the local Kafka and Redis, all on this machine's cores; each camera replays a Ped2 clip "
+        f"live at 10 fps; motion on. One run per row, {seconds:.0f} s measured after {WARM_S:.0f} s of warm-up; the "
+        "topics are read after the services stop, so the harness takes no CPU from the pipeline while it is measured.", "",
         _table(runs), "",
-        f"Largest camera count sustained (>= {SCORED_MIN:.0%} of frames scored, p99 capture->Redis <= "
-        f"{P99_MAX_MS:.0f} ms): **{held}**.",
-        f"At {runs[-1].cameras} camera(s): {_bottleneck(runs[-1])}." if runs[-1].worker_ms else "",
+        *_verdicts(runs),
+        f"At {runs[-1].cameras} camera(s) ({runs[-1].runtime}): {_bottleneck(runs[-1])}." if runs[-1].worker_ms else "", "",
+        f"Reproduce: `vigil bench e2e --cameras {cameras} --seconds {seconds:.0f}"
+        + (f" --runtimes {runtimes}`." if runtimes else "`."),
     ])  # fmt: skip
     path = write_section("e2e", text, doc or DEFAULT_DOC)
     typer.echo(text + f"\n\nwritten to {path}")
     if profile:
-        _profile_worker(runs[-1].cameras, seconds, data, workdir, doc or DEFAULT_DOC)
+        _profile_worker(runs[-1].cameras, seconds, data, workdir, doc or DEFAULT_DOC, envs[-1])
 
 
-def _profile_worker(n: int, seconds: float, data: Path, workdir: Path, doc: Path) -> None:
+def _verdicts(runs: list[Run]) -> list[str]:
+    """One line per runtime: the largest camera count it sustained."""
+    out = []
+    for name in dict.fromkeys(r.runtime for r in runs):
+        held = max((r.cameras for r in runs if r.runtime == name and r.sustained), default=0)
+        out.append(f"{name}: largest camera count sustained (>= {SCORED_MIN:.0%} of frames scored, p99 capture->Redis "
+                   f"<= {P99_MAX_MS:.0f} ms): **{held}**.  ")  # fmt: skip
+    return out
+
+
+def _profile_worker(n: int, seconds: float, data: Path, workdir: Path, doc: Path, env: dict[str, str]) -> None:
     """One more run of ``n`` cameras with py-spy on the worker; writes the worker-profile section."""
     from vigil.tools.benchdoc import machine_line, write_section
 
     typer.echo(f"{n} camera(s), worker sampled by py-spy: measuring {seconds:.0f} s ...")
     raw = workdir / f"worker-profile-{n}.txt"
-    run = _measure(n, seconds, data, workdir, profile=raw)
+    run = _measure(n, seconds, data, workdir, env, profile=raw)
     text = "\n".join([
         "## Worker profile (`vigil bench e2e --profile`)", "",
         f"Machine: {machine_line()}. Where the worker's threads spend their time at {n} cameras (10 fps, "
-        f"{_worker_runtime()}), sampled from outside by py-spy over {seconds:.0f} s of the measured window of a run "
+        f"{run.runtime}), sampled from outside by py-spy over {seconds:.0f} s of the measured window of a run "
         f"of its own (that run: {run.scored / max(1, run.offered):.0%} of the frames scored, p99 capture->Redis "
         f"{_pct(run.total_ms, 99):.0f} ms). *Self*: samples in the function itself; *inclusive*: with its callees "
         "(Vigil's functions only). The raw stacks are in `" + str(raw.relative_to(repo_root())) + "`.", "",
