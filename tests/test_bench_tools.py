@@ -31,6 +31,7 @@ def test_the_profile_summary_counts_functions_not_lines_and_lists_only_vigils_fu
 
 def test_profiling_without_py_spy_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(profiling.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(profiling.sys, "executable", str(tmp_path / "python"))
     with pytest.raises(FileNotFoundError, match=r"pip install 'vigil\[profile\]'"):
         profiling.start_py_spy(1, 1.0, tmp_path / "out.txt")
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import typer
 
 from vigil.tools.launcher import Proc, default_ped2_dir, free_port, repo_root, vigil_argv
-from vigil.tools.profiling import profile_table, start_py_spy
+from vigil.tools.profiling import find_py_spy, profile_table, start_py_spy
 
 SCORED_MIN = 0.99
 """Share of the offered frames that must be scored for a camera count to be sustained."""
@@ -290,8 +290,6 @@ def bench_e2e(
     runtimes: str = typer.Option("", help="Worker runtimes to measure in turn, comma-separated: keras, xla, onnx, "
                                           "onnx-int8, openvino, openvino-int8, ... (default: the worker's configured one); "
                                           "missing exports are made first (int8 calibrated on the Ped2 training clips)"),
-    profile: bool = typer.Option(False, help="After the runs, one more run of the last camera count with the worker "
-                                             "sampled by py-spy; its top entries go to the worker-profile section"),
 ) -> None:
     """End-to-end latency (capture -> Redis) and sustained cameras of the whole pipeline on this CPU."""
     from vigil.shared.logging import configure_logging
@@ -322,8 +320,6 @@ def bench_e2e(
     ])  # fmt: skip
     path = write_section("e2e", text, doc or DEFAULT_DOC)
     typer.echo(text + f"\n\nwritten to {path}")
-    if profile:
-        _profile_worker(runs[-1].cameras, seconds, data, workdir, doc or DEFAULT_DOC, envs[-1])
 
 
 def _verdicts(runs: list[Run]) -> list[str]:
@@ -336,23 +332,37 @@ def _verdicts(runs: list[Run]) -> list[str]:
     return out
 
 
-def _profile_worker(n: int, seconds: float, data: Path, workdir: Path, doc: Path, env: dict[str, str]) -> None:
-    """One more run of ``n`` cameras with py-spy on the worker; writes the worker-profile section."""
-    from vigil.tools.benchdoc import machine_line, write_section
+def bench_worker_profile(
+    cameras: int = typer.Option(8, min=1, help="Cameras (10 fps each)"),
+    seconds: float = typer.Option(30.0, min=5, help="Seconds sampled (after 10 s warm-up)"),
+    runtime: str = typer.Option("", help="Worker runtime (keras, onnx-int8, openvino-int8, ...; default: the worker's "
+                                         "configured one)"),
+    data: Path | None = typer.Option(None, help="UCSD Ped2 folder (default as for `vigil bench e2e`)"),
+    doc: Path | None = typer.Option(None, help="Benchmarks document (default docs/benchmarks.md)"),
+) -> None:
+    """Where the worker's time goes: one `vigil bench e2e` run sampled by py-spy (needs `pip install 'vigil[profile]'`)."""
+    from vigil.shared.logging import configure_logging
+    from vigil.tools.benchdoc import DEFAULT_DOC, machine_line, write_section
 
-    typer.echo(f"{n} camera(s), worker sampled by py-spy: measuring {seconds:.0f} s ...")
-    raw = workdir / f"worker-profile-{n}.txt"
-    run = _measure(n, seconds, data, workdir, env, profile=raw)
+    configure_logging("WARNING")
+    find_py_spy()  # before minutes of setup, not after
+    data, env = data or default_ped2_dir(), runtime_envs(runtime)[0]
+    workdir = repo_root() / ".state" / "bench-e2e"
+    _ensure_export(env, data)
+    typer.echo(f"{_worker_runtime(env)}, {cameras} camera(s), worker sampled by py-spy: measuring {seconds:.0f} s ...")
+    raw = workdir / f"worker-profile-{cameras}.txt"
+    run = _measure(cameras, seconds, data, workdir, env, profile=raw)
     text = "\n".join([
-        "## Worker profile (`vigil bench e2e --profile`)", "",
-        f"Machine: {machine_line()}. Where the worker's threads spend their time at {n} cameras (10 fps, "
-        f"{run.runtime}), sampled from outside by py-spy over {seconds:.0f} s of the measured window of a run "
-        f"of its own (that run: {run.scored / max(1, run.offered):.0%} of the frames scored, p99 capture->Redis "
-        f"{_pct(run.total_ms, 99):.0f} ms). *Self*: samples in the function itself; *inclusive*: with its callees "
-        "(Vigil's functions only). The raw stacks are in `" + str(raw.relative_to(repo_root())) + "`.", "",
-        profile_table(raw.read_text()),
+        "## Worker profile (`vigil bench worker-profile`)", "",
+        f"Machine: {machine_line()}. Where the worker's threads spend their time at {cameras} cameras (10 fps, "
+        f"{run.runtime}, motion on), sampled from outside by py-spy over the {seconds:.0f} s measured window of a "
+        f"`vigil bench e2e` run of its own (that run: {run.scored / max(1, run.offered):.0%} of the frames scored, p99 "
+        f"capture->Redis {_pct(run.total_ms, 99):.0f} ms). *Self*: samples in the function itself; *inclusive*: with "
+        "its callees (Vigil's functions only); the flow thread and the step thread are sampled alike, so shares are of "
+        f"busy thread time, not of wall time. Raw stacks: `{raw.relative_to(repo_root())}`.", "",
+        profile_table(raw.read_text()), "",
+        f"Reproduce: `pip install 'vigil[profile]' && vigil bench worker-profile --cameras {cameras} --seconds "
+        f"{seconds:.0f}" + (f" --runtime {runtime}`." if runtime else "`."),
     ])  # fmt: skip
-    write_section("worker-profile", text, doc)
-    typer.echo(text)
-
-
+    path = write_section("worker-profile", text, doc or DEFAULT_DOC)
+    typer.echo(text + f"\n\nwritten to {path}")

@@ -24,6 +24,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     bench.command("worker")(bench_worker)
     bench.command("scorer")(bench_scorer)
     bench.command("e2e")(bench_e2e.bench_e2e)
+    bench.command("worker-profile")(bench_e2e.bench_worker_profile)
     bench.command("api")(bench_api)
     bench.command("evidence")(bench_evidence)
     bench.command("notify")(bench_notify)

@@ -1,7 +1,7 @@
 """Sampling profiles of a running service (py-spy), summarised as the docs' tables.
 
-`vigil bench e2e --profile` attaches py-spy to the worker for the measured window of its last camera
-count and writes where the worker's threads spend their time (docs/benchmarks.md, "Worker profile").
+`vigil bench worker-profile` attaches py-spy to the worker for the measured window of a `vigil bench e2e`
+run and writes where the worker's threads spend their time (docs/benchmarks.md, "Worker profile").
 py-spy samples the process from outside (no code of ours runs in the worker), non-blocking, so the
 profiled run is barely slowed; its latencies are still not used for the sustained-cameras table.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +36,19 @@ class Entry:
     share: float
 
 
+def find_py_spy() -> str:
+    """The py-spy executable: beside this Python (its virtual environment), else on PATH; raises with the fix."""
+    here = Path(sys.executable).parent / "py-spy"
+    exe = str(here) if here.is_file() else shutil.which("py-spy")
+    if exe is None:
+        raise FileNotFoundError(PY_SPY_HINT)
+    return exe
+
+
 def start_py_spy(pid: int, seconds: float, out: Path, rate: int = 50) -> subprocess.Popen:
     """Record ``pid`` for ``seconds`` into ``out`` (py-spy's raw collapsed stacks); raises with the fix
     when py-spy is missing."""
-    exe = shutil.which("py-spy")
-    if exe is None:
-        raise FileNotFoundError(PY_SPY_HINT)
+    exe = find_py_spy()
     out.parent.mkdir(parents=True, exist_ok=True)
     argv = [exe, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))), "--rate", str(rate),
             "--format", "raw", "--output", str(out), "--nonblocking"]  # fmt: skip

@@ -35,8 +35,9 @@ class ScorerCore:
     Args:
         settings: Scorer settings (per-camera parameters, limits).
         sink: Redis writer.
-        load: Returns a camera's pickled state, or None for a new camera.
-        save: Stores a camera's pickled state.
+        load: Returns a camera's saved state (JSON bytes of a :class:`~vigil.services.scorer.state.ScorerState`,
+            never unpickled), or None for a new camera.
+        save: Stores a camera's state (JSON bytes).
         dead_letter: Sends a dead letter (async), with the original key.
         kinds: The online kind classifier (None: alerts carry no kind).
     """
