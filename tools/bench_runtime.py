@@ -103,21 +103,28 @@ def _clips(data: Path | None, folder: str, shape: tuple[int, int, int], n: int, 
 
 
 def make_exports(predictor: Any, names: tuple[str, ...], folder: Path, calib: list[np.ndarray], source: str
-                 ) -> dict[str, tuple[Path, float]]:
-    """Export every non-Keras runtime of ``names`` into ``folder``: ``{name: (export folder, seconds)}``."""
+                 ) -> tuple[dict[str, tuple[Path, float]], dict[str, str]]:  # fmt: skip
+    """Export every non-Keras runtime of ``names`` into ``folder``: ``{name: (export folder, seconds)}``, and
+    ``{name: why}`` for those whose export failed (e.g. OpenVINO cannot convert a ConvLSTM's loop): the bench
+    goes on without them and says so."""
     from vigil.model import runtimes
 
-    out = {}
+    out, failed = {}, {}
     for name in names:
         kind, quantize = VARIANTS[name]
         if kind == "keras":
             continue
         start = time.perf_counter()
-        runtimes.export(predictor, kind, folder / name, quantize, calib if quantize == "int8" else None, source,
-                        progress=lambda line: log.info("%s", line))  # fmt: skip
+        try:
+            runtimes.export(predictor, kind, folder / name, quantize, calib if quantize == "int8" else None, source,
+                            progress=lambda line: log.info("%s", line))  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - a converter's failure costs that runtime's rows only
+            failed[name] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else ''}"
+            typer.echo(f"export {name} failed, left out: {failed[name]}")
+            continue
         out[name] = (folder / name, time.perf_counter() - start)
         typer.echo(f"exported {name} in {out[name][1]:.0f} s")
-    return out
+    return out, failed
 
 
 def time_runtimes(runtimes: dict[str, Any], feed: list[np.ndarray], runs: int) -> dict[str, list[float]]:
@@ -138,7 +145,7 @@ def run_bench(cfg: BenchConfig) -> str:
     """Export, time and (optionally) score every runtime; returns the Markdown section (written when asked)."""
     from vigil.model import runtimes
     from vigil.model.streaming import DEFAULT_MODEL_DIR, StreamingPredictor
-    from vigil.tools.bench_model import cpu_peak_flops, flops_per_frame
+    from vigil.tools.bench_model import analytic_flops, cpu_peak_flops
 
     load_start = os.getloadavg()
     names = ("keras", *[n for n in cfg.runtimes if n != "keras"])
@@ -146,7 +153,8 @@ def run_bench(cfg: BenchConfig) -> str:
     calib, calib_root = _clips(cfg.data, "train", predictor.input_shape, 4, 60)
     frames, _ = _clips(cfg.data, "test", predictor.input_shape, 1, 80)
     with tempfile.TemporaryDirectory(prefix="vigil-bench-runtime-") as tmp:
-        exports = make_exports(predictor, names, Path(tmp), calib, f"{calib_root} (4 clips x 60 frames)")
+        exports, failed = make_exports(predictor, names, Path(tmp), calib, f"{calib_root} (4 clips x 60 frames)")
+        names = tuple(n for n in names if n not in failed)
         opened = {n: runtimes.KerasRuntime(predictor) if n == "keras"
                   else runtimes.open_runtime(VARIANTS[n][0], predictor, exports[n][0], cfg.threads) for n in names}
         rows = []
@@ -159,8 +167,8 @@ def run_bench(cfg: BenchConfig) -> str:
                        + f" frames/s at batch {batch}")
         auc = live_auc(cfg, predictor, exports) if cfg.auc else {}
     peak = measured_peak()
-    text = report(cfg, rows, peak, cpu_peak_flops(), flops_per_frame(predictor.config),
-                  {n: e[1] for n, e in exports.items()}, auc, (load_start, os.getloadavg()))
+    text = report(cfg, rows, peak, cpu_peak_flops(), analytic_flops(predictor.config) or 0,
+                  {n: e[1] for n, e in exports.items()}, auc, (load_start, os.getloadavg()), predictor, failed)
     if cfg.write:
         from vigil.tools.benchdoc import write_section
 
@@ -200,7 +208,8 @@ def live_auc(cfg: BenchConfig, predictor: Any, exports: dict[str, tuple[Path, fl
 
 
 def report(cfg: BenchConfig, rows: list[dict], peak: dict[str, float], cpuinfo: tuple[float, str], flops: int,
-           export_s: dict[str, float], auc: dict[str, dict[str, float]], load: tuple[tuple, tuple]) -> str:
+           export_s: dict[str, float], auc: dict[str, dict[str, float]], load: tuple[tuple, tuple],
+           predictor: Any = None, failed: dict[str, str] | None = None) -> str:
     """The Markdown section."""
     from vigil.tools.benchdoc import machine_line
 
@@ -211,7 +220,9 @@ def report(cfg: BenchConfig, rows: list[dict], peak: dict[str, float], cpuinfo: 
         f"Machine: {machine_line()}. Load average (1/5/15 min) at the start {_load(load[0])}, at the end "
         f"{_load(load[1])}: the machine is shared, so absolute figures are a lower bound; the ratios were "
         f"measured in the same run, round-robin ({cfg.runs} calls per runtime and batch, median).", "",
-        f"Timed: the model call alone (frames + states in; prediction, error features, new states out) on real "
+        (f"Model: `{predictor.model_id}` ({predictor.arch.name}, weights {predictor.model_version}, input "
+         f"{'x'.join(map(str, predictor.input_shape))}). " if predictor is not None else "")
+        + f"Timed: the model call alone (frames + states in; prediction, error features, new states out) on real "
         f"Ped2 frames and the states 7 real steps left; motion, batching and state gathering are not in it. "
         f"{flops / 1e6:.0f} MFLOP per frame (convolutions). Peak fp32 FLOP/s measured in the same run by a "
         f"1024x1024 matmul: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peak.items())
@@ -228,10 +239,12 @@ def report(cfg: BenchConfig, rows: list[dict], peak: dict[str, float], cpuinfo: 
                      f"{r['best_fps']:.1f} | {r['best_fps'] / k['best_fps']:.2f} | {r['p90_ms']:.1f} | "
                      f"{100 * r['fps'] * flops / best:.1f} |")
     lines += ["", "Export times: " + ", ".join(f"{k} {v:.0f} s" for k, v in export_s.items()) + "."]
+    lines += [f"Not available for this model: {k} (export failed: {v})." for k, v in (failed or {}).items()]
     if auc:
         lines += _auc_lines(auc)
-    lines += ["", f"Reproduce: `nice -n 0 vigil bench runtime --runs {cfg.runs} --batches "
-              f"{','.join(map(str, cfg.batches))}{' --auc' if cfg.auc else ''}`."]
+    model = f" --model {cfg.model_dir}" if cfg.model_dir else ""
+    lines += ["", f"Reproduce: `nice -n 0 vigil bench runtime{model} --runtimes {','.join(cfg.runtimes)} --runs {cfg.runs} "
+              f"--batches {','.join(map(str, cfg.batches))}{' --auc' if cfg.auc else ''}`."]
     return "\n".join(lines) + "\n"
 
 
