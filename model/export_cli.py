@@ -25,7 +25,8 @@ def export_cmd(
     out: Annotated[Path | None, typer.Option(help="Export folder (default: .state/export/<model_id>-<version>/<format>-<quantize>, "
                                                   "where a worker with VIGIL_RUNTIME_KIND looks)")] = None,
     quantize: Annotated[str, typer.Option(help="none; int8 (onnx, openvino: calibrated on --calib-data); "
-                                               "fp16 (openvino: fp16 weights)")] = "none",
+                                               "fp16 (openvino: fp16 weights); bf16 (openvino: bf16 arithmetic on "
+                                               "CPUs with AMX / AVX-512 BF16)")] = "none",
     calib_data: Annotated[Path | None, typer.Option(help="Folder of NORMAL videos for int8 calibration (default: "
                                                          "the Ped2 train/ folder of $VIGIL_PED2_DIR or ../shared/data/ucsd_ped2)")] = None,
     calib_clips: Annotated[int, typer.Option(min=1, max=64, help="Calibration clips used")] = 4,

@@ -16,7 +16,8 @@ runtime: ``VIGIL_WORKER_PREDICTOR=vigil.model.runtimes:RuntimePredictor`` with `
 Quantisation (``quantize``): ``int8`` is ONNX Runtime's static QDQ quantisation of the convolutions below
 the frame's resolution (per-channel int8 weights, uint8 activations, reduced range for CPUs without VNNI),
 calibrated on real frames and states (:func:`calibration_feeds`); OpenVINO runs the same QDQ graph as int8.
-``fp16`` is OpenVINO's fp16 weight compression. Export needs TensorFlow (and tf2onnx for ONNX); running needs only the runtime.
+``fp16`` is OpenVINO's fp16 weight compression. ``bf16`` is OpenVINO's fp32 graph compiled with bf16 inference
+precision, which only CPUs with bf16 units (AMX, AVX-512 BF16) have: elsewhere it runs in fp32, with a warning. Export needs TensorFlow (and tf2onnx for ONNX); running needs only the runtime.
 
 Example:
     >>> output_names(2)
@@ -54,7 +55,9 @@ RUNTIMES = ("keras", "onnx", "openvino", "xla")
 step compiled with XLA, no export needed)."""
 EXPORTED_RUNTIMES = ("onnx", "openvino")
 """The runtimes that step an exported graph (``vigil export``)."""
-QUANTIZE = ("none", "int8", "fp16")
+QUANTIZE = ("none", "int8", "fp16", "bf16")
+"""``none``: fp32; ``int8``: static QDQ int8 (ONNX Runtime, OpenVINO); ``fp16``: OpenVINO fp16 weights; ``bf16``:
+OpenVINO's fp32 graph run with bf16 arithmetic on CPUs that have it (AMX / AVX-512 BF16), fp32 elsewhere."""
 MANIFEST = "export.json"
 """The file beside an exported graph that says what it is and which weights it holds."""
 GRAPH_FILES = {"saved_model": "saved_model", "onnx": "model.onnx", "openvino": "model.xml"}
@@ -276,18 +279,23 @@ class OpenVinoRuntime(_Named):
         path: The ``model.xml`` file (or any file ``openvino.Core.read_model`` reads, e.g. ``.onnx``).
         threads: Inference threads (0: OpenVINO's default).
         hint: ``"LATENCY"`` (faster for one step at a time on this workload) or ``"THROUGHPUT"``.
-        max_compiled: Most compiled batch sizes kept (oldest dropped first).
+        max_compiled: Most compiled batch sizes kept (oldest dropped first; default: one per step bucket).
+        precision: ``"f32"`` or ``"bf16"`` (the inference precision; bf16 only where the CPU has it, else f32
+            with a warning: :attr:`precision` says which one runs).
     """
 
     name = "openvino"
 
-    def __init__(self, path: str | os.PathLike, threads: int = 0, hint: str = "LATENCY", max_compiled: int = 8) -> None:
+    def __init__(self, path: str | os.PathLike, threads: int = 0, hint: str = "LATENCY", max_compiled: int = 12,
+                 precision: Literal["f32", "bf16"] = "f32") -> None:
         ov = require("openvino")
         self.core = ov.Core()
         self.model = self.core.read_model(str(path))
-        # f32: on CPUs with AMX / AVX-512 BF16, OpenVINO's CPU plugin otherwise infers in bf16 by default, and
-        # the features then drift by ~1% from Keras' (measured on such a Xeon); an int8 model keeps its int8 ops.
-        self.config: dict[str, Any] = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "f32"}
+        self.precision = _cpu_precision(self.core, precision)
+        # f32 unless asked: on CPUs with AMX / AVX-512 BF16, OpenVINO's CPU plugin otherwise infers in bf16 by
+        # default, and the features then drift by ~1% from Keras' (measured on such a Xeon; the `bf16` export
+        # asks for it, docs/runtimes.md); an int8 model keeps its int8 ops.
+        self.config: dict[str, Any] = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": self.precision}
         if threads:
             self.config["INFERENCE_NUM_THREADS"] = threads
         self.input_names = tuple(i.get_any_name() for i in self.model.inputs)
@@ -314,6 +322,20 @@ class OpenVinoRuntime(_Named):
         return {k.get_any_name(): np.array(v) for k, v in result.items()}
 
 
+def _cpu_precision(core: Any, precision: str) -> str:
+    """``precision`` if the CPU runs it, else ``"f32"`` (with a warning naming what the CPU lacks)."""
+    if precision == "f32":
+        return precision
+    if precision != "bf16":
+        raise ValueError(f"Unknown OpenVINO precision; expected 'f32' or 'bf16'. Received: {precision!r}")
+    caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    if "BF16" in caps:
+        return precision
+    log.warning("the bf16 export runs in f32 here: this CPU has no bf16 units (AMX or AVX-512 BF16; OpenVINO "
+                "lists %s); use the fp32 or int8 export on it", ", ".join(caps))
+    return "f32"
+
+
 def open_runtime(kind: str, predictor: StreamingPredictor, export: str | os.PathLike | None = None,
                  threads: int = 0) -> StepRuntime:
     """The runtime ``kind`` (one of :data:`RUNTIMES`) for ``predictor``; ``export``: its export folder
@@ -331,7 +353,9 @@ def open_runtime(kind: str, predictor: StreamingPredictor, export: str | os.Path
     if info.format != kind:
         raise ValueError(f"{export} holds a {info.format} export, not {kind}.")
     graph = Path(export) / info.graph
-    return OnnxRuntime(graph, threads) if kind == "onnx" else OpenVinoRuntime(graph, threads)
+    if kind == "onnx":
+        return OnnxRuntime(graph, threads)
+    return OpenVinoRuntime(graph, threads, precision="bf16" if info.quantize == "bf16" else "f32")
 
 
 # --- export -------------------------------------------------------------------------------------------
@@ -449,7 +473,8 @@ def export_openvino(predictor: StreamingPredictor, path: Path, quantize: str, fe
     """Write the step as OpenVINO IR (``model.xml`` + ``.bin``) to ``path``, converted from the ONNX export
     (so both runtimes run the same graph; a SavedModel converts too, but slower).
 
-    ``none``/``fp16``: from the fp32 graph (``fp16``: weights stored as fp16). ``int8``: from ONNX Runtime's
+    ``none``/``fp16``/``bf16``: from the fp32 graph (``fp16``: weights stored as fp16; ``bf16``: the fp32 graph,
+    which :class:`OpenVinoRuntime` compiles with bf16 precision). ``int8``: from ONNX Runtime's
     QDQ int8 graph (:func:`quantize_onnx_int8`), which OpenVINO runs as int8; NNCF's own int8 of this graph
     (convolutions only) raised the frame error 4-6x on this model, so it is not used.
     """
@@ -474,6 +499,9 @@ def check_combination(fmt: str, quantize: str) -> None:
     if fmt == "onnx" and quantize == "fp16":
         raise ValueError("fp16 is offered for --format openvino only: ONNX Runtime's CPU provider has no fp16 "
                          "convolutions, so an fp16 ONNX graph runs slower than fp32 on a CPU.")
+    if fmt != "openvino" and quantize == "bf16":
+        raise ValueError("bf16 is offered for --format openvino only (OpenVINO runs the fp32 graph with bf16 "
+                         "arithmetic on CPUs with AMX or AVX-512 BF16).")
 
 
 def export(predictor: StreamingPredictor, fmt: str, out: str | os.PathLike, quantize: str = "none",
@@ -552,12 +580,12 @@ class RuntimeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VIGIL_RUNTIME_", extra="ignore")
 
     kind: Literal["keras", "onnx", "openvino", "xla"] = Field("keras", description="Runtime of the model step")
-    quantize: Literal["none", "int8", "fp16"] = Field("none", description="Which export to use (see `vigil export`)")
+    quantize: Literal["none", "int8", "fp16", "bf16"] = Field("none", description="Which export to use (see `vigil export`)")
     export_dir: Path | None = Field(None, description="The export folder; None: EXPORT_ROOT/<model_id>-<version>/<kind>-<quantize>")
     export_root: Path = Field(Path(".state/export"), description="Where `vigil export` puts exports by default")
     threads: int = Field(0, ge=0, le=256, description="Intra-op threads of the runtime (0: its default)")
     auto_export: bool = Field(False, description="Export on the fly into EXPORT_ROOT when the export is missing "
-                                                 "(fp32 and fp16 only; needs TensorFlow and tf2onnx)")
+                                                 "(fp32, fp16 and bf16 only; needs TensorFlow and tf2onnx)")
 
 
 def export_command(kind: str, quantize: str, folder: Path, model_dir: str | os.PathLike | None = None) -> str:
@@ -570,7 +598,7 @@ def export_command(kind: str, quantize: str, folder: Path, model_dir: str | os.P
 def ensure_export(predictor: StreamingPredictor, kind: str, quantize: str, folder: Path, auto_export: bool,
                   model_dir: str | os.PathLike | None = None, progress: Progress = log.info) -> Path:
     """The export folder of ``predictor`` for runtime ``kind``: ``folder`` when it holds a manifest, else
-    exported there now when ``auto_export`` (fp32/fp16 only: int8 needs the site's normal footage), else
+    exported there now when ``auto_export`` (fp32/fp16/bf16 only: int8 needs the site's normal footage), else
     ``FileNotFoundError`` naming the ``vigil export`` command. Concurrent workers exporting the same model
     serialise on a lock file beside the folder, so the second reuses the first one's export."""
     folder = Path(folder)

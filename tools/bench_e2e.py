@@ -77,9 +77,9 @@ def runtime_envs(names: str) -> list[dict[str, str]]:
     envs = []
     for name in [n.strip() for n in names.split(",") if n.strip()]:
         kind, _, quantize = name.partition("-")
-        if kind not in ("keras", "xla", "onnx", "openvino") or quantize not in ("", "int8", "fp16"):
+        if kind not in ("keras", "xla", "onnx", "openvino") or quantize not in ("", "int8", "fp16", "bf16"):
             raise typer.BadParameter(f"unknown runtime {name!r}; expected keras, xla, onnx[-int8|-fp16] or "
-                                     "openvino[-int8|-fp16]")  # fmt: skip
+                                     "openvino[-int8|-fp16|-bf16]")  # fmt: skip
         envs.append({"VIGIL_WORKER_RUNTIME": kind, "VIGIL_WORKER_RUNTIME_QUANTIZE": quantize or "none"})
     return envs or [{}]
 

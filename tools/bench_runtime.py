@@ -36,6 +36,7 @@ VARIANTS: dict[str, tuple[str, str]] = {
     "openvino": ("openvino", "none"),
     "openvino-int8": ("openvino", "int8"),
     "openvino-fp16": ("openvino", "fp16"),
+    "openvino-bf16": ("openvino", "bf16"),
 }
 """Runtime name -> (runtime kind, quantisation)."""
 SECTION = "runtime"
@@ -65,7 +66,7 @@ class BenchConfig:
     threads: int = 0
     data: Path | None = None
     auc: bool = False
-    auc_runtimes: tuple[str, ...] = ("keras", "onnx", "onnx-int8", "openvino-int8")
+    auc_runtimes: tuple[str, ...] = ("keras", "onnx", "onnx-int8", "openvino-int8", "openvino-bf16")
     write: bool = True
     doc: Path = field(default_factory=lambda: Path("docs/benchmarks.md"))
 
@@ -274,7 +275,7 @@ def bench_runtime_cmd(
     auc: Annotated[bool, typer.Option("--auc/--no-auc", help="Also the live-path AUC on the Ped2 test clips (minutes)")] = False,
     write: Annotated[bool, typer.Option("--write/--no-write", help="Write the runtime section of docs/benchmarks.md")] = True,
 ) -> None:
-    """Frames/s of the model call on Keras, ONNX Runtime and OpenVINO (fp32, int8, fp16), x Keras, % of peak."""
+    """Frames/s of the model call on Keras, ONNX Runtime and OpenVINO (fp32, int8, fp16, bf16), x Keras, % of peak."""
     from vigil.shared.logging import configure_logging
 
     configure_logging()

@@ -41,14 +41,14 @@ class WorkerSettings(ServiceSettings):
         "keras", description="Runtime of the model step: keras (the model as loaded), xla (the Keras step compiled "
         "by XLA), onnx (ONNX Runtime) or openvino, on the model's export (docs/runtimes.md)",
     )  # fmt: skip
-    runtime_quantize: Literal["none", "int8", "fp16"] = Field(
+    runtime_quantize: Literal["none", "int8", "fp16", "bf16"] = Field(
         "none", description="Which export the onnx/openvino runtime steps: none (fp32), int8 (made by `vigil export "
-        "--quantize int8` only), fp16 (openvino)",
+        "--quantize int8` only), fp16 (openvino), bf16 (openvino, on CPUs with AMX or AVX-512 BF16; fp32 elsewhere)",
     )  # fmt: skip
     runtime_export_root: Path = Field(Path(".state/export"), description="Exports are looked up (and made) under "
                                       "ROOT/<model_id>-<version>/<runtime>-<quantize>, per model and weights version")
     runtime_auto_export: bool = Field(True, description="Export a model on the fly when its onnx/openvino export is "
-                                      "missing (fp32/fp16; needs TensorFlow and tf2onnx); false: refuse to start and "
+                                      "missing (fp32/fp16/bf16; needs TensorFlow and tf2onnx); false: refuse to start and "
                                       "name the `vigil export` command")  # fmt: skip
     runtime_threads: int = Field(0, ge=0, le=256, description="Intra-op threads of ONNX Runtime / OpenVINO "
                                  "(0: the runtime's default, one per core)")

@@ -46,7 +46,7 @@ def test_step_over_time_equals_unrolled_sequence(predictor):
 
 
 def test_batch_padding_does_not_mix_cameras(predictor):
-    videos = [moving_square_video(3, seed=s) for s in range(3)]
+    videos = [moving_square_video(3, seed=s) for s in range(5)]  # 5 cameras: padded to the 6-bucket
     states = [predictor.initial_state() for _ in videos]
     single = [predictor.initial_state() for _ in videos]
     for t in range(3):
@@ -75,7 +75,8 @@ def test_bad_inputs_raise(predictor):
 
 
 def test_buckets():
-    assert [bucket_size(n) for n in (1, 2, 3, 5, 16, 17, 64)] == [1, 2, 4, 8, 16, 32, 64]
+    assert [bucket_size(n) for n in (1, 2, 3, 5, 7, 9, 16, 17, 25, 33, 64)] == [1, 2, 3, 6, 8, 12, 16, 24, 32, 48, 64]
+    assert all(bucket_size(n) <= 1.5 * n for n in range(1, 65))  # padded by at most half
     with pytest.raises(ValueError):
         bucket_size(65)
 

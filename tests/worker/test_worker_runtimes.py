@@ -1,7 +1,7 @@
 """`VIGIL_WORKER_RUNTIME`: every runtime gives the Keras step's scores through the worker's own path (no Kafka).
 
-The packaged Ped2 model, real Ped2-mini frames of three cameras, interleaved in one batch (so the engine plans
-waves, pads the 3-camera step to the 4-bucket, gathers and scatters the states), through
+The packaged Ped2 model, real Ped2-mini frames of five cameras, interleaved in one batch (so the engine plans
+waves, pads the 5-camera step to the 6-bucket, gathers and scatters the states), through
 :func:`vigil.services.worker.transport.build_engine` and :meth:`WorkerEngine.process`: the engine built for
 each runtime must publish the Keras engine's score messages to the stated tolerance.
 
@@ -27,18 +27,20 @@ from vigil.services.worker.settings import WorkerSettings
 from vigil.services.worker.transport import build_engine
 
 RTOL, ATOL = 1e-4, 2e-5
-N_CAMERAS, N_FRAMES = 3, 8
+N_CAMERAS, N_FRAMES = 5, 8
 FEATURES = ("mse", "psnr", "patch_max", "motion_max")
 
 
 @pytest.fixture(scope="module")
 def records() -> list:
-    """Three cameras' first frames of the Ped2-mini clips, interleaved camera by camera."""
+    """Five cameras' frames of the four Ped2-mini clips (the fifth plays the first from frame 3), interleaved
+    camera by camera."""
     mini = ped2_mini_dir()
     if mini is None:
         pytest.fail("data/ped2-mini not found: run the tests from a Vigil checkout.")
-    videos = sorted(mini.glob("*/*.mkv"))[:N_CAMERAS]
-    clips = [read_video(v, 120, 180, 1)[:N_FRAMES] for v in videos]
+    videos = sorted(mini.glob("*/*.mkv"))
+    whole = [read_video(v, 120, 180, 1) for v in videos]
+    clips = [whole[c % len(videos)][3 * (c // len(videos)):][:N_FRAMES] for c in range(N_CAMERAS)]
     return [frame_record(f"cam-{c}", t, clips[c][t]) for t in range(N_FRAMES) for c in range(N_CAMERAS)]
 
 
