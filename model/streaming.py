@@ -252,8 +252,7 @@ class StreamingPredictor:
         n = len(frames)
         size = bucket_size(n)
         inputs = [_pad(frames, size)]
-        inputs += [_pad(np.stack([s[k] for s in states]).astype(dtype, copy=False), size)
-                   for k, (_, dtype) in enumerate(self._state_specs)]
+        inputs += [_stack_padded([s[k] for s in states], size, dtype) for k, (_, dtype) in enumerate(self._state_specs)]
         flow_job = self._start_flow(np.stack([s[-1] for s in states]), frames) if self.motion else None
         outputs = [np.asarray(o)[:n] for o in self._runner.predict_on_batch(inputs)]
         errors = ErrorTensors(*outputs[1:1 + len(ErrorTensors._fields)])
@@ -270,6 +269,20 @@ class StreamingPredictor:
             new_states=[[*(arr[i] for arr in new), frames[i].copy()] for i in range(n)],
             motion_maps=flow,
         )
+
+
+def _stack_padded(arrays: list[np.ndarray], size: int, dtype: Any) -> np.ndarray:
+    """``np.stack(arrays)`` as ``dtype``, zero-padded to ``size`` rows, in one copy (the states are MiBs per
+    camera: stacking then padding copied them twice).
+
+    Example:
+        >>> _stack_padded([np.ones(2), np.full(2, 2.0)], 3, np.float32).tolist()
+        [[1.0, 1.0], [2.0, 2.0], [0.0, 0.0]]
+    """
+    out = np.empty((size, *np.shape(arrays[0])), dtype)
+    np.stack(arrays, out=out[:len(arrays)], casting="unsafe")  # as astype(dtype) did
+    out[len(arrays):] = 0
+    return out
 
 
 def _pad(batch: np.ndarray, size: int) -> np.ndarray:
