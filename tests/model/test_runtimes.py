@@ -141,16 +141,22 @@ def test_fp32_runtimes_agree_with_keras(kind: str, batch: int, predictor: Stream
                                        err_msg=f"{kind}, batch {batch}, step {t}: {name}")
 
 
+def _assert_within(label: str, got: list[dict], want: list[dict], rel: float, psnr_db: float) -> None:
+    """Every step: ``mse`` and ``patch_max`` within ``rel`` (relative), ``psnr`` within ``psnr_db``, heat maps
+    correlated above ``INT8_HEATMAP_CORR``."""
+    for t, (ref, out) in enumerate(zip(want, got, strict=True)):
+        for name in ("mse", "patch_max"):
+            np.testing.assert_allclose(out[name], ref[name], rtol=rel, err_msg=f"{label} step {t}: {name}")
+        np.testing.assert_allclose(out["psnr"], ref["psnr"], atol=psnr_db, err_msg=f"{label} step {t}: psnr")
+        corr = np.corrcoef(out["heatmap"].ravel(), ref["heatmap"].ravel())[0, 1]
+        assert corr > INT8_HEATMAP_CORR, f"{label} step {t}: heat map correlation {corr:.4f}"
+
+
 @pytest.mark.parametrize("batch", [1, 4])
 def test_int8_runtime_within_its_stated_tolerance(batch: int, predictor: StreamingPredictor, clips: list[np.ndarray],
                                                   exports: dict[str, Path], keras_steps: dict) -> None:
     got = _roll(_open("onnx-int8", predictor, exports), predictor, clips, batch)
-    for t, (ref, out) in enumerate(zip(keras_steps[batch], got, strict=True)):
-        for name in ("mse", "patch_max"):
-            np.testing.assert_allclose(out[name], ref[name], rtol=INT8_REL, err_msg=f"int8 step {t}: {name}")
-        np.testing.assert_allclose(out["psnr"], ref["psnr"], atol=INT8_PSNR_DB, err_msg=f"int8 step {t}: psnr")
-        corr = np.corrcoef(out["heatmap"].ravel(), ref["heatmap"].ravel())[0, 1]
-        assert corr > INT8_HEATMAP_CORR, f"int8 step {t}: heat map correlation {corr:.4f}"
+    _assert_within("int8", got, keras_steps[batch], INT8_REL, INT8_PSNR_DB)
     exact = max(float(np.max(np.abs(o["mse"] - r["mse"]))) for o, r in zip(got, keras_steps[batch], strict=True))
     assert exact > 0, "the int8 graph gave Keras's exact numbers: it is not quantised"
 
@@ -162,12 +168,7 @@ def test_bf16_runtime_within_its_stated_tolerance(batch: int, predictor: Streami
     has_bf16 = "BF16" in runtime.core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")  # type: ignore[attr-defined]
     assert runtime.precision == ("bf16" if has_bf16 else "f32")  # type: ignore[attr-defined]
     got = _roll(runtime, predictor, clips, batch)
-    for t, (ref, out) in enumerate(zip(keras_steps[batch], got, strict=True)):
-        for name in ("mse", "patch_max"):
-            np.testing.assert_allclose(out[name], ref[name], rtol=BF16_REL, err_msg=f"bf16 step {t}: {name}")
-        np.testing.assert_allclose(out["psnr"], ref["psnr"], atol=BF16_PSNR_DB, err_msg=f"bf16 step {t}: psnr")
-        corr = np.corrcoef(out["heatmap"].ravel(), ref["heatmap"].ravel())[0, 1]
-        assert corr > INT8_HEATMAP_CORR, f"bf16 step {t}: heat map correlation {corr:.4f}"
+    _assert_within("bf16", got, keras_steps[batch], BF16_REL, BF16_PSNR_DB)
     pairs = list(zip(got, keras_steps[batch], strict=True))
     worst = {n: max(float(np.max(np.abs(o[n] - r[n]) / np.abs(r[n]))) for o, r in pairs) for n in ("mse", "patch_max")}
     worst["psnr_db"] = max(float(np.max(np.abs(o["psnr"] - r["psnr"]))) for o, r in pairs)
