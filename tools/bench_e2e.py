@@ -74,12 +74,14 @@ def runtime_envs(names: str) -> list[dict[str, str]]:
         >>> runtime_envs("keras,openvino-int8")[1]
         {'VIGIL_WORKER_RUNTIME': 'openvino', 'VIGIL_WORKER_RUNTIME_QUANTIZE': 'int8'}
     """
+    from vigil.model.runtimes import QUANTIZE, RUNTIMES
+
     envs = []
     for name in [n.strip() for n in names.split(",") if n.strip()]:
         kind, _, quantize = name.partition("-")
-        if kind not in ("keras", "xla", "onnx", "openvino") or quantize not in ("", "int8", "fp16", "bf16"):
-            raise typer.BadParameter(f"unknown runtime {name!r}; expected keras, xla, onnx[-int8|-fp16] or "
-                                     "openvino[-int8|-fp16|-bf16]")  # fmt: skip
+        if kind not in RUNTIMES or quantize not in ("", *QUANTIZE[1:]):
+            raise typer.BadParameter(f"unknown runtime {name!r}; expected one of {', '.join(RUNTIMES)}, optionally "
+                                     f"with -{'|-'.join(QUANTIZE[1:])} (see `vigil export`)")  # fmt: skip
         envs.append({"VIGIL_WORKER_RUNTIME": kind, "VIGIL_WORKER_RUNTIME_QUANTIZE": quantize or "none"})
     return envs or [{}]
 

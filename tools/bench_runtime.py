@@ -120,7 +120,8 @@ def make_exports(predictor: Any, names: tuple[str, ...], folder: Path, calib: li
             runtimes.export(predictor, kind, folder / name, quantize, calib if quantize == "int8" else None, source,
                             progress=lambda line: log.info("%s", line))  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - a converter's failure costs that runtime's rows only
-            failed[name] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else ''}"
+            last = (str(exc).strip().splitlines() or [""])[-1]  # converters put the cause on the last line
+            failed[name] = f"{type(exc).__name__}: {last[:200]}"
             typer.echo(f"export {name} failed, left out: {failed[name]}")
             continue
         out[name] = (folder / name, time.perf_counter() - start)

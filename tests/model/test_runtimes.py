@@ -71,17 +71,19 @@ def exports(predictor: StreamingPredictor, clips: list[np.ndarray], tmp_path_fac
     out = {fmt: root / fmt for fmt in runtimes.FORMATS}
     for fmt, folder in out.items():
         runtimes.export(predictor, fmt, folder, progress=lambda _: None)
-    int8 = root / "onnx-int8"
-    shutil.copytree(out["onnx"], int8)
+    int8 = _marked_copy(out["onnx"], root / "onnx-int8", "int8")
     feeds = runtimes.calibration_feeds(predictor, clips[1:], batch=2, steps=12, every=3)
     runtimes.quantize_onnx_int8(out["onnx"] / "model.onnx", int8 / "model.onnx", feeds)
-    manifest = json.loads((int8 / runtimes.MANIFEST).read_text())
-    (int8 / runtimes.MANIFEST).write_text(json.dumps({**manifest, "quantize": "int8"}))
-    bf16 = root / "openvino-bf16"
-    shutil.copytree(out["openvino"], bf16)  # the bf16 export is the fp32 IR, marked so in its manifest
-    manifest = json.loads((bf16 / runtimes.MANIFEST).read_text())
-    (bf16 / runtimes.MANIFEST).write_text(json.dumps({**manifest, "quantize": "bf16"}))
+    bf16 = _marked_copy(out["openvino"], root / "openvino-bf16", "bf16")  # the bf16 export is the fp32 IR
     return {**out, "onnx-int8": int8, "openvino-bf16": bf16}
+
+
+def _marked_copy(source: Path, folder: Path, quantize: str) -> Path:
+    """A copy of the export ``source`` whose manifest says ``quantize``."""
+    shutil.copytree(source, folder)
+    manifest = json.loads((folder / runtimes.MANIFEST).read_text())
+    (folder / runtimes.MANIFEST).write_text(json.dumps({**manifest, "quantize": quantize}))
+    return folder
 
 
 class _SavedModelRuntime(runtimes._Named):
@@ -104,9 +106,7 @@ def _open(kind: str, predictor: StreamingPredictor, exports: dict[str, Path]) ->
         return _SavedModelRuntime(exports["saved_model"], len(runtimes._signature(predictor)) - 1)
     if kind == "onnx-int8":
         return runtimes.OnnxRuntime(exports[kind] / "model.onnx", threads=2)
-    if kind == "openvino-bf16":
-        return runtimes.open_runtime("openvino", predictor, exports[kind], threads=2)
-    return runtimes.open_runtime(kind, predictor, exports[kind], threads=2)
+    return runtimes.open_runtime(kind.partition("-")[0], predictor, exports[kind], threads=2)
 
 
 def _roll(runtime: runtimes.StepRuntime, predictor: StreamingPredictor, clips: list[np.ndarray],
