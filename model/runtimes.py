@@ -172,6 +172,9 @@ class StepRuntime(Protocol):
     name: str
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
+    state_dtypes: tuple[np.dtype, ...] | None
+    """The dtype each state is kept in between steps, when the runtime keeps some in other than the model's
+    own (``None``: the model's)."""
 
     def run(self, inputs: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """``{output name: array}`` for one batch (inputs in the Keras order, any batch size)."""
@@ -188,6 +191,7 @@ class _Named:
     name = "base"
     input_names: tuple[str, ...] = ()
     output_names: tuple[str, ...] = ()
+    state_dtypes: tuple[np.dtype, ...] | None = None
 
     def run(self, inputs: Sequence[np.ndarray]) -> dict[str, np.ndarray]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -275,53 +279,155 @@ class OnnxRuntime(_Named):
 class OpenVinoRuntime(_Named):
     """OpenVINO (CPU) on an exported IR, one static-batch compiled model per batch size seen.
 
+    A batch that divides evenly into :attr:`streams` parts runs as that many infer requests at once, one per
+    OpenVINO stream (each on its share of the cores); others run as one request on all cores (LATENCY hint).
+    Every call writes its outputs straight into new arrays that the caller owns (no copy out of OpenVINO's
+    buffers) and reads its inputs in place.
+
+    In bf16, the states that feed only convolutions (:func:`conv_only_inputs`: PredNet's ``R`` and ``E``),
+    which OpenVINO rounds to bf16 before any use, are taken and returned in bf16 (``ml_dtypes.bfloat16``,
+    :attr:`state_dtypes`): the same numbers, half the bytes to convert, copy and keep per camera.
+
     Args:
         path: The ``model.xml`` file (or any file ``openvino.Core.read_model`` reads, e.g. ``.onnx``).
-        threads: Inference threads (0: OpenVINO's default).
-        hint: ``"LATENCY"`` (faster for one step at a time on this workload) or ``"THROUGHPUT"``.
+        threads: Inference threads in all (0: OpenVINO's default, one per core).
+        hint: ``"LATENCY"`` (faster for one request at a time on this workload) or ``"THROUGHPUT"``, for batches
+            that run as one request.
         max_compiled: Most compiled batch sizes kept (oldest dropped first; default: one per step bucket).
         precision: ``"f32"`` or ``"bf16"`` (the inference precision; bf16 only where the CPU has it, else f32
             with a warning: :attr:`precision` says which one runs).
+        streams: Requests a batch is split into (0: :func:`default_streams`; 1: never split).
     """
 
     name = "openvino"
 
     def __init__(self, path: str | os.PathLike, threads: int = 0, hint: str = "LATENCY", max_compiled: int = len(BUCKETS),
-                 precision: Literal["f32", "bf16"] = "f32") -> None:
+                 precision: Literal["f32", "bf16"] = "f32", streams: int = 0) -> None:
         ov = require("openvino")
         self.core = ov.Core()
         self.model = self.core.read_model(str(path))
         self.precision = _cpu_precision(self.core, precision)
+        self.streams = streams or default_streams()
         # f32 unless asked: on CPUs with AMX / AVX-512 BF16, OpenVINO's CPU plugin otherwise infers in bf16 by
         # default, and the features then drift by ~1% from Keras' (measured on such a Xeon; the `bf16` export
         # asks for it, docs/runtimes.md); an int8 model keeps its int8 ops.
         self.config: dict[str, Any] = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": self.precision}
+        self.split_config: dict[str, Any] = {"NUM_STREAMS": self.streams, "INFERENCE_PRECISION_HINT": self.precision}
         if threads:
             self.config["INFERENCE_NUM_THREADS"] = threads
+            self.split_config["INFERENCE_NUM_THREADS"] = threads
         self.input_names = tuple(i.get_any_name() for i in self.model.inputs)
         self.output_names = output_names(len(self.input_names) - 1)
+        self.state_dtypes = self._bf16_states() if self.precision == "bf16" else None
         self.max_compiled = max_compiled
-        self._requests: OrderedDict[int, Any] = OrderedDict()
+        self._requests: OrderedDict[int, list[Any]] = OrderedDict()
 
-    def _request(self, batch: int) -> Any:
+    def _bf16_states(self) -> tuple[np.dtype, ...] | None:
+        """Make the states that feed only convolutions bf16 at the model's edge; their dtypes (None: none)."""
+        ov = require("openvino")
+        low = conv_only_inputs(self.model) & set(self.input_names[1:])
+        if not low:
+            return None
+        from openvino.preprocess import PrePostProcessor
+
+        bf16 = np.dtype(require("ml_dtypes").bfloat16)
+        ppp = PrePostProcessor(self.model)
+        for name in low:
+            ppp.input(name).tensor().set_element_type(ov.Type.bf16)
+            ppp.output(f"new_{name}").tensor().set_element_type(ov.Type.bf16)
+        self.model = ppp.build()
+        return tuple(bf16 if n in low else np.dtype(np.float32) for n in self.input_names[1:])
+
+    def parts(self, batch: int) -> int:
+        """How many requests a batch of ``batch`` runs as."""
+        return self.streams if self.streams > 1 and batch % self.streams == 0 else 1
+
+    def _compile(self, batch: int) -> list[Any]:
+        """The infer requests of a batch of ``batch``: one per part, each compiled for ``batch / parts``."""
+        parts = self.parts(batch)
+        model = self.model.clone()
+        model.reshape({n: [batch // parts, *model.input(n).get_partial_shape()[1:]] for n in self.input_names})
+        compiled = self.core.compile_model(model, "CPU", self.config if parts == 1 else self.split_config)
+        return [compiled.create_infer_request() for _ in range(parts)]
+
+    def _request(self, batch: int) -> list[Any]:
         if batch in self._requests:
             self._requests.move_to_end(batch)
             return self._requests[batch]
-        model = self.model.clone()
-        model.reshape({n: [batch, *model.input(n).get_partial_shape()[1:]] for n in self.input_names})
-        request = self.core.compile_model(model, "CPU", self.config).create_infer_request()
-        self._requests[batch] = request
+        self._requests[batch] = requests = self._compile(batch)
         while len(self._requests) > self.max_compiled:
             self._requests.popitem(last=False)
-        return request
+        return requests
 
     def run(self, inputs: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        """``{output name: array}`` (arrays copied out of OpenVINO's buffers, once: the request reads the input
-        arrays in place and lends its output tensors, which the next call overwrites; the default copies each
-        input in and each output out twice, about 12% of the worker's busy time at 10 cameras)."""
+        """``{output name: array}``, in new arrays the requests write into (the default, copying each input in
+        and each output out twice, cost about 12% of the worker's busy time at 10 cameras). States may come in
+        the model's dtype or in :attr:`state_dtypes` (no copy)."""
+        ov = require("openvino")
         feeds = self._feeds(inputs)
-        result = self._request(len(inputs[0])).infer(feeds, share_inputs=True, share_outputs=True)
-        return {k.get_any_name(): np.array(v) for k, v in result.items()}
+        if self.state_dtypes is not None:  # states given in the model's dtype are rounded here (a copy)
+            for name, dtype in zip(self.input_names[1:], self.state_dtypes, strict=True):
+                feeds[name] = feeds[name].astype(dtype, copy=False)
+        batch = len(inputs[0])
+        requests = self._request(batch)
+        size = batch // len(requests)
+        ports = requests[0].model_outputs
+        outs = [np.empty((batch, *p.get_partial_shape().to_shape()[1:]), _numpy_dtype(p.get_element_type()))
+                for p in ports]
+        for k, request in enumerate(requests):
+            rows = slice(k * size, (k + 1) * size)
+            for i, out in enumerate(outs):
+                request.set_output_tensor(i, _ov_tensor(ov, out[rows]))
+            request.start_async({n: _ov_tensor(ov, a[rows]) for n, a in feeds.items()}, share_inputs=True)
+        for request in requests:
+            request.wait()
+        return {p.get_any_name(): out for p, out in zip(ports, outs, strict=True)}
+
+
+_LAYOUT_OPS = frozenset({"Transpose", "Concat", "Reshape", "Squeeze", "Unsqueeze", "Interpolate", "Tile", "Broadcast"})
+"""OpenVINO ops that move values without computing on them (:func:`conv_only_inputs` looks through them)."""
+
+
+def conv_only_inputs(model: Any) -> set[str]:
+    """Names of the inputs of an ``openvino.Model`` whose every use, through ops that only move values
+    (:data:`_LAYOUT_OPS`), is as the data input of a ``Convolution``: with bf16 inference precision, OpenVINO
+    rounds them to bf16 before anything computes on them."""
+
+    def only_convs(output: Any) -> bool:
+        for target in output.get_target_inputs():
+            node = target.get_node()
+            if node.get_type_name() == "Convolution" and target.get_index() == 0:
+                continue
+            if node.get_type_name() not in _LAYOUT_OPS or not all(only_convs(o) for o in node.outputs()):
+                return False
+        return True
+
+    return {p.get_friendly_name() for p in model.get_parameters() if only_convs(p.output(0))}
+
+
+def _numpy_dtype(element_type: Any) -> np.dtype:
+    """The numpy dtype of an OpenVINO element type (bf16: ``ml_dtypes.bfloat16``)."""
+    if element_type.get_type_name() == "bf16":
+        return np.dtype(require("ml_dtypes").bfloat16)
+    return np.dtype(element_type.to_dtype())
+
+
+def _ov_tensor(ov: Any, array: np.ndarray) -> Any:
+    """An ``openvino.Tensor`` on ``array``'s memory (bf16 arrays are passed as their 16-bit patterns)."""
+    if array.dtype.name == "bfloat16":
+        return ov.Tensor(array.view(np.uint16), list(array.shape), ov.Type.bf16)
+    return ov.Tensor(array, shared_memory=True)
+
+
+def default_streams() -> int:
+    """OpenVINO requests a batch is split into by default: 2 where the process may use 2 or more cores, else 1.
+
+    Measured on 2 cores (docs/runtimes.md): two requests of half a batch, one per core, step 10-20% more frames/s
+    than one request on both cores, whose single-threaded reference kernels (channel split and concat of the
+    small PredNet layers) leave a core idle. Set ``streams`` (``VIGIL_WORKER_RUNTIME_STREAMS``) on bigger machines
+    by measurement (`vigil bench runtime --streams`).
+    """
+    return 2 if len(os.sched_getaffinity(0)) >= 2 else 1
 
 
 def _cpu_precision(core: Any, precision: str) -> str:
@@ -339,9 +445,10 @@ def _cpu_precision(core: Any, precision: str) -> str:
 
 
 def open_runtime(kind: str, predictor: StreamingPredictor, export: str | os.PathLike | None = None,
-                 threads: int = 0) -> StepRuntime:
+                 threads: int = 0, streams: int = 0) -> StepRuntime:
     """The runtime ``kind`` (one of :data:`RUNTIMES`) for ``predictor``; ``export``: its export folder
-    (checked against the predictor's weights), not needed for ``keras``."""
+    (checked against the predictor's weights), not needed for ``keras``; ``streams``: OpenVINO's
+    (:class:`OpenVinoRuntime`)."""
     if kind == "keras":
         return KerasRuntime(predictor)
     if kind == "xla":
@@ -357,7 +464,7 @@ def open_runtime(kind: str, predictor: StreamingPredictor, export: str | os.Path
     graph = Path(export) / info.graph
     if kind == "onnx":
         return OnnxRuntime(graph, threads)
-    return OpenVinoRuntime(graph, threads, precision="bf16" if info.quantize == "bf16" else "f32")
+    return OpenVinoRuntime(graph, threads, precision="bf16" if info.quantize == "bf16" else "f32", streams=streams)
 
 
 # --- export -------------------------------------------------------------------------------------------
@@ -586,6 +693,8 @@ class RuntimeSettings(BaseSettings):
     export_dir: Path | None = Field(None, description="The export folder; None: EXPORT_ROOT/<model_id>-<version>/<kind>-<quantize>")
     export_root: Path = Field(Path(".state/export"), description="Where `vigil export` puts exports by default")
     threads: int = Field(0, ge=0, le=256, description="Intra-op threads of the runtime (0: its default)")
+    streams: int = Field(0, ge=0, le=64, description="OpenVINO: infer requests a batch is split into, run at once "
+                                                     "(0: default_streams(); 1: never split)")
     auto_export: bool = Field(False, description="Export on the fly into EXPORT_ROOT when the export is missing "
                                                  "(fp32, fp16 and bf16 only; needs TensorFlow and tf2onnx)")
 
@@ -637,7 +746,7 @@ def open_for_settings(settings: RuntimeSettings, predictor: StreamingPredictor,
     folder = settings.export_dir or export_dir_for(settings.export_root, predictor.model_id, predictor.model_version,
                                                    settings.kind, settings.quantize)
     folder = ensure_export(predictor, settings.kind, settings.quantize, Path(folder), settings.auto_export, model_dir)
-    return open_runtime(settings.kind, predictor, folder, settings.threads)
+    return open_runtime(settings.kind, predictor, folder, settings.threads, settings.streams)
 
 
 class RuntimePredictor(StreamingPredictor):

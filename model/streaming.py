@@ -191,8 +191,12 @@ class StreamingPredictor:
 
     def use_runtime(self, runtime: Any | None) -> None:
         """Run the step graph on ``runtime`` from now on (a :class:`vigil.model.runtimes.StepRuntime`: its
-        ``predict_on_batch`` takes and returns the Keras step model's arrays, in order); None: back to Keras."""
+        ``predict_on_batch`` takes and returns the Keras step model's arrays, in order); None: back to Keras.
+        The states are kept in the runtime's ``state_dtypes`` where it has them (OpenVINO bf16 keeps some in
+        bf16), else in the model's own; call it before making camera states."""
         self._runner = runtime if runtime is not None else self._model
+        dtypes = getattr(runtime, "state_dtypes", None) or [np.dtype(d) for _, d in self.arch.state_specs(self.cell)]
+        self._state_specs = [(shape, np.dtype(d)) for (shape, _), d in zip(self._state_specs, dtypes, strict=True)]
 
     def initial_state(self) -> list[np.ndarray]:
         """One camera's zero state (arrays without batch dimension): the model's states, then a black

@@ -2,8 +2,9 @@
 
 What is timed is the graph call alone (:meth:`vigil.model.runtimes.StepRuntime.run`: frames and states in,
 prediction, error features and new states out), on real Ped2 frames and the states a few real steps left,
-at each batch size. Runtimes are timed round-robin (one call of each, then again), so a change in the
-machine's load hits them all alike; the ratio is against Keras (TensorFlow) in the same run. Peak FLOP/s is
+at each batch size. Runtimes are timed in blocks (a few calls of one, then of the next, as a worker steps) and
+again round-robin (one call of each in turn), both reported; the ratio is against Keras (TensorFlow) in the
+same run. Peak FLOP/s is
 measured in the same run by an fp32 matmul microbenchmark (numpy's BLAS and TensorFlow, the higher
 counts), next to the /proc/cpuinfo estimate of :func:`vigil.tools.bench_model.cpu_peak_flops`.
 
@@ -52,6 +53,7 @@ class BenchConfig:
         runs: Timed calls per runtime and batch size.
         runtimes: Names from :data:`VARIANTS` (``keras`` is always measured: it is the reference).
         threads: Intra-op threads of ONNX Runtime and OpenVINO (0: their default).
+        streams: OpenVINO infer requests per batch (0: :func:`vigil.model.runtimes.default_streams`).
         data: UCSD Ped2 folder (None: ``$VIGIL_PED2_DIR``, ``../shared/data/ucsd_ped2``, else the mini set).
         auc: Also measure the live-path AUC of ``auc_runtimes`` on the Ped2 test clips.
         auc_runtimes: Runtimes whose AUC is measured.
@@ -64,6 +66,7 @@ class BenchConfig:
     runs: int = 20
     runtimes: tuple[str, ...] = tuple(VARIANTS)
     threads: int = 0
+    streams: int = 0
     data: Path | None = None
     auc: bool = False
     auc_runtimes: tuple[str, ...] = ("keras", "onnx", "onnx-int8", "openvino-int8", "openvino-bf16")
@@ -129,18 +132,45 @@ def make_exports(predictor: Any, names: tuple[str, ...], folder: Path, calib: li
     return out, failed
 
 
-def time_runtimes(runtimes: dict[str, Any], feed: list[np.ndarray], runs: int) -> dict[str, list[float]]:
-    """Seconds of each of ``runs`` calls per runtime, taken round-robin (after two warm-up calls each)."""
-    for rt in runtimes.values():
-        rt.run(feed)
-        rt.run(feed)
-    times: dict[str, list[float]] = {name: [] for name in runtimes}
+def time_runtimes(runtimes: dict[str, Any], feed: list[np.ndarray], runs: int, block: int = 5
+                  ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Seconds of ``runs`` calls per runtime, on two schedules: ``(blocks, round_robin)``.
+
+    Blocks: each runtime in turn makes one untimed call, then ``block`` timed ones, until each has ``runs``
+    (as a worker steps one runtime call after call). Round-robin: one call of each, then again. Round-robin
+    hits every runtime alike with a change in the machine's load, but each call then starts right after
+    another runtime's, whose idle threads still spin on the cores (TensorFlow's and OpenVINO's both do), so it
+    understates a dedicated worker. States are given in each runtime's own state dtypes, as a worker keeps them.
+    """
+    feeds = {name: _typed(feed, rt) for name, rt in runtimes.items()}
+    for name, rt in runtimes.items():
+        rt.run(feeds[name])
+        rt.run(feeds[name])
+    blocks: dict[str, list[float]] = {name: [] for name in runtimes}
+    while any(len(t) < runs for t in blocks.values()):
+        for name, rt in runtimes.items():
+            rt.run(feeds[name])
+            for _ in range(min(block, runs - len(blocks[name]))):
+                blocks[name].append(_timed(rt, feeds[name]))
+    rounds: dict[str, list[float]] = {name: [] for name in runtimes}
     for _ in range(runs):
         for name, rt in runtimes.items():
-            start = time.perf_counter()
-            rt.run(feed)
-            times[name].append(time.perf_counter() - start)
-    return times
+            rounds[name].append(_timed(rt, feeds[name]))
+    return blocks, rounds
+
+
+def _typed(feed: list[np.ndarray], runtime: Any) -> list[np.ndarray]:
+    """``feed`` with its states in ``runtime``'s state dtypes (OpenVINO bf16 keeps some states in bf16)."""
+    dtypes = getattr(runtime, "state_dtypes", None)
+    if dtypes is None:
+        return feed
+    return [feed[0], *(a.astype(d) for a, d in zip(feed[1:], dtypes, strict=True))]
+
+
+def _timed(runtime: Any, feed: list[np.ndarray]) -> float:
+    start = time.perf_counter()
+    runtime.run(feed)
+    return time.perf_counter() - start
 
 
 def run_bench(cfg: BenchConfig) -> str:
@@ -158,13 +188,15 @@ def run_bench(cfg: BenchConfig) -> str:
         exports, failed = make_exports(predictor, names, Path(tmp), calib, f"{calib_root} (4 clips x 60 frames)")
         names = tuple(n for n in names if n not in failed)
         opened = {n: runtimes.KerasRuntime(predictor) if n == "keras"
-                  else runtimes.open_runtime(VARIANTS[n][0], predictor, exports[n][0], cfg.threads) for n in names}
+                  else runtimes.open_runtime(VARIANTS[n][0], predictor, exports[n][0], cfg.threads, cfg.streams)
+                  for n in names}
         rows = []
         for batch in cfg.batches:
             feed = runtimes.calibration_feeds(predictor, frames, batch=batch, steps=8, every=8)[-1]
-            times = time_runtimes(opened, feed, cfg.runs)
+            times, rounds = time_runtimes(opened, feed, cfg.runs)
             rows += [{"runtime": n, "batch": batch, "fps": batch / statistics.median(t), "best_fps": batch / min(t),
-                      "p90_ms": 1000 * float(np.percentile(t, 90))} for n, t in times.items()]
+                      "rr_fps": batch / statistics.median(rounds[n]), "p90_ms": 1000 * float(np.percentile(t, 90))}
+                     for n, t in times.items()]
             typer.echo(", ".join(f"{r['runtime']} {r['fps']:.1f}" for r in rows if r["batch"] == batch)
                        + f" frames/s at batch {batch}")
         auc = live_auc(cfg, predictor, exports) if cfg.auc else {}
@@ -195,7 +227,7 @@ def live_auc(cfg: BenchConfig, predictor: Any, exports: dict[str, tuple[Path, fl
     out = {}
     for name in cfg.auc_runtimes:
         kind, quantize = VARIANTS[name]
-        settings = runtimes.RuntimeSettings(kind=kind, quantize=quantize, threads=cfg.threads,  # type: ignore[arg-type]
+        settings = runtimes.RuntimeSettings(kind=kind, quantize=quantize, threads=cfg.threads, streams=cfg.streams,  # type: ignore[arg-type]
                                             export_dir=exports[name][0] if name in exports else None)
         model = runtimes.RuntimePredictor.load(cfg.model_dir or runtimes.DEFAULT_MODEL_DIR, settings=settings)
         start = time.perf_counter()
@@ -221,7 +253,10 @@ def report(cfg: BenchConfig, rows: list[dict], peak: dict[str, float], cpuinfo: 
         "## Model step on each inference runtime (`vigil bench runtime`)", "",
         f"Machine: {machine_line()}. Load average (1/5/15 min) at the start {_load(load[0])}, at the end "
         f"{_load(load[1])}: the machine is shared, so absolute figures are a lower bound; the ratios were "
-        f"measured in the same run, round-robin ({cfg.runs} calls per runtime and batch, median).", "",
+        f"measured in the same run ({cfg.runs} calls per runtime and batch, median), in blocks (an untimed call, "
+        "then 5 timed ones of one runtime, in turn: how a worker steps) and again round-robin (one call of each in "
+        "turn: every call starts while the previous runtime's idle threads still spin, so it is the lower "
+        "figure).", "",
         (f"Model: `{predictor.model_id}` ({predictor.arch.name}, weights {predictor.model_version}, input "
          f"{'x'.join(map(str, predictor.input_shape))}). " if predictor is not None else "")
         + f"Timed: the model call alone (frames + states in; prediction, error features, new states out) on real "
@@ -229,24 +264,28 @@ def report(cfg: BenchConfig, rows: list[dict], peak: dict[str, float], cpuinfo: 
         f"{flops / 1e6:.0f} MFLOP per frame (convolutions). Peak fp32 FLOP/s measured in the same run by a "
         f"1024x1024 matmul: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peak.items())
         + f" (% of peak uses the higher); /proc/cpuinfo estimate {cpuinfo[0] / 1e9:.0f} GFLOP/s ({cpuinfo[1]}). "
-        f"Runtime threads: {cfg.threads or 'the runtime default'}.", "",
+        f"Runtime threads: {cfg.threads or 'the runtime default'}; OpenVINO requests per batch: "
+        f"{cfg.streams or 'the default (2 on 2+ cores, for even batches)'}; OpenVINO bf16 takes and returns the "
+        "states that feed only convolutions in bf16, as the worker keeps them.", "",
         "`frames/s` is from the median call, `best` from the fastest call (the least disturbed by other jobs on "
         "a shared machine); each `x Keras` divides by Keras's same statistic at the same batch.", "",
-        "| runtime | batch | frames/s | x Keras | best frames/s | x Keras (best) | p90 ms/call | % of measured peak |",
-        "|---|---|---|---|---|---|---|---|",
+        "| runtime | batch | frames/s | x Keras | best frames/s | x Keras (best) | round-robin frames/s | "
+        "x Keras (round-robin) | p90 ms/call | % of measured peak |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         k = keras_rows[r["batch"]]
         lines.append(f"| {r['runtime']} | {r['batch']} | {r['fps']:.1f} | {r['fps'] / k['fps']:.2f} | "
-                     f"{r['best_fps']:.1f} | {r['best_fps'] / k['best_fps']:.2f} | {r['p90_ms']:.1f} | "
-                     f"{100 * r['fps'] * flops / best:.1f} |")
+                     f"{r['best_fps']:.1f} | {r['best_fps'] / k['best_fps']:.2f} | {r['rr_fps']:.1f} | "
+                     f"{r['rr_fps'] / k['rr_fps']:.2f} | {r['p90_ms']:.1f} | {100 * r['fps'] * flops / best:.1f} |")
     lines += ["", "Export times: " + ", ".join(f"{k} {v:.0f} s" for k, v in export_s.items()) + "."]
     lines += [f"Not available for this model: {k} (export failed: {v})." for k, v in (failed or {}).items()]
     if auc:
         lines += _auc_lines(auc)
     model = f" --model {cfg.model_dir}" if cfg.model_dir else ""
+    streams = f" --streams {cfg.streams}" if cfg.streams else ""
     lines += ["", f"Reproduce: `nice -n 0 vigil bench runtime{model} --runtimes {','.join(cfg.runtimes)} --runs {cfg.runs} "
-              f"--batches {','.join(map(str, cfg.batches))}{' --auc' if cfg.auc else ''}`."]
+              f"--batches {','.join(map(str, cfg.batches))}{streams}{' --auc' if cfg.auc else ''}`."]
     return "\n".join(lines) + "\n"
 
 
@@ -271,6 +310,7 @@ def bench_runtime_cmd(
     runs: Annotated[int, typer.Option(min=3, max=1000, help="Timed calls per runtime and batch")] = 20,
     runtimes: Annotated[str, typer.Option(help=f"Comma-separated runtimes of {', '.join(VARIANTS)}")] = ",".join(VARIANTS),
     threads: Annotated[int, typer.Option(min=0, max=256, help="ONNX Runtime / OpenVINO threads (0: their default)")] = 0,
+    streams: Annotated[int, typer.Option(min=0, max=64, help="OpenVINO requests a batch is split into (0: its default)")] = 0,
     model: Annotated[Path | None, typer.Option(help="Model directory (default: the packaged Ped2 model)")] = None,
     data: Annotated[Path | None, typer.Option(help="UCSD Ped2 folder (default: $VIGIL_PED2_DIR, ../shared/data/ucsd_ped2, else data/ped2-mini)")] = None,
     auc: Annotated[bool, typer.Option("--auc/--no-auc", help="Also the live-path AUC on the Ped2 test clips (minutes)")] = False,
@@ -286,5 +326,5 @@ def bench_runtime_cmd(
         raise typer.BadParameter(f"Unknown runtimes {unknown}; expected some of {tuple(VARIANTS)}")
     auc_names = tuple(n for n in BenchConfig.auc_runtimes if n in names or n == "keras")
     cfg = BenchConfig(model_dir=model, batches=tuple(int(b) for b in batches.split(",") if b.strip()), runs=runs,
-                      runtimes=names, threads=threads, data=data, auc=auc, auc_runtimes=auc_names, write=write)
+                      runtimes=names, threads=threads, streams=streams, data=data, auc=auc, auc_runtimes=auc_names, write=write)
     typer.echo(run_bench(cfg))

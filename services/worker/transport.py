@@ -311,6 +311,7 @@ def attach_runtime(predictor: object, settings: WorkerSettings, path: Path) -> N
         raise ValueError(f"VIGIL_WORKER_RUNTIME={settings.runtime} needs a streaming predictor with use_runtime "
                          f"(vigil.model.streaming:StreamingPredictor). Received: {type(predictor).__name__}")
     rt = RuntimeSettings(kind=settings.runtime, quantize=settings.runtime_quantize, threads=settings.runtime_threads,
+                         streams=settings.runtime_streams,
                          export_root=settings.runtime_export_root, auto_export=settings.runtime_auto_export,
                          export_dir=None)  # per model and version under the root, never one folder from the env
     runtime = open_for_settings(rt, predictor, path)  # type: ignore[arg-type]

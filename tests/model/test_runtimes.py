@@ -177,6 +177,52 @@ def test_bf16_runtime_within_its_stated_tolerance(batch: int, predictor: Streami
     print(f"bf16 (CPU has it: {has_bf16}), batch {batch}: largest differences {worst}")
 
 
+def test_openvino_splits_a_batch_into_requests_without_changing_it(predictor: StreamingPredictor,
+                                                                  clips: list[np.ndarray],
+                                                                  exports: dict[str, Path]) -> None:
+    """Two requests of half a batch each (streams=2, OpenVINO's default on 2+ cores) give the numbers of one
+    request on the whole batch; a batch that does not divide runs as one request."""
+    graph = exports["openvino"] / "model.xml"
+    split, whole = runtimes.OpenVinoRuntime(graph, threads=2, streams=2), runtimes.OpenVinoRuntime(graph, streams=1)
+    assert (split.parts(4), split.parts(3), split.parts(1), whole.parts(4)) == (2, 1, 1, 1)
+    feed = runtimes.calibration_feeds(predictor, clips, batch=4, steps=4, every=4)[-1]
+    a, b = split.run(feed), whole.run(feed)
+    assert len(split._request(4)) == 2  # type: ignore[attr-defined]
+    for name in b:
+        np.testing.assert_allclose(a[name], b[name], rtol=FP32_RTOL, atol=FP32_ATOL, err_msg=name)
+    assert not any(np.shares_memory(a[n], b[n]) for n in a), "two calls returned the same buffers"
+    again = split.run(feed)
+    assert not np.shares_memory(again["new_state_0"], a["new_state_0"]), "a call's outputs were overwritten"
+
+
+def test_bf16_keeps_the_states_that_feed_only_convolutions_in_bf16(predictor: StreamingPredictor,
+                                                                   clips: list[np.ndarray],
+                                                                   exports: dict[str, Path]) -> None:
+    """PredNet's R and E states (0-2 and 6-8) only enter convolutions, C (3-5) is multiplied: on a bf16 CPU the
+    bf16 runtime keeps R and E in bf16 (half the bytes per camera), and a predictor on it keeps its camera
+    states so and steps within the bf16 bounds of Keras's predictor."""
+    import openvino as ov
+
+    n = len(predictor.initial_state()) - 1
+    conv_only = runtimes.conv_only_inputs(ov.Core().read_model(str(exports["openvino"] / "model.xml")))
+    assert conv_only == {f"state_{i}" for i in (0, 1, 2, 6, 7, 8)}
+    runtime = _open("openvino-bf16", predictor, exports)
+    if runtime.precision != "bf16":  # type: ignore[attr-defined]
+        assert runtime.state_dtypes is None
+        return
+    assert [d.name for d in runtime.state_dtypes or ()] == ["bfloat16"] * 3 + ["float32"] * 3 + ["bfloat16"] * 3
+    on_bf16 = StreamingPredictor.load()
+    on_bf16.use_runtime(runtime)
+    assert on_bf16.state_nbytes() < 0.7 * predictor.state_nbytes()
+    states_a, states_b = [predictor.initial_state() for _ in range(2)], [on_bf16.initial_state() for _ in range(2)]
+    for t in range(STEPS):
+        frames = np.stack([clips[k][t] for k in range(2)])
+        a, b = predictor.step(frames, states_a), on_bf16.step(frames, states_b)
+        assert [s.dtype.name for s in b.new_states[0][:n]] == [d.name for d in runtime.state_dtypes]
+        np.testing.assert_allclose(b.features.mse, a.features.mse, rtol=BF16_REL, err_msg=f"step {t}")
+        states_a, states_b = a.new_states, b.new_states
+
+
 def test_predictor_on_a_runtime_steps_like_the_keras_predictor(predictor: StreamingPredictor, clips: list[np.ndarray],
                                                               exports: dict[str, Path]) -> None:
     settings = runtimes.RuntimeSettings(kind="onnx", export_dir=exports["onnx"], threads=2)
