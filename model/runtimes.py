@@ -307,7 +307,7 @@ class OpenVinoRuntime(_Named):
         self.core = ov.Core()
         self.model = self.core.read_model(str(path))
         self.precision = _cpu_precision(self.core, precision)
-        self.streams = streams or default_streams()
+        self.streams = min(streams or default_streams(), threads or 64)  # a stream needs a thread of its own
         # f32 unless asked: on CPUs with AMX / AVX-512 BF16, OpenVINO's CPU plugin otherwise infers in bf16 by
         # default, and the features then drift by ~1% from Keras' (measured on such a Xeon; the `bf16` export
         # asks for it, docs/runtimes.md); an int8 model keeps its int8 ops.

@@ -60,3 +60,36 @@ def test_e2e_runtimes_name_the_workers_settings_and_reject_unknown_ones() -> Non
     assert runtime_envs("") == [{}]
     with pytest.raises(typer.BadParameter, match="unknown runtime 'tensorrt'"):
         runtime_envs("tensorrt")
+
+
+def test_bench_runtime_times_each_runtime_in_blocks_and_round_robin_on_its_own_state_dtypes() -> None:
+    import ml_dtypes
+    import numpy as np
+
+    from vigil.tools.bench_runtime import report, time_runtimes
+
+    calls: list[tuple[str, str]] = []
+
+    class _Counting:
+        def __init__(self, name: str, state_dtypes: tuple | None) -> None:
+            self.name, self.state_dtypes = name, state_dtypes
+
+        def run(self, feed: list[np.ndarray]) -> dict:
+            calls.append((self.name, feed[1].dtype.name))
+            return {}
+
+    runtimes = {"keras": _Counting("keras", None),
+                "openvino-bf16": _Counting("openvino-bf16", (np.dtype(ml_dtypes.bfloat16),))}
+    blocks, rounds = time_runtimes(runtimes, [np.zeros((2, 4), np.uint8), np.ones((2, 3), np.float32)], runs=7)
+    assert {n: len(t) for n, t in blocks.items()} == {n: len(t) for n, t in rounds.items()} == {"keras": 7, "openvino-bf16": 7}
+    assert set(calls) == {("keras", "float32"), ("openvino-bf16", "bfloat16")}
+    # blocks first: 2 warm-up calls each, then (1 untimed + 5) keras, (1 + 5) bf16, (1 + 2) keras, ...; then alternating
+    assert [n for n, _ in calls[4:10]] == ["keras"] * 6 and [n for n, _ in calls[-4:]] == ["keras", "openvino-bf16"] * 2
+    rows = [{"runtime": n, "batch": 8, "fps": fps, "best_fps": fps, "rr_fps": fps / 2, "p90_ms": 1.0}
+            for n, fps in (("keras", 100.0), ("openvino-bf16", 300.0))]
+    cfg = SimpleNamespace(runs=7, threads=0, streams=0, model_dir=None, runtimes=("keras", "openvino-bf16"),
+                          batches=(8,), auc=False)
+    text = report(cfg, rows, {"numpy": 1e11, "bf16": 1e12}, (1e11, "estimate"), 10**9, {}, {}, ((0, 0, 0), (0, 0, 0)))
+    assert "| keras | 8 | 100.0 | 1.00 | 100.0 | 1.00 | 50.0 | 1.00 | 1.0 | 100.0 |" in text  # of the fp32 peak
+    assert "| openvino-bf16 | 8 | 300.0 | 3.00 | 300.0 | 3.00 | 150.0 | 3.00 | 1.0 | 30.0 |" in text  # of the bf16 peak
+    assert "bf16 peak" in text and "1000 GFLOP/s" in text

@@ -88,6 +88,27 @@ def measured_peak(size: int = 1024, seconds: float = 1.5) -> dict[str, float]:
     return out
 
 
+def bf16_peak(size: int = 2048, seconds: float = 1.5) -> float | None:
+    """bf16 FLOP/s of a ``size`` x ``size`` matmul on OpenVINO with bf16 inference precision (on a CPU with AMX,
+    its AMX units), the peak the bf16 runtime's share is measured against; None without OpenVINO or bf16 units."""
+    try:
+        import openvino as ov
+        import openvino.opset13 as ops
+    except ImportError:
+        return None
+    core = ov.Core()
+    if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        return None
+    rng = np.random.default_rng(0)
+    x = ops.parameter([size, size], ov.Type.f32)
+    w = ops.constant(rng.standard_normal((size, size), dtype=np.float32))
+    model = ov.Model([ops.matmul(x, w, False, False)], [x])
+    request = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "bf16",
+                                                "PERFORMANCE_HINT": "LATENCY"}).create_infer_request()
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    return _best_rate(lambda: request.infer({0: a}, share_inputs=True, share_outputs=True), 2 * size**3, seconds)
+
+
 def _best_rate(call: Any, work: float, seconds: float) -> float:
     call()
     best, start = float("inf"), time.perf_counter()
@@ -201,6 +222,10 @@ def run_bench(cfg: BenchConfig) -> str:
                        + f" frames/s at batch {batch}")
         auc = live_auc(cfg, predictor, exports) if cfg.auc else {}
     peak = measured_peak()
+    if any(VARIANTS[n][1] == "bf16" for n in names):
+        peak_bf16 = bf16_peak()
+        if peak_bf16 is not None:
+            peak["bf16"] = peak_bf16
     text = report(cfg, rows, peak, cpu_peak_flops(), analytic_flops(predictor.config) or 0,
                   {n: e[1] for n, e in exports.items()}, auc, (load_start, os.getloadavg()), predictor, failed)
     if cfg.write:
@@ -247,6 +272,8 @@ def report(cfg: BenchConfig, rows: list[dict], peak: dict[str, float], cpuinfo: 
     """The Markdown section."""
     from vigil.tools.benchdoc import machine_line
 
+    peak = dict(peak)
+    peak_bf16 = peak.pop("bf16", None)
     best = max(peak.values())
     keras_rows = {r["batch"]: r for r in rows if r["runtime"] == "keras"}
     lines = [
@@ -264,7 +291,9 @@ def report(cfg: BenchConfig, rows: list[dict], peak: dict[str, float], cpuinfo: 
         f"{flops / 1e6:.0f} MFLOP per frame (convolutions). Peak fp32 FLOP/s measured in the same run by a "
         f"1024x1024 matmul: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peak.items())
         + f" (% of peak uses the higher); /proc/cpuinfo estimate {cpuinfo[0] / 1e9:.0f} GFLOP/s ({cpuinfo[1]}). "
-        f"Runtime threads: {cfg.threads or 'the runtime default'}; OpenVINO requests per batch: "
+        + (f"bf16 rows: % of the bf16 peak, measured in the same run by a 2048x2048 matmul on OpenVINO in bf16 (on "
+           f"AMX where the CPU has it): {peak_bf16 / 1e9:.0f} GFLOP/s. " if peak_bf16 else "")
+        + f"Runtime threads: {cfg.threads or 'the runtime default'}; OpenVINO requests per batch: "
         f"{cfg.streams or 'the default (2 on 2+ cores, for even batches)'}; OpenVINO bf16 takes and returns the "
         "states that feed only convolutions in bf16, as the worker keeps them.", "",
         "`frames/s` is from the median call, `best` from the fastest call (the least disturbed by other jobs on "
@@ -275,9 +304,10 @@ def report(cfg: BenchConfig, rows: list[dict], peak: dict[str, float], cpuinfo: 
     ]
     for r in rows:
         k = keras_rows[r["batch"]]
+        ref = peak_bf16 if peak_bf16 and VARIANTS[r["runtime"]][1] == "bf16" else best
         lines.append(f"| {r['runtime']} | {r['batch']} | {r['fps']:.1f} | {r['fps'] / k['fps']:.2f} | "
                      f"{r['best_fps']:.1f} | {r['best_fps'] / k['best_fps']:.2f} | {r['rr_fps']:.1f} | "
-                     f"{r['rr_fps'] / k['rr_fps']:.2f} | {r['p90_ms']:.1f} | {100 * r['fps'] * flops / best:.1f} |")
+                     f"{r['rr_fps'] / k['rr_fps']:.2f} | {r['p90_ms']:.1f} | {100 * r['fps'] * flops / ref:.1f} |")
     lines += ["", "Export times: " + ", ".join(f"{k} {v:.0f} s" for k, v in export_s.items()) + "."]
     lines += [f"Not available for this model: {k} (export failed: {v})." for k, v in (failed or {}).items()]
     if auc:
