@@ -107,6 +107,12 @@ def _ensure_export(env: dict[str, str], data: Path) -> None:
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
 
 
+def _ms(value: float) -> str:
+    """``value`` rounded to whole ms, without the ``-0`` that Kafka's ms timestamps give a sub-ms latency."""
+    text = f"{value:.0f}"
+    return "0" if text == "-0" else text
+
+
 def _pct(xs: list[float], q: float) -> float:
     if not xs:
         return float("nan")
@@ -268,7 +274,7 @@ def _table(runs: list[Run]) -> str:
     for r in runs:
         rows.append(
             f"| {r.runtime} | {r.cameras} | {r.offered} | {r.scored} ({r.scored / max(1, r.offered):.0%}) | "
-            f"{_pct(r.total_ms, 50):.0f} / {_pct(r.total_ms, 99):.0f} | {_pct(r.ingest_ms, 50):.0f} | "
+            f"{_pct(r.total_ms, 50):.0f} / {_pct(r.total_ms, 99):.0f} | {_ms(_pct(r.ingest_ms, 50))} | "
             f"{_pct(r.worker_ms, 50):.0f} | {_pct(r.scorer_ms, 50):.0f} | {'yes' if r.sustained else 'no'} |"
         )
     return "\n".join(rows)
