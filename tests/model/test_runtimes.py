@@ -185,11 +185,13 @@ def test_openvino_splits_a_batch_into_requests_without_changing_it(predictor: St
     graph = exports["openvino"] / "model.xml"
     split, whole = runtimes.OpenVinoRuntime(graph, threads=2, streams=2), runtimes.OpenVinoRuntime(graph, streams=1)
     assert (split.parts(4), split.parts(3), split.parts(1), whole.parts(4)) == (2, 1, 1, 1)
-    feed = runtimes.calibration_feeds(predictor, clips, batch=4, steps=4, every=4)[-1]
-    a, b = split.run(feed), whole.run(feed)
-    assert len(split._request(4)) == 2  # type: ignore[attr-defined]
-    for name in b:
-        np.testing.assert_allclose(a[name], b[name], rtol=FP32_RTOL, atol=FP32_ATOL, err_msg=name)
+    assert [split.parts(b) for b in (8, 12, 16, 24, 32, 48, 64)] == [2, 2, 2, 4, 4, 8, 8]  # <= 8 cameras a request
+    for batch, parts in ((4, 2), (24, 4)):  # 24: four requests of 6, queued two at a time
+        feed = runtimes.calibration_feeds(predictor, clips, batch=batch, steps=4, every=4)[-1]
+        a, b = split.run(feed), whole.run(feed)
+        assert len(split._request(batch)) == parts  # type: ignore[attr-defined]
+        for name in b:
+            np.testing.assert_allclose(a[name], b[name], rtol=FP32_RTOL, atol=FP32_ATOL, err_msg=f"{batch}: {name}")
     assert not any(np.shares_memory(a[n], b[n]) for n in a), "two calls returned the same buffers"
     again = split.run(feed)
     assert not np.shares_memory(again["new_state_0"], a["new_state_0"]), "a call's outputs were overwritten"
