@@ -298,8 +298,8 @@ class OpenVinoRuntime(_Named):
         precision: ``"f32"`` or ``"bf16"`` (the inference precision; bf16 only where the CPU has it, else f32
             with a warning: :attr:`precision` says which one runs).
         streams: Requests run at once, one per OpenVINO stream (0: :func:`default_streams`; 1: never split).
-        max_request: Most cameras per request when a batch is split (measured on 2 cores, bf16, batches 16-64:
-            requests of at most 8 stepped 3-16% more frames/s than of 16 or of half the batch; 4 was close).
+        max_request: Most cameras per request when a batch is split (measured on 2 cores, bf16, batches 24-64:
+            requests of at most 8 stepped 12-22% more frames/s than two of half the batch; docs/benchmarks.md).
     """
 
     name = "openvino"
