@@ -299,7 +299,7 @@ class OpenVinoRuntime(_Named):
             with a warning: :attr:`precision` says which one runs).
         streams: Requests run at once, one per OpenVINO stream (0: :func:`default_streams`; 1: never split).
         max_request: Most cameras per request when a batch is split (measured on 2 cores, bf16, batches 24-64:
-            requests of at most 8 stepped 12-22% more frames/s than two of half the batch; docs/benchmarks.md).
+            requests of at most 8 stepped 11-22% more frames/s than two of half the batch; docs/benchmarks.md).
     """
 
     name = "openvino"
