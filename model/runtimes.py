@@ -385,13 +385,17 @@ class OpenVinoRuntime(_Named):
         ports = requests[0].model_outputs
         outs = [np.empty((batch, *p.get_partial_shape().to_shape()[1:]), _numpy_dtype(p.get_element_type()))
                 for p in ports]
-        for k, request in enumerate(requests):
-            rows = slice(k * size, (k + 1) * size)
-            for i, out in enumerate(outs):
-                request.set_output_tensor(i, _ov_tensor(ov, out[rows]))
-            request.start_async({n: _ov_tensor(ov, a[rows]) for n, a in feeds.items()}, share_inputs=True)
-        for request in requests:
-            request.wait()
+        started = []
+        try:
+            for k, request in enumerate(requests):
+                rows = slice(k * size, (k + 1) * size)
+                for i, out in enumerate(outs):
+                    request.set_output_tensor(i, _ov_tensor(ov, out[rows]))
+                request.start_async({n: _ov_tensor(ov, a[rows]) for n, a in feeds.items()}, share_inputs=True)
+                started.append(request)
+        finally:  # every started request ends before its arrays are released or it is used again
+            for request in started:
+                request.wait()
         return {p.get_any_name(): out for p, out in zip(ports, outs, strict=True)}
 
 
@@ -433,8 +437,8 @@ def _ov_tensor(ov: Any, array: np.ndarray) -> Any:
 def default_streams() -> int:
     """OpenVINO requests a batch is split into by default: 2 where the process may use 2 or more cores, else 1.
 
-    Measured on 2 cores (docs/runtimes.md): two requests of half a batch, one per core, step 10-20% more frames/s
-    than one request on both cores, whose single-threaded reference kernels (channel split and concat of the
+    Measured on 2 cores (docs/benchmarks.md): two requests of half a batch, one per core, stepped 7-15% more
+    frames/s at batches 2-32 than one request on both cores, whose single-threaded reference kernels (channel split and concat of the
     small PredNet layers) leave a core idle. Set ``streams`` (``VIGIL_WORKER_RUNTIME_STREAMS``) on bigger machines
     by measurement (`vigil bench runtime --streams`).
     """
