@@ -435,7 +435,7 @@ def _ov_tensor(ov: Any, array: np.ndarray) -> Any:
 
 
 def default_streams() -> int:
-    """OpenVINO requests a batch is split into by default: 2 where the process may use 2 or more cores, else 1.
+    """OpenVINO streams (requests run at once) by default: 2 where the process may use 2 or more cores, else 1.
 
     Measured on 2 cores (docs/benchmarks.md): two requests of half a batch, one per core, stepped 7-15% more
     frames/s at batches 2-32 than one request on both cores, whose single-threaded reference kernels (channel split and concat of the
@@ -708,8 +708,8 @@ class RuntimeSettings(BaseSettings):
     export_dir: Path | None = Field(None, description="The export folder; None: EXPORT_ROOT/<model_id>-<version>/<kind>-<quantize>")
     export_root: Path = Field(Path(".state/export"), description="Where `vigil export` puts exports by default")
     threads: int = Field(0, ge=0, le=256, description="Intra-op threads of the runtime (0: its default)")
-    streams: int = Field(0, ge=0, le=64, description="OpenVINO: infer requests a batch is split into, run at once "
-                                                     "(0: default_streams(); 1: never split)")
+    streams: int = Field(0, ge=0, le=64, description="OpenVINO streams: requests run at once; an even batch is "
+                                                     "split across them (0: default_streams(); 1: never split)")
     auto_export: bool = Field(False, description="Export on the fly into EXPORT_ROOT when the export is missing "
                                                  "(fp32, fp16 and bf16 only; needs TensorFlow and tf2onnx)")
 

@@ -53,7 +53,7 @@ class BenchConfig:
         runs: Timed calls per runtime and batch size.
         runtimes: Names from :data:`VARIANTS` (``keras`` is always measured: it is the reference).
         threads: Intra-op threads of ONNX Runtime and OpenVINO (0: their default).
-        streams: OpenVINO infer requests per batch (0: :func:`vigil.model.runtimes.default_streams`).
+        streams: OpenVINO streams, requests run at once (0: :func:`vigil.model.runtimes.default_streams`).
         data: UCSD Ped2 folder (None: ``$VIGIL_PED2_DIR``, ``../shared/data/ucsd_ped2``, else the mini set).
         auc: Also measure the live-path AUC of ``auc_runtimes`` on the Ped2 test clips.
         auc_runtimes: Runtimes whose AUC is measured.
@@ -293,8 +293,8 @@ def report(cfg: BenchConfig, rows: list[dict], peak: dict[str, float], cpuinfo: 
         + f" (% of peak uses the higher); /proc/cpuinfo estimate {cpuinfo[0] / 1e9:.0f} GFLOP/s ({cpuinfo[1]}). "
         + (f"bf16 rows: % of the bf16 peak, measured in the same run by a 2048x2048 matmul on OpenVINO in bf16 (on "
            f"AMX where the CPU has it): {peak_bf16 / 1e9:.0f} GFLOP/s. " if peak_bf16 else "")
-        + f"Runtime threads: {cfg.threads or 'the runtime default'}; OpenVINO requests per batch: "
-        f"{cfg.streams or 'the default (2 on 2+ cores, for even batches)'}; OpenVINO bf16 takes and returns the "
+        + f"Runtime threads: {cfg.threads or 'the runtime default'}; OpenVINO streams: "
+        f"{cfg.streams or 'the default (2 on 2+ cores; an even batch split in requests of at most 8)'}; OpenVINO bf16 takes and returns the "
         "states that feed only convolutions in bf16, as the worker keeps them.", "",
         "`frames/s` is from the median call, `best` from the fastest call (the least disturbed by other jobs on "
         "a shared machine); each `x Keras` divides by Keras's same statistic at the same batch.", "",
@@ -340,7 +340,7 @@ def bench_runtime_cmd(
     runs: Annotated[int, typer.Option(min=3, max=1000, help="Timed calls per runtime and batch")] = 20,
     runtimes: Annotated[str, typer.Option(help=f"Comma-separated runtimes of {', '.join(VARIANTS)}")] = ",".join(VARIANTS),
     threads: Annotated[int, typer.Option(min=0, max=256, help="ONNX Runtime / OpenVINO threads (0: their default)")] = 0,
-    streams: Annotated[int, typer.Option(min=0, max=64, help="OpenVINO requests a batch is split into (0: its default)")] = 0,
+    streams: Annotated[int, typer.Option(min=0, max=64, help="OpenVINO streams, requests run at once (0: its default)")] = 0,
     model: Annotated[Path | None, typer.Option(help="Model directory (default: the packaged Ped2 model)")] = None,
     data: Annotated[Path | None, typer.Option(help="UCSD Ped2 folder (default: $VIGIL_PED2_DIR, ../shared/data/ucsd_ped2, else data/ped2-mini)")] = None,
     auc: Annotated[bool, typer.Option("--auc/--no-auc", help="Also the live-path AUC on the Ped2 test clips (minutes)")] = False,

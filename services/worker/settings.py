@@ -52,8 +52,9 @@ class WorkerSettings(ServiceSettings):
                                       "name the `vigil export` command")  # fmt: skip
     runtime_threads: int = Field(0, ge=0, le=256, description="Intra-op threads of ONNX Runtime / OpenVINO "
                                  "(0: the runtime's default, one per core)")
-    runtime_streams: int = Field(0, ge=0, le=64, description="OpenVINO: infer requests a step's batch is split into, "
-                                 "run at once (0: 2 where the worker may use 2 or more cores, else 1; 1: never split)")
+    runtime_streams: int = Field(0, ge=0, le=64, description="OpenVINO streams: requests run at once, each on its "
+                                 "share of the cores; an even batch is split across them in requests of at most 8 "
+                                 "cameras (0: 2 where the worker may use 2 or more cores, else 1; 1: never split)")
     max_batch: int = Field(32, ge=1, le=1024, description="Most frames taken from Kafka per batch")
     max_wait_s: float = Field(0.02, gt=0, le=5.0, description="Longest wait for a batch to fill (seconds)")
     warmup_frames: int | None = Field(None, ge=0, le=10_000, description="Frames marked warmup after a state "
