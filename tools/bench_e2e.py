@@ -212,11 +212,11 @@ def _start(name: str, argv: list[str], log: Path, env: dict[str, str], procs: li
     wait_ready(procs[-1], port, timeout)
 
 
-def _measure(n: int, seconds: float, ped2: Path, workdir: Path, runtime: dict[str, str], profile: Path | None = None
-             ) -> Run:  # fmt: skip
-    """One camera count: start scorer, worker (``runtime``: its runtime settings) and ingest on fresh topics,
-    measure ``seconds`` after the warm-up, stop them, then read the topics; ``profile``: also record the worker
-    with py-spy over the measured window."""
+def _measure(n: int, seconds: float, ped2: Path, workdir: Path, runtime: dict[str, str], profile: Path | None = None,
+             workers: int = 1) -> Run:  # fmt: skip
+    """One camera count: start scorer, ``workers`` workers in one consumer group (``runtime``: their runtime
+    settings) and ingest on fresh topics, measure ``seconds`` after the warm-up, stop them, then read the topics;
+    ``profile``: also record the (first) worker with py-spy over the measured window."""
     from vigil.shared.kafka import ensure_topics
     from vigil.shared.settings import KafkaSettings, RedisSettings
 
@@ -228,10 +228,13 @@ def _measure(n: int, seconds: float, ped2: Path, workdir: Path, runtime: dict[st
     cams = {f"bench-{token}-{i}": ped2 / "test" / f"{CLIPS[i % len(CLIPS)]}.mkv" for i in range(n)}
     cfg = _write_cameras(workdir / f"cameras-{token}.yaml", cams)
     procs: list[Proc] = []
-    run, follower = Run(n, seconds, _worker_runtime(runtime)), _Follower(kafka, topics)
+    label = _worker_runtime(runtime) + (f", {workers} workers" if workers > 1 else "")
+    run, follower = Run(n, seconds, label), _Follower(kafka, topics)
     try:
-        for name in ("scorer", "worker"):
-            _start(name, vigil_argv(name), workdir / "logs" / f"{name}-{n}.log", env, procs, 180)
+        _start("scorer", vigil_argv("scorer"), workdir / "logs" / f"scorer-{n}.log", env, procs, 180)
+        for k in range(workers):  # one consumer group; each worker its own Faust datadir
+            _start("worker", vigil_argv("worker"), workdir / "logs" / f"worker-{n}-{k}.log",
+                   env | {"VIGIL_WORKER_DATADIR": str(workdir / f"worker-{token}-{k}")}, procs, 180)
         _start("ingest", vigil_argv("ingest", "--cameras", str(cfg), "--realtime"), workdir / "logs" / f"ingest-{n}.log",
                env, procs, 60)  # fmt: skip
         t0 = time.time_ns()
@@ -298,6 +301,8 @@ def bench_e2e(
     runtimes: str = typer.Option("", help="Worker runtimes to measure in turn, comma-separated: keras, xla, onnx, "
                                           "onnx-int8, openvino, openvino-int8, ... (default: the worker's configured one); "
                                           "missing exports are made first (int8 calibrated on the Ped2 training clips)"),
+    workers: int = typer.Option(1, min=1, max=8, help="Worker processes, in one consumer group (the frames topic has 4 "
+                                                      "partitions); their threads and streams as VIGIL_WORKER_RUNTIME_* say"),
 ) -> None:
     """End-to-end latency (capture -> Redis) and sustained cameras of the whole pipeline on this CPU."""
     from vigil.shared.logging import configure_logging
@@ -312,7 +317,7 @@ def bench_e2e(
         _ensure_export(env, data)
         for n in (int(x) for x in cameras.split(",")):
             typer.echo(f"{_worker_runtime(env)}, {n} camera(s): measuring {seconds:.0f} s ...")
-            runs.append(_measure(n, seconds, data, workdir, env))
+            runs.append(_measure(n, seconds, data, workdir, env, workers=workers))
             typer.echo(_table(runs[-1:]).splitlines()[-1])
     text = "\n".join([
         "## End to end (`vigil bench e2e`, part of `make bench`)", "",
@@ -324,7 +329,7 @@ def bench_e2e(
         *_verdicts(runs),
         f"At {runs[-1].cameras} camera(s) ({runs[-1].runtime}): {_bottleneck(runs[-1])}." if runs[-1].worker_ms else "", "",
         f"Reproduce: `vigil bench e2e --cameras {cameras} --seconds {seconds:.0f}"
-        + (f" --runtimes {runtimes}`." if runtimes else "`."),
+        + (f" --workers {workers}" if workers > 1 else "") + (f" --runtimes {runtimes}`." if runtimes else "`."),
     ])  # fmt: skip
     path = write_section("e2e", text, doc or DEFAULT_DOC)
     typer.echo(text + f"\n\nwritten to {path}")
