@@ -162,8 +162,10 @@ def train_cmd(
         cache_dir=CACHE_DIR, objective=objective.value, fg_weight=fg, warmup_steps=warmup_steps,
     )
     card = _run_train(config, settings)
+    from vigil.model.replay import model_warmup
+
     typer.echo(f"wrote {out} ({arch}, best epoch {card['training']['best_epoch']}, "
-               f"warm-up {card['calibration']['n_warmup']} frames)")
+               f"worker warm-up {model_warmup(card)} frames)")
 
 
 def evaluate_cmd(
@@ -173,11 +175,18 @@ def evaluate_cmd(
     clips: str = typer.Option("", help="Comma-separated test clips (default: all), e.g. Test001,Test002."),
     plots: bool = typer.Option(True, help="Write PNG plots."),
     record: bool = typer.Option(False, help="Add the results to the model's card (model_card.json/MODEL_CARD.md)."),
+    normal_only: bool = typer.Option(False, help="Score only the held-out normal clips (the card's val_clips) and "
+                                     "print their alerts; no test clip is read (an adoption check before test)."),
 ) -> None:
     """Frame-level ROC AUC / EER on UCSD Ped2 test, causal (headline) and per-clip min-max."""
     _setup_logging()
-    from vigil.model.evaluate import evaluate
+    from vigil.model.evaluate import evaluate, held_out_alerts
     from vigil.model.streaming import DEFAULT_MODEL_DIR
+
+    if normal_only:
+        alerts = held_out_alerts(model or DEFAULT_MODEL_DIR, data)
+        typer.echo(f"held-out normal clips: {sum(alerts.values())} alerts ({alerts}); no test clip was scored")
+        return
 
     metrics = evaluate(model or DEFAULT_MODEL_DIR, data, out, [c for c in clips.split(",") if c], plots)
     if record:

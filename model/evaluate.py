@@ -100,6 +100,22 @@ def evaluate(model_dir: str | os.PathLike, data: str | os.PathLike | None, out: 
     return metrics
 
 
+def held_out_alerts(model_dir: str | os.PathLike, data: str | os.PathLike | None) -> dict[str, int]:
+    """Alerts per held-out normal clip (the card's ``val_clips``) through the live path, scoring no test clip:
+    the check an adoption rule can make before any test figure is seen (``vigil evaluate --normal-only``)."""
+    from vigil.model.data import ped2_dir
+    from vigil.model.replay import ped2_messages
+    from vigil.model.streaming import StreamingPredictor
+
+    predictor = StreamingPredictor.load(model_dir)
+    held = list(predictor.card.get("data", {}).get("val_clips", []))
+    if not held:
+        raise ValueError(f"{model_dir}: the model card names no held-out normal clips (data.val_clips).")
+    messages = ped2_messages(ped2_dir(data), predictor, CACHE_DIR, held)
+    runs = replay(observations(messages), location_calibration(predictor.card))
+    return {n: len(r.events) for n, r in runs.items()}
+
+
 def _runs(messages: dict[str, list[Any]], names: list[str], held: list[str], cal: Calibration) -> dict[str, dict[str, ClipReplay]]:
     """The live path (fused) and the model alone on the test clips, the live path on the held-out normal clips."""
     obs = observations({n: messages[n] for n in names})

@@ -47,6 +47,21 @@ def test_evaluate_through_the_live_path_on_a_subset(ped2_root, tmp_path):
         assert (tmp_path / name).stat().st_size > 0
 
 
+def test_normal_only_scores_the_held_out_clips_and_reads_no_test_clip(tmp_path):
+    import shutil
+
+    from vigil.model.data import ped2_mini_dir
+
+    data = tmp_path / "ped2"
+    shutil.copytree(ped2_mini_dir(), data)
+    for clip in (data / "test").iterdir():  # a test clip read would fail to decode
+        clip.write_bytes(b"not a video")
+    out = tmp_path / "out"
+    proc = _vigil("evaluate", "--data", str(data), "--normal-only", "--out", str(out))
+    assert "held-out normal clips: 0 alerts" in proc.stdout and "Train015" in proc.stdout, proc.stdout
+    assert "no test clip was scored" in proc.stdout and not (out / "metrics.json").exists()
+
+
 def test_score_writes_per_frame_scores(tmp_path):
     import av
 
