@@ -14,10 +14,11 @@ from model_testutils import moving_square_video
 from vigil.model.data import ped2_dir
 
 # Measured with the committed model on Test001 + Test002 through the live scoring path (docs/model.md):
-# frame AUC 0.964, both clips alerted, no false alert, none on the held-out normal clips. The floors leave
-# room for numeric differences between machines, not for a broken model or scorer (random weights: ~0.5).
+# frame AUC 0.960 (full set; 0.961 on the shipped mini set), both clips alerted, no false alert, none on the
+# held-out normal clips. The floors leave room for numeric differences between machines, not for a broken
+# model or scorer (random weights: ~0.5).
 AUC_FLOOR = 0.93
-MODEL_ONLY_FLOOR = 0.90  # the model's error map alone: 0.971
+MODEL_ONLY_FLOOR = 0.90  # the model's error map alone: 0.969 (mini set 0.970)
 
 
 def _vigil(*args: str) -> subprocess.CompletedProcess:
@@ -34,7 +35,7 @@ def test_evaluate_through_the_live_path_on_a_subset(ped2_root, tmp_path):
     from vigil.model.streaming import DEFAULT_MODEL_DIR
 
     warmup = model_warmup(json.loads((DEFAULT_MODEL_DIR / "model_card.json").read_text()))
-    assert warmup == 5  # measured by `vigil calibrate` on the training clips (docs/model.md)
+    assert warmup == 3  # measured by `vigil calibrate` on the training clips (docs/model.md)
     assert head["frames"] == 360 and 0 < head["anomalous_frames"] < 360 and head["warmup_frames"] == 2 * warmup
     assert head["auc"] >= AUC_FLOOR, head
     assert metrics["model_only"]["auc_all_frames"] >= MODEL_ONLY_FLOOR, metrics["model_only"]
@@ -107,5 +108,9 @@ def test_calibrate_a_camera_from_a_folder_of_its_footage(ped2_root, tmp_path):
     assert doc["camera_id"] == "gate-1" and doc["model_id"] == "prednet-ped2" and len(doc["model_version"]) == 12
     from vigil.model.baseline import Calibration
 
+    from vigil.model.replay import model_warmup
+    from vigil.model.streaming import DEFAULT_MODEL_DIR
+
+    warmup = model_warmup(json.loads((DEFAULT_MODEL_DIR / "model_card.json").read_text()))
     cal = Calibration.from_dict(doc["locations"])
-    assert cal.frames == 150 - 5 and set(cal.stats) == {"error", "motion"}  # 150 frames, the model's 5 warm-up
+    assert cal.frames == 150 - warmup and set(cal.stats) == {"error", "motion"}  # 150 frames less the warm-up
