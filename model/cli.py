@@ -162,10 +162,14 @@ def train_cmd(
         cache_dir=CACHE_DIR, objective=objective.value, fg_weight=fg, warmup_steps=warmup_steps,
     )
     card = _run_train(config, settings)
+    typer.echo(_trained(out, arch, card))
+
+
+def _trained(out: Path, arch: str, card: dict) -> str:
+    """The line ``vigil train`` ends with: where, which architecture, best epoch, the worker's warm-up."""
     from vigil.model.replay import model_warmup
 
-    typer.echo(f"wrote {out} ({arch}, best epoch {card['training']['best_epoch']}, "
-               f"worker warm-up {model_warmup(card)} frames)")
+    return f"wrote {out} ({arch}, best epoch {card['training']['best_epoch']}, worker warm-up {model_warmup(card)} frames)"
 
 
 def evaluate_cmd(
