@@ -202,6 +202,8 @@ def evaluate_cmd(
     typer.echo(f"live path: frame AUC {head['auc']:.4f} (scored frames {head['auc_scored_frames']:.4f}); alerts: "
                f"recall {ev['recall']} clips, {ev['false_alerts']} false of {ev['alerts']}, median delay "
                f"{ev['median_delay_s']:.1f} s; held-out normal clips: {metrics['held_out_normal']['total_alerts']} alerts; "
+               f"calibration clips (in-sample): {metrics['calibration_clips']['total_alerts']} alerts in "
+               f"{metrics['calibration_clips']['scored_minutes']} min; "
                f"model alone AUC {metrics['model_only']['auc_all_frames']:.4f}; per-clip min-max AUC "
                f"{metrics['per_clip_minmax']['live_auc']:.4f}; regularity score (per-clip) AUC "
                f"{metrics['regularity']['auc']:.4f}; wrote {out / 'metrics.json'}")

@@ -43,9 +43,25 @@ def test_evaluate_through_the_live_path_on_a_subset(ped2_root, tmp_path):
     assert all(row["delay_s"] <= 3.0 for row in events["per_clip"].values()), events["per_clip"]
     assert metrics["held_out_normal"]["clips"] == ["Train015", "Train016"]
     assert metrics["held_out_normal"]["total_alerts"] == 0, metrics["held_out_normal"]
+    assert metrics["held_out_normal"]["scored_minutes"] > 0.4 and metrics["held_out_normal"]["alerts_per_hour"] == 0
+    assert metrics["calibration_clips"]["clips"] == []  # a subset of test clips skips the calibration clips
     assert 0.5 < metrics["per_clip_minmax"]["live_auc"] <= 1.0 and metrics["localisation"]["frames"] > 0
     for name in ("roc.png", "clip_scores.png", "localisation.png", "scores.csv"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_normal_alerts_counts_per_hour_and_the_alerts_of_a_fresh_state():
+    from vigil.model.evaluate import normal_alerts
+    from vigil.model.live import ClipReplay, Event
+
+    warm = np.arange(18003) < 3  # 30 min of scored frames at 10 fps after a 3-frame warm-up
+    fresh = ClipReplay(np.zeros(18003), warm, [Event(5, 7, 9, 3.0), Event(900, 902, 910, 2.5)])
+    late = ClipReplay(np.zeros(18003), warm, [Event(13, 15, 20, 3.0)])  # 10 frames after the first scored one
+    quiet = ClipReplay(np.zeros(18003), warm, [])
+    m = normal_alerts({"a": fresh, "b": late, "c": quiet})
+    assert m["alerts"] == {"a": 2, "b": 1, "c": 0} and m["total_alerts"] == 3
+    assert m["scored_minutes"] == 90.0 and m["alerts_per_hour"] == 2.0 and m["within_1s_of_start"] == 1
+    assert normal_alerts({})["alerts_per_hour"] is None
 
 
 def test_normal_only_scores_the_held_out_clips_and_reads_no_test_clip(tmp_path):
@@ -107,10 +123,17 @@ def test_calibrate_a_camera_from_a_folder_of_its_footage(ped2_root, tmp_path):
     doc = json.loads((tmp_path / "gate-1.json").read_text())
     assert doc["camera_id"] == "gate-1" and doc["model_id"] == "prednet-ped2" and len(doc["model_version"]) == 12
     from vigil.model.baseline import Calibration
-
     from vigil.model.replay import model_warmup
     from vigil.model.streaming import DEFAULT_MODEL_DIR
 
     warmup = model_warmup(json.loads((DEFAULT_MODEL_DIR / "model_card.json").read_text()))
     cal = Calibration.from_dict(doc["locations"])
     assert cal.frames == 150 - warmup and set(cal.stats) == {"error", "motion"}  # 150 frames less the warm-up
+
+
+def test_margin_cost_names_the_missing_calibration_clips(tmp_path):
+    from vigil.model.data import ped2_mini_dir
+
+    proc = subprocess.run([sys.executable, "-m", "vigil.tools.margin_cost", "--data", str(ped2_mini_dir())],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "Train001" in proc.stderr and "vigil data ped2" in proc.stderr, proc.stderr[-2000:]
