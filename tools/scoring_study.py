@@ -26,22 +26,27 @@ from vigil.model.events import EventParams
 from vigil.shared.scorer_params import ScoringParams
 from vigil.tools.scoring_study_cache import CACHE, CALIB_CLIPS, SYN_CLIPS
 
-MODELS = {"prednet": "prednet-ped2", "ae": "convlstm-ae-ped2"}
-WARMUP = {"prednet": 3, "ae": 4}
+MODELS = {"prednet": "model/weights/ped2", "ae": "model/weights/ped2-convlstm-ae"}
+"""The committed model directory of each source; its card names the version read and the warm-up used."""
 
 
 def load(model: str) -> tuple[dict[str, list[Observation]], dict[str, np.ndarray]]:
-    """Observations of the calibration clips, the synthetic clips and the normal Train013-016; synthetic labels."""
-    from vigil.model.replay import MessageCache
+    """Observations of the calibration clips, the synthetic clips and the normal Train013-016 for the committed
+    version of ``model`` only (its card's warm-up); synthetic labels."""
+    from vigil.model.replay import MessageCache, model_warmup
 
-    mid = MODELS[model]
+    card = json.loads((Path(MODELS[model]) / "model_card.json").read_text())
+    mid, warmup = card["model_id"], model_warmup(card)
     obs: dict[str, list[Observation]] = {}
-    for path in sorted(CACHE.glob(f"{mid}-*.npz")):
+    for path in sorted(CACHE.glob(f"{mid}-{card['model_version']}-*.npz")):
         msgs = MessageCache(path).load() or {}
         for name, ms in msgs.items():
             if name.startswith("Test"):
                 continue  # never read here
-            obs[name] = [replace(Observation.from_message(m), warmup=t < WARMUP[model]) for t, m in enumerate(ms)]
+            obs[name] = [replace(Observation.from_message(m), warmup=t < warmup) for t, m in enumerate(ms)]
+    if not all(n in obs for n in (*CALIB_CLIPS, *SYN_CLIPS)):
+        raise FileNotFoundError(f"No score messages of {mid} {card['model_version']} in {CACHE}; run "
+                                f"`python -m vigil.tools.scoring_study_cache {MODELS[model]}` first.")
     with np.load(CACHE / f"synthetic-labels-{mid}.npz") as z:
         labels = {k: z[k].astype(bool) for k in z.files}
     return obs, labels
