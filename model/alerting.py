@@ -17,7 +17,8 @@ Per frame:
    unusually fast for that place, or both. The frame's raw score is the largest over locations, and its
    location gives the alert's box.
 4. **Smoothing and threshold.** The score is the mean raw score of the last ``smooth`` frames (0.5 s);
-   a frame is above when the score reaches the threshold. The event rules (:mod:`vigil.model.events`:
+   a frame is above when the score reaches the threshold and is a full window's mean (``full_window``:
+   after a fresh state the first ``smooth - 1`` scores average fewer, noisier frames and never alert). The event rules (:mod:`vigil.model.events`:
    k of n frames to open, m below to close, cooldown) turn that into alerts.
 5. **Drift and the daily cycle**, learned only from *confidently normal* frames (score below
    ``threshold - learn_margin``, no event open): a fast global ``gain`` per map (the median over
@@ -229,7 +230,7 @@ class CameraScoring:
         raw, where = self._raw(logs, bases)
         self.recent.append(raw)
         score = float(np.mean(self.recent))
-        above = score >= threshold
+        above = score >= threshold and (len(self.recent) == self.params.smooth or not self.params.full_window)
         box = self._box(where, maps["error"].shape)
         peak = {"box": list(box), **((evidence and evidence()) or {})} if above else None
         changes = self._track(obs, score, above, threshold, peak)

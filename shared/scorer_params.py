@@ -39,6 +39,9 @@ class ScoringParams:
         min_std: Floor of the per-location std of the log error.
         location_weight: Calibration: 0 keeps each location's own statistics, 1 gives every location the
             scene's pooled ones; in between, a blend (:meth:`vigil.model.baseline.LocationStats.shrunk`).
+        full_window: A score can be above the threshold only once it is a mean of ``smooth`` frames: the
+            first ``smooth - 1`` scores after a fresh state (a camera's start, a restart, a rebalance) are
+            published but never alert.
     """
 
     smooth: Annotated[int, Field(ge=1, le=100, description="Frames averaged into the score")] = 5
@@ -64,6 +67,8 @@ class ScoringParams:
                                  "locations (-1: anywhere in the frame)")] = -1  # fmt: skip
     location_weight: Annotated[float, Field(ge=0, le=1, description="Calibration: pull of each location's "
                                             "statistics towards the scene's pooled ones")] = 1.0  # fmt: skip
+    full_window: Annotated[bool, Field(description="Only a full smoothing window's score can alert (not the first "
+                                       "smooth-1 scores after a fresh state)")] = True  # fmt: skip
 
     def __post_init__(self) -> None:
         if not 0 < self.fading_factor <= 1 or not 0 < self.gain_fading <= 1:

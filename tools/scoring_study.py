@@ -155,6 +155,7 @@ def variants() -> dict[str, Variant]:
         d[f"both_loc{lw}"] = Variant(params=ScoringParams(location_weight=lw))
     for w in (0.5, 0.75, 1.5, 2.0):
         d[f"motion_w{w}"] = Variant(weights={"motion": w})
+    d["full_window"] = Variant(params=ScoringParams(full_window=True))
     d["max_fusion"] = Variant(cls=MaxFusion)
     d["top2"] = Variant(cls=SoftTop)
     d["ens"] = Variant(maps=("error", "motion", "error2"), source="ens")

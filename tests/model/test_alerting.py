@@ -135,3 +135,18 @@ def test_a_calibration_round_trips_and_names_what_is_wrong(cal: Calibration) -> 
         Calibration.from_dict(cal.to_dict() | {"version": 99})
     with pytest.raises(ValueError, match="match the grid"):
         Calibration.from_dict(cal.to_dict() | {"grid": [7, 8]})
+
+
+@pytest.mark.parametrize("full_window", [True, False])
+def test_only_a_full_smoothing_window_can_alert_after_a_fresh_state(cal: Calibration, full_window: bool) -> None:
+    params = ScoringParams(threshold_margin=1.0, full_window=full_window)
+    frames = _frames(40, seed=3, bad=range(3, 40))  # an incident already under way when the camera starts
+    verdicts = _run(CameraScoring(params, EventParams(), cal), frames)
+    scored = [v for v in verdicts if v.score is not None]
+    assert all(v.score > v.threshold for v in scored)  # every score is high, including the partial windows'
+    first_above = next(i for i, v in enumerate(scored) if v.above)
+    assert first_above == (params.smooth - 1 if full_window else 0)
+    # a warm-up frame clears the window: the next scores are partial again
+    again = _run(CameraScoring(params, EventParams(), cal), [*frames[:10], frames[0], *frames[11:20]])
+    after = [v.above for v in again[11:]]
+    assert after[: params.smooth - 1] == [not full_window] * (params.smooth - 1) and all(after[params.smooth - 1:])
