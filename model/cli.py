@@ -188,8 +188,8 @@ def evaluate_cmd(
     from vigil.model.streaming import DEFAULT_MODEL_DIR
 
     if normal_only:
-        alerts = held_out_alerts(model or DEFAULT_MODEL_DIR, data)
-        typer.echo(f"held-out normal clips: {sum(alerts.values())} alerts ({alerts}); no test clip was scored")
+        held = held_out_alerts(model or DEFAULT_MODEL_DIR, data)
+        typer.echo(f"held-out normal clips: {held['total_alerts']} alerts ({held['alerts']}); no test clip was scored")
         return
 
     metrics = evaluate(model or DEFAULT_MODEL_DIR, data, out, [c for c in clips.split(",") if c], plots)

@@ -104,7 +104,7 @@ def evaluate(model_dir: str | os.PathLike, data: str | os.PathLike | None, out: 
     return metrics
 
 
-def held_out_alerts(model_dir: str | os.PathLike, data: str | os.PathLike | None) -> dict[str, int]:
+def held_out_alerts(model_dir: str | os.PathLike, data: str | os.PathLike | None) -> dict[str, Any]:
     """Alerts per held-out normal clip (the card's ``val_clips``) through the live path, scoring no test clip:
     the check an adoption rule can make before any test figure is seen (``vigil evaluate --normal-only``)."""
     from vigil.model.data import ped2_dir
@@ -116,8 +116,7 @@ def held_out_alerts(model_dir: str | os.PathLike, data: str | os.PathLike | None
     if not held:
         raise ValueError(f"{model_dir}: the model card names no held-out normal clips (data.val_clips).")
     messages = ped2_messages(ped2_dir(data), predictor, CACHE_DIR, held)
-    runs = replay(observations(messages), location_calibration(predictor.card))
-    return {n: len(r.events) for n, r in runs.items()}
+    return normal_alerts(replay(observations(messages), location_calibration(predictor.card)))
 
 
 def present_clips(root: Path, clips: list[str]) -> list[str]:
@@ -155,8 +154,10 @@ def normal_alerts(runs: dict[str, ClipReplay], fps: float = FPS) -> dict[str, An
     """
     alerts = {n: len(r.events) for n, r in runs.items()}
     scored = sum(int((~r.warmup).sum()) for r in runs.values())
-    early = sum(1 for r in runs.values() if (~r.warmup).any()
-                for e in r.events if e.start_seq < int(np.flatnonzero(~r.warmup)[0]) + fps)
+    early = 0
+    for r in runs.values():
+        first = int(np.argmax(~r.warmup))  # the first scored frame (0 when none is scored: then no event either)
+        early += sum(e.start_seq < first + fps for e in r.events)
     total = sum(alerts.values())
     return {"clips": list(runs), "alerts": alerts, "total_alerts": total, "scored_minutes": round(scored / fps / 60, 2),
             "alerts_per_hour": round(total / (scored / fps / 3600), 1) if scored else None,

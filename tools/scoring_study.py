@@ -23,10 +23,11 @@ import vigil.model.live as live
 from vigil.model.alerting import CameraScoring, Observation
 from vigil.model.baseline import Calibration, LocationStats
 from vigil.model.events import EventParams
+from vigil.model.streaming import CARD_FILE, DEFAULT_MODEL_DIR
 from vigil.shared.scorer_params import ScoringParams
 from vigil.tools.scoring_study_cache import CACHE, CALIB_CLIPS, SYN_CLIPS
 
-MODELS = {"prednet": "model/weights/ped2", "ae": "model/weights/ped2-convlstm-ae"}
+MODELS = {"prednet": DEFAULT_MODEL_DIR, "ae": DEFAULT_MODEL_DIR.parent / "ped2-convlstm-ae"}
 """The committed model directory of each source; its card names the version read and the warm-up used."""
 
 
@@ -35,7 +36,7 @@ def load(model: str) -> tuple[dict[str, list[Observation]], dict[str, np.ndarray
     version of ``model`` only (its card's warm-up); synthetic labels."""
     from vigil.model.replay import MessageCache, model_warmup
 
-    card = json.loads((Path(MODELS[model]) / "model_card.json").read_text())
+    card = json.loads((MODELS[model] / CARD_FILE).read_text())
     mid, warmup = card["model_id"], model_warmup(card)
     obs: dict[str, list[Observation]] = {}
     for path in sorted(CACHE.glob(f"{mid}-{card['model_version']}-*.npz")):
@@ -155,7 +156,7 @@ def variants() -> dict[str, Variant]:
         d[f"both_loc{lw}"] = Variant(params=ScoringParams(location_weight=lw))
     for w in (0.5, 0.75, 1.5, 2.0):
         d[f"motion_w{w}"] = Variant(weights={"motion": w})
-    d["full_window"] = Variant(params=ScoringParams(full_window=True))
+    d["partial_window"] = Variant(params=ScoringParams(full_window=False))  # before step 11 (docs/model.md)
     d["max_fusion"] = Variant(cls=MaxFusion)
     d["top2"] = Variant(cls=SoftTop)
     d["ens"] = Variant(maps=("error", "motion", "error2"), source="ens")
