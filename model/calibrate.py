@@ -36,10 +36,12 @@ def _cell_px(predictor: Any) -> int:
 
 
 def calibrate_model(model_dir: str | os.PathLike, data: str | os.PathLike, clips: list[str] | None = None,
-                    command: str = "", cache_dir: Path | None = None) -> Calibration:
+                    command: str = "", cache_dir: Path | None = None, margin: float | None = None) -> Calibration:
     """Write the model card's per-location calibration (and refresh its feature statistics); the clips' score
     messages are cached in ``cache_dir`` when given (``vigil calibrate``: ``.state/replay``, where ``vigil
-    train`` left those of its own calibration)."""
+    train`` left those of its own calibration). ``margin``: the threshold's margin over the largest normal
+    score; by default the one the card's calibration records (docs/model.md, scoring step 12), else
+    :class:`ScoringParams`'s."""
     from vigil.model.data import list_videos, read_video
     from vigil.model.replay import WORKER_WARMUP_FRAMES, clip_messages
     from vigil.model.streaming import StreamingPredictor
@@ -56,7 +58,9 @@ def calibrate_model(model_dir: str | os.PathLike, data: str | os.PathLike, clips
     log.info("calibrating %s on %d normal clips", predictor.model_id, len(names))
     messages = clip_messages(predictor, {n: read_video(videos[n], *predictor.input_shape) for n in names},
                              warmup_frames=WORKER_WARMUP_FRAMES, cache_dir=cache_dir)
-    cal = warmed_calibration([messages[n] for n in names], _cell_px(predictor), source=",".join(names))
+    if margin is None:
+        margin = card_margin(predictor.card)
+    cal = warmed_calibration([messages[n] for n in names], _cell_px(predictor), source=",".join(names), margin=margin)
     card = dict(predictor.card)
     if card.get("data", {}).get("val_clips"):
         recalibrate(model_dir, data)
@@ -67,24 +71,45 @@ def calibrate_model(model_dir: str | os.PathLike, data: str | os.PathLike, clips
     return cal
 
 
-def warmed_calibration(messages: list[list[Any]], cell_px: int, source: str) -> Calibration:
+def card_margin(card: dict[str, Any]) -> float:
+    """The margin a model card's calibration was written with (``threshold_margin``), else the default.
+
+    Example:
+        >>> card_margin({"calibration": {"locations": {"threshold_margin": 0.0}}}), card_margin({})
+        (0.0, -1.5)
+    """
+    recorded = card.get("calibration", {}).get("locations", {}).get("threshold_margin")
+    return _params(None if recorded is None else float(recorded)).threshold_margin
+
+
+def _params(margin: float | None) -> ScoringParams:
+    """Scoring parameters with ``margin`` as ``threshold_margin`` (validated: finite, bounded), or the defaults."""
+    return ScoringParams() if margin is None else ScoringParams(threshold_margin=margin)
+
+
+def warmed_calibration(messages: list[list[Any]], cell_px: int, source: str, margin: float | None = None) -> Calibration:
     """A model's per-location calibration from the score messages of its normal clips (each clip from a fresh
     state), with the worker's warm-up measured on them (:func:`~vigil.model.alerting.choose_warmup`) and recorded
-    as ``warmup_frames`` / ``warmup_thresholds``: what ``vigil calibrate`` and ``vigil train`` both write."""
+    as ``warmup_frames`` / ``warmup_thresholds``: what ``vigil calibrate`` and ``vigil train`` both write.
+
+    The warm-up is measured at the default margin (its rule, docs/model.md step 9, was fixed with it); the
+    threshold then takes ``margin`` (default: :class:`ScoringParams`'s), recorded as ``threshold_margin``."""
     from vigil.model.replay import WORKER_WARMUP_FRAMES
 
     clips = [[Observation.from_message(m) for m in msgs] for msgs in messages]
     warmup, thresholds = choose_warmup(clips, ScoringParams(), cell_px, longest=WORKER_WARMUP_FRAMES)
     log.info("warm-up: %d frames (calibration thresholds for 1..%d frames: %s)", warmup, WORKER_WARMUP_FRAMES,
              ", ".join(f"{t:.3f}" for t in thresholds))
-    cal = calibrate([with_warmup(c, warmup) for c in clips], ScoringParams(), cell_px, source=source)
-    cal.extra.update(warmup_frames=warmup, warmup_thresholds=[round(t, 4) for t in thresholds])
+    params = _params(margin)
+    cal = calibrate([with_warmup(c, warmup) for c in clips], params, cell_px, source=source)
+    cal.extra.update(warmup_frames=warmup, warmup_thresholds=[round(t, 4) for t in thresholds],
+                     threshold_margin=params.threshold_margin)
     return cal
 
 
 def calibrate_folder(camera_id: str, folder: str | os.PathLike, model_dir: str | os.PathLike, out: str | os.PathLike,
-                     command: str = "") -> Calibration:
-    """A camera's own calibration from a folder of its normal footage."""
+                     command: str = "", margin: float | None = None) -> Calibration:
+    """A camera's own calibration from a folder of its normal footage (``margin``: default :class:`ScoringParams`'s)."""
     from vigil.model.data import list_videos, read_video
     from vigil.model.replay import clip_messages
     from vigil.model.streaming import StreamingPredictor
@@ -92,15 +117,19 @@ def calibrate_folder(camera_id: str, folder: str | os.PathLike, model_dir: str |
     predictor = StreamingPredictor.load(model_dir)
     videos = list_videos(folder)
     messages = clip_messages(predictor, {v.stem: read_video(v, *predictor.input_shape) for v in videos})
-    cal = calibrate([[Observation.from_message(m) for m in msgs] for msgs in messages.values()], ScoringParams(),
+    params = _params(margin)
+    cal = calibrate([[Observation.from_message(m) for m in msgs] for msgs in messages.values()], params,
                     _cell_px(predictor), source=f"{len(videos)} clips in {folder}")
+    cal.extra["threshold_margin"] = params.threshold_margin
     write_camera_calibration(out, camera_id, predictor.model_id, predictor.model_version, cal, command)
     return cal
 
 
 def calibrate_stream(camera_id: str, since: datetime, until: datetime, kafka: Any, topic: str,
-                     out: str | os.PathLike, command: str = "", timeout_s: float = 60.0) -> Calibration:
-    """A camera's own calibration from a time range of its score stream (read back from Kafka)."""
+                     out: str | os.PathLike, command: str = "", timeout_s: float = 60.0,
+                     margin: float | None = None) -> Calibration:
+    """A camera's own calibration from a time range of its score stream (read back from Kafka; ``margin``:
+    default :class:`ScoringParams`'s)."""
     msgs = read_scores(camera_id, since, until, kafka, topic, timeout_s)
     versions = {(m.model_id, m.model_version) for m in msgs}
     if len(versions) != 1:
@@ -108,8 +137,10 @@ def calibrate_stream(camera_id: str, since: datetime, until: datetime, kafka: An
                          f"{sorted(versions)}; calibrate a range scored by one model version.")
     (model_id, version), first = versions.pop(), msgs[0]
     cell = first.frame_width // first.heatmap_width if first.heatmap_width and first.frame_width else 8
-    cal = calibrate([[Observation.from_message(m) for m in msgs]], ScoringParams(), cell,
+    params = _params(margin)
+    cal = calibrate([[Observation.from_message(m) for m in msgs]], params, cell,
                     source=f"stream {since.isoformat()} .. {until.isoformat()}")
+    cal.extra["threshold_margin"] = params.threshold_margin
     write_camera_calibration(out, camera_id, model_id, version, cal, command)
     return cal
 

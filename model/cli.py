@@ -233,6 +233,8 @@ def calibrate_cmd(
     since: str = typer.Option("", help="With --camera: start of a normal stretch of its stream (ISO time, UTC by default)."),
     until: str = typer.Option("", help="With --camera: end of that stretch."),
     out: Path = typer.Option(None, help="With --camera: the calibration file (default: calibrations/<camera>.json)."),
+    margin: float | None = typer.Option(None, min=-10, max=100, help="Threshold = largest normal score + this margin (default: "
+                                 "for --model, the margin its card records, else -1.5; see docs/scorer.md, 'What the margin costs')."),
 ) -> None:
     """Measure normal statistics per location: for a model (its card), or for one camera (a file its
     `calibration:` in the cameras file names)."""
@@ -246,26 +248,28 @@ def calibrate_cmd(
         from vigil.model.evaluate import CACHE_DIR
 
         cal = calibrate_model(model or DEFAULT_MODEL_DIR, data if data is not None else ped2_dir(None),
-                              [c for c in clips.split(",") if c], command_line(), CACHE_DIR)
-        typer.echo(f"calibrated {model or DEFAULT_MODEL_DIR} on {cal.source}: {cal.frames} frames, threshold {cal.threshold:.2f}")
+                              [c for c in clips.split(",") if c], command_line(), CACHE_DIR, margin)
+        typer.echo(f"calibrated {model or DEFAULT_MODEL_DIR} on {cal.source}: {cal.frames} frames, threshold "
+                   f"{cal.threshold:.2f} (largest normal score {cal.normal_max:.2f}, margin {cal.extra['threshold_margin']:g})")
         return
     out = out or Path("calibrations") / f"{camera}.json"
-    cal = _calibrate_camera(camera, folder, since, until, model or DEFAULT_MODEL_DIR, out, command_line())
+    cal = _calibrate_camera(camera, folder, since, until, model or DEFAULT_MODEL_DIR, out, command_line(), margin)
     typer.echo(f"camera {camera}: {cal.frames} normal frames ({cal.source}), threshold {cal.threshold:.2f}; wrote {out}.\n"
                f"Add `calibration: {out}` to camera {camera} in the cameras file (paths are relative to that file).")
 
 
-def _calibrate_camera(camera: str, folder: Path | None, since: str, until: str, model: Path, out: Path, command: str):  # noqa: ANN202
+def _calibrate_camera(camera: str, folder: Path | None, since: str, until: str, model: Path, out: Path, command: str,  # noqa: ANN202
+                      margin: float | None = None):
     from vigil.model import calibrate as c
 
     if folder is not None:
-        return c.calibrate_folder(camera, folder, model, out, command)
+        return c.calibrate_folder(camera, folder, model, out, command, margin)
     if not (since and until):
         raise typer.BadParameter("--camera needs --folder, or --since and --until (a normal stretch of its stream)")
     from vigil.shared.settings import KafkaSettings, TopicSettings
 
     return c.calibrate_stream(camera, c.parse_time(since), c.parse_time(until), KafkaSettings(), TopicSettings().scores,
-                              out, command)
+                              out, command, margin=margin)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,94 @@
+"""A model's calibration margin, chosen on its scene's synthetic set (docs/model.md, scoring step 12).
+
+For each margin of the grid, the synthetic set (calibration Train001-012, one painted object in each of
+Train013-016 x 5 seeds, plus the unpainted Train013-016; :mod:`vigil.tools.scoring_study_cache`) is replayed
+through the live core; the chosen margin is the largest that still meets the issue's targets on it: every
+painted clip alerted, no false alert, no alert on an unpainted clip, median delay at most 1.0 s. No Ped2 test
+clip is read.
+
+Usage: ``python -m vigil.tools.margin_choice [--model prednet]``; prints a markdown table and the chosen
+margin, then the command that writes it into the model card (``vigil calibrate --model DIR --margin M``).
+Needs the caches of ``python -m vigil.tools.scoring_study_cache MODEL_DIR`` (a few minutes, full UCSD Ped2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import typer
+
+GRID = (-1.5, -1.25, -1.0, -0.75, -0.5, -0.25, 0.0)
+"""The registered margins (step 12), from the default up to the largest normal score itself."""
+DEFAULT = -1.5
+MAX_DELAY_S = 1.0
+
+
+def passes(row: Mapping[str, Any], max_delay_s: float = MAX_DELAY_S) -> bool:
+    """Whether one margin's synthetic result meets the rule: all painted clips alerted, no false alert, no
+    alert on an unpainted clip, median delay at most ``max_delay_s``.
+
+    Example:
+        >>> passes({"recall": "20/20", "false_alerts": 0, "normal_clip_alerts": 0, "median_delay_s": 0.4})
+        True
+        >>> passes({"recall": "19/20", "false_alerts": 0, "normal_clip_alerts": 0, "median_delay_s": 0.4})
+        False
+    """
+    hit, total = (int(x) for x in str(row["recall"]).split("/"))
+    delay = row.get("median_delay_s")
+    return (hit == total and int(row["false_alerts"]) == 0 and int(row["normal_clip_alerts"]) == 0
+            and delay is not None and float(delay) <= max_delay_s)
+
+
+def choose(rows: Mapping[float, Mapping[str, Any]], default: float = DEFAULT) -> float:
+    """The largest margin whose row passes (:func:`passes`); ``default`` when none does.
+
+    Example:
+        >>> ok = {"recall": "20/20", "false_alerts": 0, "normal_clip_alerts": 0, "median_delay_s": 0.5}
+        >>> slow = dict(ok, median_delay_s=1.2)
+        >>> choose({-1.5: ok, -1.0: ok, -0.5: slow})
+        -1.0
+        >>> choose({-1.5: slow})
+        -1.5
+    """
+    good = [m for m, row in rows.items() if passes(row)]
+    return max(good) if good else default
+
+
+def study(model: str, margins: Sequence[float]) -> dict[float, dict[str, Any]]:
+    """The synthetic set's figures at each margin (:func:`vigil.tools.scoring_study.run`)."""
+    from vigil.shared.scorer_params import ScoringParams
+    from vigil.tools.scoring_study import Variant, load, run
+
+    obs, labels = load(model)
+    return {m: run(Variant(params=ScoringParams(threshold_margin=m), source=model), obs, labels) for m in margins}
+
+
+def table(rows: Mapping[float, Mapping[str, Any]], chosen: float) -> str:
+    """Markdown table of the study, the chosen margin in bold."""
+    lines = ["| margin | threshold | painted clips alerted | false alerts | alerts on unpainted clips | median delay | rule |",
+             "|---|---|---|---|---|---|---|"]
+    for m, r in sorted(rows.items()):
+        name = f"**{m:g}**" if m == chosen else f"{m:g}"
+        lines.append(f"| {name} | {r['threshold']:.2f} | {r['recall']} | {r['false_alerts']} | {r['normal_clip_alerts']} | "
+                     f"{r['median_delay_s']} s | {'passes' if passes(r) else 'fails'} |")
+    return "\n".join(lines)
+
+
+def main(model: str = typer.Option("prednet", help="Committed model of the study: prednet or ae."),
+         margin: str = typer.Option(",".join(f"{m:g}" for m in GRID), help="Comma-separated margins (the registered grid).")) -> None:
+    """Print the synthetic set's table for every margin and the margin the rule chooses."""
+    from vigil.tools.scoring_study import MODELS
+
+    try:
+        rows = study(model, [float(x) for x in margin.split(",")])
+    except FileNotFoundError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    chosen = choose(rows)
+    typer.echo(table(rows, chosen))
+    typer.echo(f"\nchosen margin: {chosen:g}; write it with `vigil calibrate --model {MODELS[model]} --margin {chosen:g}`")
+
+
+if __name__ == "__main__":
+    typer.run(main)
