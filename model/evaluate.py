@@ -182,8 +182,9 @@ def _metrics(predictor: Any, labels: dict[str, np.ndarray], runs: dict[str, dict
                      **head, "threshold": cal.threshold},
         "events": event_metrics(labels, live, FPS),
         "held_out_normal": normal_alerts(runs["held_out_normal"]),
-        "calibration_clips": {"what": "in-sample: the clips the threshold was fitted on (their largest score sets it "
-                                      "and the margin puts it below, so some alert by construction)",
+        "calibration_clips": {"what": "in-sample: the clips the threshold was fitted on (their largest score plus "
+                                      "the margin sets it; a negative margin makes some alert by construction)",
+                              "threshold_margin": cal.extra.get("threshold_margin"),
                               **normal_alerts(runs["calibration_clips"])},
         "model_only": {"what": "the model's error map alone (no motion map), same core", **frame_metrics(labels, alone)},
         "per_clip_minmax": {"what": "literature protocol: each clip min-max scaled with its own future; comparison only",
