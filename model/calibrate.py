@@ -83,8 +83,18 @@ def card_margin(card: dict[str, Any]) -> float:
 
 
 def _params(margin: float | None) -> ScoringParams:
-    """Scoring parameters with ``margin`` as ``threshold_margin`` (validated: finite, bounded), or the defaults."""
-    return ScoringParams() if margin is None else ScoringParams(threshold_margin=margin)
+    """Scoring parameters with ``margin`` as ``threshold_margin``, checked against the field's bounds (a NaN or
+    out-of-range margin raises ``pydantic.ValidationError`` naming it), or the defaults.
+
+    Example:
+        >>> _params(None).threshold_margin, _params(0).threshold_margin
+        (-1.5, 0.0)
+    """
+    if margin is None:
+        return ScoringParams()
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(ScoringParams).validate_python({"threshold_margin": margin})
 
 
 def warmed_calibration(messages: list[list[Any]], cell_px: int, source: str, margin: float | None = None) -> Calibration:

@@ -181,14 +181,15 @@ def ped2_section(data: Path | None = None) -> list[str]:
     from vigil.model.streaming import DEFAULT_MODEL_DIR
 
     m = evaluate_ped2(DEFAULT_MODEL_DIR, data, Path(".state/bench-scorer/ped2"), plots=False)
-    head, ev, held = m["headline"], m["events"], m["held_out_normal"]
+    head, ev, held, ins = m["headline"], m["events"], m["held_out_normal"], m["calibration_clips"]
     delays = {n: r.get("delay_s") for n, r in ev["per_clip"].items()}
     return [
         "### UCSD Ped2 through the live scoring path",
         f"Command: `vigil evaluate` (this section runs the same function). The committed model "
         f"(`{m['model_version']}`) steps each test clip as a camera; each frame becomes the worker's score message "
         "and goes through the scorer's core (`vigil.model.alerting.CameraScoring`) with the default parameters and "
-        "the model card's calibration (training clips Train001-014), causally, events included.",
+        f"the model card's calibration (training clips Train001-014; threshold {head['threshold']:.2f} = their largest "
+        f"smoothed score + the card's margin, {ins.get('threshold_margin')}), causally, events included.",
         "",
         "| measure | value |",
         "|---|---|",
@@ -201,6 +202,8 @@ def ped2_section(data: Path | None = None) -> list[str]:
         f"| event precision | **{ev['precision']:.0%}** ({ev['true_alerts']}/{ev['alerts']}) |",
         f"| median delay, span's first scored frame to alert | **{ev['median_delay_s']:.1f} s** (per clip: {delays}) |",
         f"| alerts on the held-out normal clips {', '.join(held['clips'])} | **{held['total_alerts']}** |",
+        f"| alerts on the calibration clips (in-sample, {ins['scored_minutes']} min) | {ins['total_alerts']} "
+        f"({ins['alerts_per_hour']:.0f} per hour) |",
         f"| previous headline (frame features, 5-frame mean; not the alert path) | {m['reference_frame_features'].get('auc', float('nan')):.3f} |",
     ]  # fmt: skip
 

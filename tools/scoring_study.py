@@ -45,10 +45,11 @@ def load(model: str) -> tuple[dict[str, list[Observation]], dict[str, np.ndarray
             if name.startswith("Test"):
                 continue  # never read here
             obs[name] = [replace(Observation.from_message(m), warmup=t < warmup) for t, m in enumerate(ms)]
-    if not all(n in obs for n in (*CALIB_CLIPS, *SYN_CLIPS)):
-        raise FileNotFoundError(f"No score messages of {mid} {card['model_version']} in {CACHE}; run "
-                                f"`python -m vigil.tools.scoring_study_cache {MODELS[model]}` first.")
-    with np.load(CACHE / f"synthetic-labels-{mid}.npz") as z:
+    labels_file = CACHE / f"synthetic-labels-{mid}.npz"
+    if not all(n in obs for n in (*CALIB_CLIPS, *SYN_CLIPS)) or not labels_file.is_file():
+        raise FileNotFoundError(f"No score messages of {mid} {card['model_version']} and its synthetic set in {CACHE}; "
+                                f"run `python -m vigil.tools.scoring_study_cache {MODELS[model]}` first (full UCSD Ped2).")
+    with np.load(labels_file) as z:
         labels = {k: z[k].astype(bool) for k in z.files}
     return obs, labels
 

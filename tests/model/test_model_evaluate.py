@@ -129,6 +129,43 @@ def test_calibrate_a_camera_from_a_folder_of_its_footage(ped2_root, tmp_path):
     warmup = model_warmup(json.loads((DEFAULT_MODEL_DIR / "model_card.json").read_text()))
     cal = Calibration.from_dict(doc["locations"])
     assert cal.frames == 150 - warmup and set(cal.stats) == {"error", "motion"}  # 150 frames less the warm-up
+    assert cal.extra["threshold_margin"] == -1.5 and cal.threshold == pytest.approx(cal.normal_max - 1.5, abs=1e-3)
+    # an explicit margin is applied and recorded (the same footage: the same largest normal score)
+    _vigil("calibrate", "--camera", "gate-1", "--folder", str(folder), "--out", str(tmp_path / "m.json"), "--margin", "0.5")
+    raised = Calibration.from_dict(json.loads((tmp_path / "m.json").read_text())["locations"])
+    assert raised.extra["threshold_margin"] == 0.5 and raised.normal_max == pytest.approx(cal.normal_max, abs=1e-3)
+    assert raised.threshold == pytest.approx(cal.normal_max + 0.5, abs=1e-3)
+
+
+def test_the_committed_card_records_the_margin_its_threshold_was_written_with():
+    """docs/model.md step 12: the Ped2 card's threshold is its largest normal score (margin 0), and
+    `vigil calibrate` without --margin keeps that margin; a corrupt recorded margin is refused by name."""
+    from pydantic import ValidationError
+
+    from vigil.model.calibrate import card_margin
+    from vigil.model.streaming import DEFAULT_MODEL_DIR
+
+    card = json.loads((DEFAULT_MODEL_DIR / "model_card.json").read_text())
+    loc = card["calibration"]["locations"]
+    assert card_margin(card) == loc["threshold_margin"] == 0.0
+    assert loc["threshold"] == pytest.approx(loc["normal_max"] + loc["threshold_margin"], abs=1e-3)
+    assert card_margin({"calibration": {"locations": {}}}) == -1.5  # a card written before margins were recorded
+    loc["threshold_margin"] = float("nan")
+    with pytest.raises(ValidationError, match="threshold_margin"):
+        card_margin(card)
+
+
+def test_margin_choice_applies_the_registered_rule_and_names_a_missing_cache(tmp_path, monkeypatch):
+    import vigil.tools.scoring_study as study
+    from vigil.tools.margin_choice import GRID, choose, passes
+
+    ok = {"recall": "20/20", "false_alerts": 0, "normal_clip_alerts": 0, "median_delay_s": 0.4}
+    rows = dict.fromkeys(GRID, ok) | {0.0: dict(ok, recall="19/20"), -0.25: dict(ok, median_delay_s=1.1)}
+    assert choose(rows) == -0.5 and not passes(dict(ok, normal_clip_alerts=1)) and not passes(dict(ok, median_delay_s=None))
+    assert choose({m: dict(ok, false_alerts=1) for m in GRID}) == -1.5  # none passes: the default stays
+    monkeypatch.setattr(study, "CACHE", tmp_path)
+    with pytest.raises(FileNotFoundError, match="scoring_study_cache"):
+        study.load("prednet")
 
 
 def test_margin_cost_names_the_missing_calibration_clips(tmp_path):
