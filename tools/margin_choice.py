@@ -13,7 +13,9 @@ Needs the caches of ``python -m vigil.tools.scoring_study_cache MODEL_DIR`` (a f
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -71,7 +73,7 @@ def table(rows: Mapping[float, Mapping[str, Any]], chosen: float) -> str:
     for m, r in sorted(rows.items()):
         name = f"**{m:g}**" if m == chosen else f"{m:g}"
         lines.append(f"| {name} | {r['threshold']:.2f} | {r['recall']} | {r['false_alerts']} | {r['normal_clip_alerts']} | "
-                     f"{r['median_delay_s']} s | {'passes' if passes(r) else 'fails'} |")
+                     f"{r['median_delay_s']:.2f} s | {'passes' if passes(r) else 'fails'} |")
     return "\n".join(lines)
 
 
@@ -87,7 +89,8 @@ def main(model: str = typer.Option("prednet", help="Committed model of the study
         raise typer.Exit(1) from None
     chosen = choose(rows)
     typer.echo(table(rows, chosen))
-    typer.echo(f"\nchosen margin: {chosen:g}; write it with `vigil calibrate --model {MODELS[model]} --margin {chosen:g}`")
+    where = os.path.relpath(MODELS[model]) if MODELS[model].is_relative_to(Path.cwd()) else MODELS[model]
+    typer.echo(f"\nchosen margin: {chosen:g}; write it with `vigil calibrate --model {where} --margin {chosen:g}`")
 
 
 if __name__ == "__main__":
