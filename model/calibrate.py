@@ -71,6 +71,26 @@ def calibrate_model(model_dir: str | os.PathLike, data: str | os.PathLike, clips
     return cal
 
 
+def check_margin(margin: float | None) -> None:
+    """Raise a ``ValueError`` naming ``--margin`` when it is not a finite number within the field's bounds
+    (``vigil calibrate`` calls it before any footage is scored).
+
+    Example:
+        >>> check_margin(None), check_margin(0.5)
+        (None, None)
+        >>> check_margin(float("nan"))
+        Traceback (most recent call last):
+        ...
+        ValueError: --margin must be a finite number between -10 and 100. Received: nan
+    """
+    from pydantic import ValidationError
+
+    try:
+        _params(margin)
+    except ValidationError:
+        raise ValueError(f"--margin must be a finite number between -10 and 100. Received: {margin}") from None
+
+
 def card_margin(card: dict[str, Any]) -> float:
     """The margin a model card's calibration was written with (``threshold_margin``), else the default.
 
@@ -79,10 +99,10 @@ def card_margin(card: dict[str, Any]) -> float:
         (0.0, -1.5)
     """
     recorded = card.get("calibration", {}).get("locations", {}).get("threshold_margin")
-    return _params(None if recorded is None else float(recorded)).threshold_margin
+    return _params(recorded).threshold_margin
 
 
-def _params(margin: float | None) -> ScoringParams:
+def _params(margin: Any) -> ScoringParams:
     """Scoring parameters with ``margin`` as ``threshold_margin``, checked against the field's bounds (a NaN or
     out-of-range margin raises ``pydantic.ValidationError`` naming it), or the defaults.
 
@@ -113,7 +133,7 @@ def warmed_calibration(messages: list[list[Any]], cell_px: int, source: str, mar
     params = _params(margin)
     cal = calibrate([with_warmup(c, warmup) for c in clips], params, cell_px, source=source)
     cal.extra.update(warmup_frames=warmup, warmup_thresholds=[round(t, 4) for t in thresholds],
-                     threshold_margin=params.threshold_margin)
+                     warmup_margin=ScoringParams().threshold_margin, threshold_margin=params.threshold_margin)
     return cal
 
 

@@ -10,9 +10,12 @@ import enum
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from vigil.model.baseline import Calibration
 
 log = logging.getLogger(__name__)
 
@@ -239,10 +242,12 @@ def calibrate_cmd(
     """Measure normal statistics per location: for a model (its card), or for one camera (a file its
     `calibration:` in the cameras file names)."""
     _setup_logging()
+    from vigil.model.calibrate import check_margin
     from vigil.model.data import ped2_dir
     from vigil.model.streaming import DEFAULT_MODEL_DIR
     from vigil.model.train import command_line
 
+    check_margin(margin)  # before any clip is scored
     if not camera:
         from vigil.model.calibrate import calibrate_model
         from vigil.model.evaluate import CACHE_DIR
@@ -258,8 +263,9 @@ def calibrate_cmd(
                f"Add `calibration: {out}` to camera {camera} in the cameras file (paths are relative to that file).")
 
 
-def _calibrate_camera(camera: str, folder: Path | None, since: str, until: str, model: Path, out: Path, command: str,  # noqa: ANN202
-                      margin: float | None = None):
+def _calibrate_camera(camera: str, folder: Path | None, since: str, until: str, model: Path, out: Path, command: str,
+                      margin: float | None = None) -> Calibration:
+    """One camera's calibration from a folder of its footage or a time range of its score stream."""
     from vigil.model import calibrate as c
 
     if folder is not None:

@@ -285,8 +285,9 @@ def record_evaluation(model_dir: str | os.PathLike, metrics: dict[str, Any], com
         "command": command, "clips": metrics["clips"], "headline": metrics["headline"],
         "events": {k: ev[k] for k in ("recall", "precision", "false_alerts", "median_delay_s")},
         "held_out_normal_alerts": metrics["held_out_normal"]["total_alerts"],
-        "calibration_clip_alerts": {k: metrics["calibration_clips"][k] for k in
-                                    ("total_alerts", "scored_minutes", "alerts_per_hour", "within_1s_of_start")},
+        "calibration_clip_alerts": {k: metrics["calibration_clips"].get(k) for k in
+                                    ("threshold_margin", "total_alerts", "scored_minutes", "alerts_per_hour",
+                                     "within_1s_of_start")},
         "model_only": metrics["model_only"],
         "per_clip_minmax": metrics["per_clip_minmax"], "localisation": metrics["localisation"],
         "regularity": metrics.get("regularity", {}),

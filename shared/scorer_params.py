@@ -26,9 +26,10 @@ class ScoringParams:
 
     Attributes:
         smooth: Frames averaged into the score (a trailing window: 0.5 s at 10 fps).
-        threshold_margin: Added by ``vigil calibrate`` to the largest score seen on normal footage (its
-            default; ``--margin`` and a model card's recorded margin override it). A calibration stores the
-            resulting threshold, so a running scorer does not read this field.
+        threshold_margin: Added by ``vigil calibrate`` to the largest score seen on normal footage (this
+            class's default; ``--margin`` and a model card's recorded margin override it). A calibration
+            stores the resulting threshold, so a running scorer does not read this field, and the scorer's
+            setting of it only logs a warning.
         threshold_offset: Added to a calibrated camera's threshold (negative: more sensitive).
         online_threshold: Threshold of a camera without calibration, once its grace period is over.
         learn_margin: A frame is confidently normal, and learned, when its score is this far below the
@@ -47,9 +48,9 @@ class ScoringParams:
     """
 
     smooth: Annotated[int, Field(ge=1, le=100, description="Frames averaged into the score")] = 5
-    threshold_margin: Annotated[float, Field(ge=-10, le=100, description="Calibration only (`vigil calibrate "
-                                             "--margin`): margin above the largest normal score; a running "
-                                             "scorer uses its calibration's threshold")] = -1.5  # fmt: skip
+    threshold_margin: Annotated[float, Field(ge=-10, le=100, description="Not read by a running scorer (logged "
+                                             "if set): a calibration carries its threshold; set the margin with "
+                                             "`vigil calibrate --margin`")] = -1.5  # fmt: skip
     threshold_offset: Annotated[float, Field(ge=-100, le=100, description="Added to the calibrated threshold "
                                              "(negative = more sensitive)")] = 0.0  # fmt: skip
     online_threshold: Annotated[float, Field(gt=0, le=1000, description="Threshold of a camera without "

@@ -156,6 +156,20 @@ def test_nested_scorer_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
         ScorerSettings()  # and so does the dataclass's own check
 
 
+def test_a_threshold_margin_set_on_the_scorer_is_said_to_be_unread(monkeypatch: pytest.MonkeyPatch,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """A calibration carries its threshold (``vigil calibrate --margin``); the scorer's margin changes nothing,
+    so setting it is logged, naming where it was set and what to use instead."""
+    with caplog.at_level(logging.WARNING):
+        ScorerSettings()
+    assert "threshold_margin" not in caplog.text
+    monkeypatch.setenv("VIGIL_SCORER_SCORING__THRESHOLD_MARGIN", "0.5")
+    with caplog.at_level(logging.WARNING):
+        ScorerSettings()
+    assert "VIGIL_SCORER_SCORING__THRESHOLD_MARGIN" in caplog.text and "threshold_offset" in caplog.text
+    assert "vigil calibrate --margin" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("make", "old", "value", "new", "read", "expected"),
     [

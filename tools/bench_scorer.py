@@ -189,7 +189,7 @@ def ped2_section(data: Path | None = None) -> list[str]:
         f"(`{m['model_version']}`) steps each test clip as a camera; each frame becomes the worker's score message "
         "and goes through the scorer's core (`vigil.model.alerting.CameraScoring`) with the default parameters and "
         f"the model card's calibration (training clips Train001-014; threshold {head['threshold']:.2f} = their largest "
-        f"smoothed score + the card's margin, {ins.get('threshold_margin')}), causally, events included.",
+        f"smoothed score + the card's margin, {ins.get('threshold_margin', float('nan')):g}), causally, events included.",
         "",
         "| measure | value |",
         "|---|---|",

@@ -6,7 +6,7 @@ through the live core; the chosen margin is the largest that still meets the iss
 painted clip alerted, no false alert, no alert on an unpainted clip, median delay at most 1.0 s. No Ped2 test
 clip is read.
 
-Usage: ``python -m vigil.tools.margin_choice [--model prednet]``; prints a markdown table and the chosen
+Usage: ``python -m vigil.tools.margin_choice [--model prednet|ae]``; prints a markdown table and the chosen
 margin, then the command that writes it into the model card (``vigil calibrate --model DIR --margin M``).
 Needs the caches of ``python -m vigil.tools.scoring_study_cache MODEL_DIR`` (a few minutes, full UCSD Ped2).
 """
@@ -72,18 +72,21 @@ def table(rows: Mapping[float, Mapping[str, Any]], chosen: float) -> str:
              "|---|---|---|---|---|---|---|"]
     for m, r in sorted(rows.items()):
         name = f"**{m:g}**" if m == chosen else f"{m:g}"
+        delay = "–" if r.get("median_delay_s") is None else f"{r['median_delay_s']:.2f} s"
         lines.append(f"| {name} | {r['threshold']:.2f} | {r['recall']} | {r['false_alerts']} | {r['normal_clip_alerts']} | "
-                     f"{r['median_delay_s']:.2f} s | {'passes' if passes(r) else 'fails'} |")
+                     f"{delay} | {'passes' if passes(r) else 'fails'} |")
     return "\n".join(lines)
 
 
-def main(model: str = typer.Option("prednet", help="Committed model of the study: prednet or ae."),
-         margin: str = typer.Option(",".join(f"{m:g}" for m in GRID), help="Comma-separated margins (the registered grid).")) -> None:
-    """Print the synthetic set's table for every margin and the margin the rule chooses."""
+def main(model: str = typer.Option("prednet", help="Committed model of the study: prednet or ae.")) -> None:
+    """Print the synthetic set's table for every margin of the registered grid and the margin the rule chooses."""
     from vigil.tools.scoring_study import MODELS
 
+    if model not in MODELS:
+        typer.echo(f"error: --model must be one of {sorted(MODELS)}. Received: {model}", err=True)
+        raise typer.Exit(2)
     try:
-        rows = study(model, [float(x) for x in margin.split(",")])
+        rows = study(model, GRID)
     except FileNotFoundError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -126,6 +126,18 @@ class ScorerSettings(ServiceSettings):
         self.camera_overrides = merge_per_camera(from_file, self.camera_overrides, "VIGIL_SCORER_CAMERA_OVERRIDES", "scorer")
         return self
 
+    @model_validator(mode="after")
+    def _warn_unused_margin(self) -> ScorerSettings:
+        """``threshold_margin`` is a calibration parameter: a running scorer uses its calibration's stored
+        threshold, so setting it here changes nothing. Say so rather than ignore it silently."""
+        default = ScoringParams().threshold_margin
+        where = (["VIGIL_SCORER_SCORING__THRESHOLD_MARGIN"] if self.scoring.threshold_margin != default else []) + [
+            f"camera {cam}" for cam, o in self.camera_overrides.items() if getattr(o, "threshold_margin", None) is not None]
+        if where:
+            log.warning("threshold_margin is set (%s) but a running scorer does not read it: a calibration carries its "
+                        "threshold. Use threshold_offset, or recalibrate with `vigil calibrate --margin`.", ", ".join(where))
+        return self
+
     def _usable(self, camera_id: str, overrides: ScorerOverrides) -> bool:
         """Whether a camera's overrides from the cameras file fit the site's parameters (else logged)."""
         try:
