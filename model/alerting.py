@@ -392,7 +392,7 @@ def calibrate(clips: list[list[Observation]], params: ScoringParams, cell_px: in
 
     The location statistics pool every frame after the worker's warm-up; the threshold is the largest
     smoothed score those frames get from a camera that starts from these statistics (no learning), plus
-    ``params.threshold_margin``.
+    ``params.threshold_margin``, which the calibration records (``extra["threshold_margin"]``).
     """
     frames = [o for clip in clips for o in clip if not o.warmup and "error" in o.maps]
     if len(frames) < 2:
@@ -411,7 +411,8 @@ def calibrate(clips: list[list[Observation]], params: ScoringParams, cell_px: in
             v = cam.step(o)
             if v.score is not None:
                 top = max(top, v.score)
-    return Calibration(grid, cell_px, stats, top + params.threshold_margin, top, len(frames), source)
+    return Calibration(grid, cell_px, stats, top + params.threshold_margin, top, len(frames), source,
+                       {"threshold_margin": params.threshold_margin})
 
 
 def with_warmup(clip: list[Observation], frames: int) -> list[Observation]:

@@ -130,10 +130,9 @@ def warmed_calibration(messages: list[list[Any]], cell_px: int, source: str, mar
     warmup, thresholds = choose_warmup(clips, ScoringParams(), cell_px, longest=WORKER_WARMUP_FRAMES)
     log.info("warm-up: %d frames (calibration thresholds for 1..%d frames: %s)", warmup, WORKER_WARMUP_FRAMES,
              ", ".join(f"{t:.3f}" for t in thresholds))
-    params = _params(margin)
-    cal = calibrate([with_warmup(c, warmup) for c in clips], params, cell_px, source=source)
+    cal = calibrate([with_warmup(c, warmup) for c in clips], _params(margin), cell_px, source=source)
     cal.extra.update(warmup_frames=warmup, warmup_thresholds=[round(t, 4) for t in thresholds],
-                     warmup_margin=ScoringParams().threshold_margin, threshold_margin=params.threshold_margin)
+                     warmup_margin=ScoringParams().threshold_margin)
     return cal
 
 
@@ -147,10 +146,8 @@ def calibrate_folder(camera_id: str, folder: str | os.PathLike, model_dir: str |
     predictor = StreamingPredictor.load(model_dir)
     videos = list_videos(folder)
     messages = clip_messages(predictor, {v.stem: read_video(v, *predictor.input_shape) for v in videos})
-    params = _params(margin)
-    cal = calibrate([[Observation.from_message(m) for m in msgs] for msgs in messages.values()], params,
+    cal = calibrate([[Observation.from_message(m) for m in msgs] for msgs in messages.values()], _params(margin),
                     _cell_px(predictor), source=f"{len(videos)} clips in {folder}")
-    cal.extra["threshold_margin"] = params.threshold_margin
     write_camera_calibration(out, camera_id, predictor.model_id, predictor.model_version, cal, command)
     return cal
 
@@ -167,10 +164,8 @@ def calibrate_stream(camera_id: str, since: datetime, until: datetime, kafka: An
                          f"{sorted(versions)}; calibrate a range scored by one model version.")
     (model_id, version), first = versions.pop(), msgs[0]
     cell = first.frame_width // first.heatmap_width if first.heatmap_width and first.frame_width else 8
-    params = _params(margin)
-    cal = calibrate([[Observation.from_message(m) for m in msgs]], params, cell,
+    cal = calibrate([[Observation.from_message(m) for m in msgs]], _params(margin), cell,
                     source=f"stream {since.isoformat()} .. {until.isoformat()}")
-    cal.extra["threshold_margin"] = params.threshold_margin
     write_camera_calibration(out, camera_id, model_id, version, cal, command)
     return cal
 

@@ -88,7 +88,7 @@ def evaluate(model_dir: str | os.PathLike, data: str | os.PathLike | None, out: 
     messages = ped2_messages(root, predictor, CACHE_DIR, names + held + fitted)
     labels = {n: labels[n][: len(messages[n])] for n in names}
     runs = _runs(messages, names, held, cal, fitted)
-    metrics = _metrics(predictor, labels, runs, cal, held)
+    metrics = _metrics(predictor, labels, runs, cal)
     metrics["reference_frame_features"] = _reference(predictor.card, messages, labels)
     metrics["regularity"] = {"what": "the sources' regularity score: s_r = 1 - s_a, s_a = frame MSE min-max scaled "
                                      "per clip (uses each clip's future; comparison only)",
@@ -170,7 +170,7 @@ def _n_warmup(runs: dict[str, dict[str, ClipReplay]]) -> int:
 
 
 def _metrics(predictor: Any, labels: dict[str, np.ndarray], runs: dict[str, dict[str, ClipReplay]],
-             cal: Calibration, held: list[str]) -> dict[str, Any]:
+             cal: Calibration) -> dict[str, Any]:
     live, alone = runs["live"], runs["model_only"]
     y = np.concatenate(list(labels.values())).astype(bool)
     minmax = {k: roc_auc(y, np.concatenate([per_clip_minmax(r)[n] for n in labels])) for k, r in (("live", live), ("model_only", alone))}
