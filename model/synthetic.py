@@ -3,13 +3,18 @@ parameters, so that no choice is made on a benchmark's test labels.
 
 :func:`inject` paints a textured object that crosses the frame along a straight line, faster than
 people walk (a bike, a cart, a runner), into the frames of a normal clip, and returns the frames with
-a per-frame label. Deterministic for a given seed.
+a per-frame label. Deterministic for a given seed. With ``enter=True`` the same object (same seed, same
+path) instead slides in across the frame's edge, one column visible on its first painted frame, as real
+objects enter a camera's view (docs/model.md, scoring step 13).
 
 Example:
     >>> frames = np.full((30, 48, 64, 1), 128, np.uint8)
     >>> out, label = inject(frames, seed=0, start=5, length=10)
     >>> int(label.sum()), bool((out[5:15] != 128).any()), bool((out[:5] == 128).all())
     (10, True, True)
+    >>> out, label = inject(frames, seed=0, start=5, length=10, enter=True)
+    >>> int(label.sum()), int(((out[5] != 128).any(axis=(0, 2))).sum())  # one column on the first frame
+    (10, 1)
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ def _intruder(rng: np.random.Generator, h: int, w: int) -> Intruder:
 
 
 def inject(frames: np.ndarray, seed: int, start: int, length: int,
-           rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+           rows: np.ndarray | None = None, enter: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Paint one moving object into ``frames[start:start + length]`` (``(T, H, W, C)`` uint8).
 
     Args:
@@ -47,9 +52,11 @@ def inject(frames: np.ndarray, seed: int, start: int, length: int,
         length: Painted frames at most (fewer when the object leaves the frame).
         rows: Optional ``(H,)`` weights for the row the object starts on, e.g. how much people move on
             each row in normal footage: unusual objects then appear where people go (a bike on a path).
+        enter: Start just outside the frame's edge and slide in (one column visible on the first painted
+            frame, which is labelled), and leave the same way; False: appear whole at the edge.
 
     Returns:
-        The painted frames (a copy) and the ``(T,)`` int8 label (1 where the object is painted).
+        The painted frames (a copy) and the ``(T,)`` int8 label (1 where any of the object is painted).
     """
     rng = np.random.default_rng(seed)
     out = frames.copy()
@@ -64,13 +71,16 @@ def inject(frames: np.ndarray, seed: int, start: int, length: int,
         weights = np.asarray(rows, np.float64)[: h - obj.height] + 1e-12
         y0 = float(rng.choice(len(weights), p=weights / weights.sum()))
     x0, direction = (0.0, 1.0) if rng.random() < 0.5 else (float(w - obj.width), -1.0)
+    if enter:
+        x0 -= direction * (obj.width - 1)
     slope = rng.uniform(-0.3, 0.3)
     label = np.zeros(t_total, np.int8)
     for i, t in enumerate(range(start, min(start + length, t_total))):
         x = int(round(x0 + direction * obj.speed * i))
         y = int(round(y0 + slope * obj.speed * i))
-        if not (0 <= x <= w - obj.width and 0 <= y <= h - obj.height):
+        lo, hi = (max(0, -x), min(obj.width, w - x)) if enter else (0, obj.width if 0 <= x <= w - obj.width else 0)
+        if lo >= hi or not 0 <= y <= h - obj.height:
             break
-        out[t, y:y + obj.height, x:x + obj.width] = texture
+        out[t, y:y + obj.height, x + lo:x + hi] = texture[:, lo:hi]
         label[t] = 1
     return out, label

@@ -1,14 +1,16 @@
-"""A model's calibration margin, chosen on its scene's synthetic set (docs/model.md, scoring step 12).
+"""A model's calibration margin, chosen on its scene's synthetic set (docs/model.md, scoring steps 12 and 13).
 
 For each margin of the grid, the synthetic set (calibration Train001-012, one painted object in each of
 Train013-016 x 5 seeds, plus the unpainted Train013-016; :mod:`vigil.tools.scoring_study_cache`) is replayed
 through the live core; the chosen margin is the largest that still meets the issue's targets on it: every
 painted clip alerted, no false alert, no alert on an unpainted clip, median delay at most 1.0 s. No Ped2 test
-clip is read.
+clip is read. Step 13 applies the rule to the ``enter`` set (objects slide in across the frame's edge, the
+default here); step 12 applied it to the ``whole`` set (objects appear whole at the edge).
 
-Usage: ``python -m vigil.tools.margin_choice [--model prednet|ae]``; prints a markdown table and the chosen
-margin, then the command that writes it into the model card (``vigil calibrate --model DIR --margin M``).
-Needs the caches of ``python -m vigil.tools.scoring_study_cache MODEL_DIR`` (a few minutes, full UCSD Ped2).
+Usage: ``python -m vigil.tools.margin_choice [--model prednet|ae] [--set enter|whole]``; prints a markdown table
+and the chosen margin, then the command that writes it into the model card (``vigil calibrate --model DIR
+--margin M``). Needs the caches of ``python -m vigil.tools.scoring_study_cache MODEL_DIR --set SET`` (a few
+minutes, full UCSD Ped2).
 """
 
 from __future__ import annotations
@@ -57,12 +59,12 @@ def choose(rows: Mapping[float, Mapping[str, Any]], default: float = DEFAULT) ->
     return max(good) if good else default
 
 
-def study(model: str, margins: Sequence[float]) -> dict[float, dict[str, Any]]:
+def study(model: str, margins: Sequence[float], synthetic: str = "enter") -> dict[float, dict[str, Any]]:
     """The synthetic set's figures at each margin (:func:`vigil.tools.scoring_study.run`)."""
     from vigil.shared.scorer_params import ScoringParams
     from vigil.tools.scoring_study import Variant, load, run
 
-    obs, labels = load(model)
+    obs, labels = load(model, synthetic)
     return {m: run(Variant(params=ScoringParams(threshold_margin=m), source=model), obs, labels) for m in margins}
 
 
@@ -78,15 +80,18 @@ def table(rows: Mapping[float, Mapping[str, Any]], chosen: float) -> str:
     return "\n".join(lines)
 
 
-def main(model: str = typer.Option("prednet", help="Committed model of the study: prednet or ae.")) -> None:
+def main(model: str = typer.Option("prednet", help="Committed model of the study: prednet or ae."),
+         synthetic: str = typer.Option("enter", "--set", help="Synthetic set: enter (step 13) or whole (step 12).")) -> None:
     """Print the synthetic set's table for every margin of the registered grid and the margin the rule chooses."""
     from vigil.tools.scoring_study import MODELS
+    from vigil.tools.scoring_study_cache import SETS
 
-    if model not in MODELS:
-        typer.echo(f"error: --model must be one of {sorted(MODELS)}. Received: {model}", err=True)
-        raise typer.Exit(2)
+    for name, value, allowed in (("--model", model, MODELS), ("--set", synthetic, SETS)):
+        if value not in allowed:
+            typer.echo(f"error: {name} must be one of {sorted(allowed)}. Received: {value}", err=True)
+            raise typer.Exit(2)
     try:
-        rows = study(model, GRID)
+        rows = study(model, GRID, synthetic)
     except FileNotFoundError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -25,15 +25,16 @@ from vigil.model.baseline import Calibration, LocationStats
 from vigil.model.events import EventParams
 from vigil.model.streaming import CARD_FILE, DEFAULT_MODEL_DIR
 from vigil.shared.scorer_params import ScoringParams
-from vigil.tools.scoring_study_cache import CACHE, CALIB_CLIPS, SYN_CLIPS
+from vigil.tools.scoring_study_cache import CACHE, CALIB_CLIPS, SYN_CLIPS, labels_file
 
 MODELS = {"prednet": DEFAULT_MODEL_DIR, "ae": DEFAULT_MODEL_DIR.parent / "ped2-convlstm-ae"}
 """The committed model directory of each source; its card names the version read and the warm-up used."""
 
 
-def load(model: str) -> tuple[dict[str, list[Observation]], dict[str, np.ndarray]]:
+def load(model: str, synthetic: str = "whole") -> tuple[dict[str, list[Observation]], dict[str, np.ndarray]]:
     """Observations of the calibration clips, the synthetic clips and the normal Train013-016 for the committed
-    version of ``model`` only (its card's warm-up); synthetic labels."""
+    version of ``model`` only (its card's warm-up); the labels of the synthetic set ``synthetic`` (``whole``,
+    step 1, or ``enter``, step 13: :data:`vigil.tools.scoring_study_cache.SETS`)."""
     from vigil.model.replay import MessageCache, model_warmup
 
     card = json.loads((MODELS[model] / CARD_FILE).read_text())
@@ -45,12 +46,15 @@ def load(model: str) -> tuple[dict[str, list[Observation]], dict[str, np.ndarray
             if name.startswith("Test"):
                 continue  # never read here
             obs[name] = [replace(Observation.from_message(m), warmup=t < warmup) for t, m in enumerate(ms)]
-    labels_file = CACHE / f"synthetic-labels-{mid}.npz"
-    if not all(n in obs for n in (*CALIB_CLIPS, *SYN_CLIPS)) or not labels_file.is_file():
-        raise FileNotFoundError(f"No score messages of {mid} {card['model_version']} and its synthetic set in {CACHE}; "
-                                f"run `python -m vigil.tools.scoring_study_cache {MODELS[model]}` first (full UCSD Ped2).")
-    with np.load(labels_file) as z:
-        labels = {k: z[k].astype(bool) for k in z.files}
+    lab_path = CACHE / labels_file(mid, synthetic).name
+    labels = {}
+    if lab_path.is_file():
+        with np.load(lab_path) as z:
+            labels = {k: z[k].astype(bool) for k in z.files}
+    if not labels or not all(n in obs for n in (*CALIB_CLIPS, *SYN_CLIPS, *labels)):
+        raise FileNotFoundError(f"No score messages of {mid} {card['model_version']} and its synthetic set {synthetic!r} in "
+                                f"{CACHE}; run `python -m vigil.tools.scoring_study_cache {MODELS[model]} --set {synthetic}` "
+                                "first (full UCSD Ped2).")
     return obs, labels
 
 

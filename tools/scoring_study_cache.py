@@ -2,27 +2,44 @@
 test; the model is run over the test clips, their labels are not read) and the synthetic set, for one model.
 
 The synthetic set (:mod:`vigil.model.synthetic`): one painted object in each of Train013-016, with ``SEEDS``
-seeds each, on the rows where people move in Train001-012 (mean motion map per row of those clips).
+seeds each, on the rows where people move in Train001-012 (mean motion map per row of those clips). Two sets
+(``SETS``): ``whole``, objects that appear whole at the frame's edge (scoring step 1), and ``enter``, the same
+objects sliding in across the edge (step 13, :func:`vigil.model.synthetic.inject` with ``enter=True``).
 
-Usage: ``python -m vigil.tools.scoring_study_cache MODEL_DIR``
+Usage: ``python -m vigil.tools.scoring_study_cache MODEL_DIR [--set whole|enter]``
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
+import typer
 
 SEEDS = range(5)
 SYN_CLIPS = ("Train013", "Train014", "Train015", "Train016")
 CALIB_CLIPS = tuple(f"Train{i:03d}" for i in range(1, 13))
 CACHE = Path(".state/replay")
+SETS = {"whole": "s", "enter": "e"}
+"""The synthetic sets and the letter of their clips' names (``Train013_s0``, ``Train013_e0``)."""
 
 
-def synthetic_clips(root: Path, shape: tuple[int, int, int], rows: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """The painted clips and their labels: ``{Train013_s0: frames}``, ``{Train013_s0: (T,) int8}``."""
+def labels_file(model_id: str, synthetic: str = "whole") -> Path:
+    """Where the labels of ``model_id``'s synthetic set ``synthetic`` (a key of ``SETS``) are kept.
+
+    Example:
+        >>> labels_file("prednet-ped2").name, labels_file("prednet-ped2", "enter").name
+        ('synthetic-labels-prednet-ped2.npz', 'synthetic-enter-labels-prednet-ped2.npz')
+    """
+    kind = "" if synthetic == "whole" else f"{synthetic}-"
+    return CACHE / f"synthetic-{kind}labels-{model_id}.npz"
+
+
+def synthetic_clips(root: Path, shape: tuple[int, int, int], rows: np.ndarray,
+                    synthetic: str = "whole") -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The painted clips and their labels: ``{Train013_s0: frames}``, ``{Train013_s0: (T,) int8}``; the same
+    objects, starts and paths in both sets, only the entry differs."""
     from vigil.model.data import read_video
     from vigil.model.synthetic import inject
 
@@ -32,8 +49,10 @@ def synthetic_clips(root: Path, shape: tuple[int, int, int], rows: np.ndarray) -
         for seed in SEEDS:
             rng = np.random.default_rng(1000 + seed)
             start = int(rng.integers(15, len(frames) // 2))
-            out, lab = inject(frames, seed=seed + 17 * int(name[-3:]), start=start, length=len(frames) - start, rows=rows)
-            clips[f"{name}_s{seed}"], labels[f"{name}_s{seed}"] = out, lab
+            out, lab = inject(frames, seed=seed + 17 * int(name[-3:]), start=start, length=len(frames) - start,
+                              rows=rows, enter=synthetic == "enter")
+            key = f"{name}_{SETS[synthetic]}{seed}"
+            clips[key], labels[key] = out, lab
     return clips, labels
 
 
@@ -45,22 +64,26 @@ def row_weights(messages: dict[str, list], height: int) -> np.ndarray:
     return np.repeat(per_cell_row, cell)[:height]
 
 
-def main(model_dir: str) -> None:
-    """Cache Ped2 and the synthetic set for ``model_dir``."""
+def main(model_dir: str = typer.Argument(..., help="Model directory (its card names the version cached)."),
+         synthetic: str = typer.Option("whole", "--set", help="Synthetic set: whole (step 1) or enter (step 13).")) -> None:
+    """Cache Ped2 and the synthetic set ``--set`` for ``model_dir``."""
     from vigil.model.data import ped2_dir
     from vigil.model.replay import clip_messages, ped2_messages
     from vigil.model.streaming import StreamingPredictor
 
+    if synthetic not in SETS:
+        typer.echo(f"error: --set must be one of {sorted(SETS)}. Received: {synthetic}", err=True)
+        raise typer.Exit(2)
     logging.basicConfig(level=logging.INFO)
     root = ped2_dir(None)
     predictor = StreamingPredictor.load(model_dir)
     msgs = ped2_messages(root, predictor, CACHE)
     h = predictor.input_shape[0]
-    clips, labels = synthetic_clips(root, predictor.input_shape, row_weights(msgs, h))
-    np.savez(CACHE / f"synthetic-labels-{predictor.model_id}.npz", **labels)
+    clips, labels = synthetic_clips(root, predictor.input_shape, row_weights(msgs, h), synthetic)
+    np.savez(labels_file(predictor.model_id, synthetic), **labels)
     clip_messages(predictor, clips, warmup_frames=10, cache_dir=CACHE)
-    print("done", predictor.model_id, len(msgs), len(clips), flush=True)
+    print("done", predictor.model_id, synthetic, len(msgs), len(clips), flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    typer.run(main)
