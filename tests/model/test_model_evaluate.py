@@ -166,6 +166,8 @@ def test_margin_choice_applies_the_registered_rule_and_names_a_missing_cache(tmp
     monkeypatch.setattr(study, "CACHE", tmp_path)
     with pytest.raises(FileNotFoundError, match="scoring_study_cache"):
         study.load("prednet")
+    with pytest.raises(FileNotFoundError, match="--set enter"):
+        study.load("prednet", "enter")
 
 
 def test_margin_cost_names_the_missing_calibration_clips(tmp_path):
@@ -174,3 +176,18 @@ def test_margin_cost_names_the_missing_calibration_clips(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "vigil.tools.margin_cost", "--data", str(ped2_mini_dir())],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "Train001" in proc.stderr and "vigil data ped2" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_entering_objects_are_the_same_objects_sliding_in_across_the_edge():
+    from vigil.model.synthetic import inject
+
+    frames = np.random.default_rng(0).integers(0, 255, (60, 48, 72, 1)).astype(np.uint8)
+    for seed in range(6):
+        whole, lw = inject(frames, seed=seed, start=5, length=50)
+        enter, le = inject(frames, seed=seed, start=5, length=50, enter=True)
+        assert le[5] == lw[5] == 1 and not le[:5].any() and le.sum() >= lw.sum()  # labelled from the first column
+        cols = (enter[5] != frames[5]).any(axis=(0, 2))
+        edge = 0 if cols[0] else 71
+        assert cols.sum() == 1 and cols[edge]  # one column, at the edge it enters from
+        assert (whole[5] != frames[5]).any(axis=(0, 2)).sum() > 1  # step 1's set: whole at once
+        assert (enter[:5] == frames[:5]).all()
