@@ -210,6 +210,11 @@ def evaluate_cmd(
                f"model alone AUC {metrics['model_only']['auc_all_frames']:.4f}; per-clip min-max AUC "
                f"{metrics['per_clip_minmax']['live_auc']:.4f}; regularity score (per-clip) AUC "
                f"{metrics['regularity']['auc']:.4f}; wrote {out / 'metrics.json'}")
+    for key, what in (("following_level", "as the service"), ("level_fixed", "level held at the calibration's")):
+        c = metrics["continuous"][key]
+        typer.echo(f"the demo's arrangement, long-running cameras ({what}): AUC {c['auc_all_frames']:.4f}, recall "
+                   f"{c['events']['recall']}, {c['events']['false_alerts']} false of {c['events']['alerts']}, median "
+                   f"delay {c['events']['median_delay_s']:.1f} s, {c['normal_clip_alerts']} alerts on the normal clips between")
 
 
 def score_cmd(

@@ -34,7 +34,16 @@ import numpy as np
 
 from vigil.model.alerting import Observation
 from vigil.model.baseline import Calibration
-from vigil.model.live import ClipReplay, event_metrics, frame_metrics, per_clip_minmax, replay
+from vigil.model.live import (
+    DEMO_CAMERAS,
+    ClipReplay,
+    camera_playlists,
+    event_metrics,
+    frame_metrics,
+    per_clip_minmax,
+    replay,
+    replay_playlists,
+)
 from vigil.model.roc import eer, roc_auc, roc_curve
 
 log = logging.getLogger(__name__)
@@ -90,6 +99,7 @@ def evaluate(model_dir: str | os.PathLike, data: str | os.PathLike | None, out: 
     runs = _runs(messages, names, held, cal, fitted)
     metrics = _metrics(predictor, labels, runs, cal)
     metrics["reference_frame_features"] = _reference(predictor.card, messages, labels)
+    metrics["continuous"] = continuous(messages, labels, held, cal)
     metrics["regularity"] = {"what": "the sources' regularity score: s_r = 1 - s_a, s_a = frame MSE min-max scaled "
                                      "per clip (uses each clip's future; comparison only)",
                              "auc": roc_auc(np.concatenate(list(labels.values())),
@@ -139,6 +149,25 @@ def _runs(messages: dict[str, list[Any]], names: list[str], held: list[str], cal
         "held_out_normal": replay(observations({n: messages[n] for n in held}), cal),
         "calibration_clips": replay(observations({n: messages[n] for n in fitted or []}), cal),
     }
+
+
+def continuous(messages: dict[str, list[Any]], labels: dict[str, np.ndarray], interludes: list[str], cal: Calibration,
+               cameras: int = DEMO_CAMERAS) -> dict[str, Any]:
+    """The test clips as ``vigil demo --clips all`` plays them: dealt to ``cameras`` long-running cameras, back
+    to back with a held-out normal clip between two (:func:`vigil.model.live.camera_playlists`), one scoring
+    state per camera (:func:`vigil.model.live.replay_playlists`); as the service does (following the scene's
+    level) and with the level held at the calibration's. The headline scores each clip from a fresh state."""
+    playlists = camera_playlists(list(labels), cameras, [n for n in interludes if n in messages])
+    obs = observations({n: messages[n] for p in playlists for n in p})
+    out: dict[str, Any] = {"what": "the demo's arrangement (vigil demo --clips all): each camera plays its clips back "
+                                   "to back through one scoring state; a held-out normal clip between two",
+                           "playlists": playlists}  # fmt: skip
+    for key, adapt in (("following_level", True), ("level_fixed", False)):
+        cams = replay_playlists(obs, playlists, cal, adapt=adapt)
+        tests = {n: r for cam in cams for n, r in cam if n in labels}
+        out[key] = {**frame_metrics(labels, tests), "events": event_metrics(labels, tests, FPS),
+                    "normal_clip_alerts": sum(len(r.events) for cam in cams for n, r in cam if n not in labels)}
+    return out
 
 
 def normal_alerts(runs: dict[str, ClipReplay], fps: float = FPS) -> dict[str, Any]:
@@ -291,6 +320,11 @@ def record_evaluation(model_dir: str | os.PathLike, metrics: dict[str, Any], com
         "model_only": metrics["model_only"],
         "per_clip_minmax": metrics["per_clip_minmax"], "localisation": metrics["localisation"],
         "regularity": metrics.get("regularity", {}),
+        "long_running_cameras": {
+            k: {"auc": c["auc_all_frames"], "normal_clip_alerts": c["normal_clip_alerts"],
+                **{f: c["events"][f] for f in ("recall", "precision", "false_alerts", "median_delay_s")}}
+            for k, c in metrics.get("continuous", {}).items() if isinstance(c, dict) and "events" in c
+        },
     }  # fmt: skip
     write_card(model_dir, card)
 

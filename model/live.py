@@ -23,7 +23,8 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,8 @@ from vigil.model.baseline import Calibration
 from vigil.model.roc import roc_auc
 from vigil.shared.scorer_params import EventParams, ScoringParams
 
-__all__ = ["ClipReplay", "Event", "calibrate", "event_metrics", "frame_metrics", "replay"]
+__all__ = ["DEMO_CAMERAS", "ClipReplay", "Event", "calibrate", "camera_playlists", "event_metrics", "frame_metrics", "replay",
+           "replay_playlists"]
 
 
 @dataclass(frozen=True)
@@ -64,12 +66,14 @@ class ClipReplay:
 
 
 def replay(clips: dict[str, list[Observation]], calibration: Calibration | None, params: ScoringParams | None = None,
-           events: EventParams | None = None, zones: ZoneMask | None = None) -> dict[str, ClipReplay]:
-    """Step every clip, each from a fresh camera state, through the scoring core; events closed at the end."""
+           events: EventParams | None = None, zones: ZoneMask | None = None, adapt: bool = True) -> dict[str, ClipReplay]:
+    """Step every clip, each from a fresh camera state, through the scoring core; events closed at the end.
+    ``adapt=False`` keeps a calibrated camera's level and statistics at the calibration's (the service follows
+    them: see :meth:`CameraScoring._follow`)."""
     params, events = params or ScoringParams(), events or EventParams()
     out = {}
     for name, observations in clips.items():
-        cam = CameraScoring(params, events, calibration, zones)
+        cam = CameraScoring(params, events, calibration, zones, adapt=adapt)
         scores, warm = np.zeros(len(observations)), np.zeros(len(observations), bool)
         opened: dict[int, int] = {}
         found: list[Event] = []
@@ -88,6 +92,70 @@ def replay(clips: dict[str, list[Observation]], calibration: Calibration | None,
                                _box(live.peak_heat)))
         out[name] = ClipReplay(scores, warm, sorted(found, key=lambda e: e.open_seq))
     return out
+
+
+DEMO_CAMERAS = 3
+"""Cameras ``vigil demo --clips all`` deals the test clips to by default (and ``vigil evaluate``'s replay of it)."""
+
+
+def camera_playlists(clips: Sequence[str], cameras: int, interludes: Sequence[str] = ()) -> list[list[str]]:
+    """``vigil demo --clips all``'s arrangement: the clips dealt round-robin to ``cameras`` cameras, each camera
+    playing its own back to back, with a normal clip (the next of ``interludes``, in turn) between two of them.
+
+    Example:
+        >>> camera_playlists(["A", "B", "C", "D", "E"], 2, ("n1", "n2"))
+        [['A', 'n1', 'C', 'n2', 'E'], ['B', 'n1', 'D']]
+    """
+    out = []
+    for i in range(min(cameras, len(clips))):
+        playlist: list[str] = []
+        for j, clip in enumerate(clips[i::cameras]):
+            if j and interludes:
+                playlist.append(interludes[(j - 1) % len(interludes)])
+            playlist.append(clip)
+        out.append(playlist)
+    return out
+
+
+def replay_playlists(clips: dict[str, list[Observation]], playlists: list[list[str]], calibration: Calibration | None,
+                     params: ScoringParams | None = None, events: EventParams | None = None,
+                     adapt: bool = True) -> list[list[tuple[str, ClipReplay]]]:
+    """Each playlist as one long-running camera: its clips stepped back to back through one scoring state, so
+    the level it follows, its open events and its cooldowns carry from clip to clip as in the service (each clip
+    still starts with the worker's warm-up, as after a reconnect); then split back into clips.
+
+    Returns:
+        Per playlist, ``(clip, replay)`` in order, with clip-relative frame numbers; an alert belongs to the
+        clip its opening frame is in (an alert that runs on into the next clip is that earlier clip's).
+    """
+    out = []
+    for playlist in playlists:
+        joined, starts = _joined([clips[n] for n in playlist])
+        whole = replay({"camera": joined}, calibration, params, events, adapt=adapt)["camera"]
+        parts = []
+        for name, a, b in zip(playlist, starts, [*starts[1:], len(joined)], strict=True):
+            mine = [replace(e, start_seq=max(e.start_seq - a, 0), open_seq=e.open_seq - a, end_seq=e.end_seq - a)
+                    for e in whole.events if a <= e.open_seq < b]
+            parts.append((name, ClipReplay(whole.scores[a:b], whole.warmup[a:b], mine)))
+        out.append(parts)
+    return out
+
+
+def _joined(clips: list[list[Observation]]) -> tuple[list[Observation], list[int]]:
+    """The clips as one stream: frame numbers and capture times continued from clip to clip (one frame period
+    between a clip's last frame and the next one's first); and where each clip starts."""
+    joined: list[Observation] = []
+    starts: list[int] = []
+    next_ns = 0
+    for obs in clips:
+        starts.append(len(joined))
+        if not obs:
+            continue
+        period = int(np.median(np.diff([o.capture_ns for o in obs]))) if len(obs) > 1 else 100_000_000
+        base_seq, base_ns = obs[0].seq, obs[0].capture_ns
+        joined += [replace(o, seq=len(joined) + o.seq - base_seq, capture_ns=next_ns + o.capture_ns - base_ns) for o in obs]
+        next_ns += obs[-1].capture_ns - base_ns + max(period, 1)
+    return joined, starts
 
 
 def _box(peak: object) -> tuple[float, float, float, float] | None:

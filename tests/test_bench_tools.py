@@ -93,3 +93,28 @@ def test_bench_runtime_times_each_runtime_in_blocks_and_round_robin_on_its_own_s
     assert "| keras | 8 | 100.0 | 1.00 | 100.0 | 1.00 | 50.0 | 1.00 | 1.0 | 100.0 |" in text  # of the fp32 peak
     assert "| openvino-bf16 | 8 | 300.0 | 3.00 | 300.0 | 3.00 | 150.0 | 3.00 | 1.0 | 30.0 |" in text  # of the bf16 peak
     assert "bf16 peak" in text and "1000 GFLOP/s" in text
+
+
+def test_the_demo_plays_a_normal_clip_between_test_clips_and_counts_each_alert_where_it_began() -> None:
+    from vigil.model.data import ped2_mini_dir
+    from vigil.tools.demo import NORMAL, CameraStats, prepare_cameras, summarize
+
+    (cam,) = prepare_cameras(ped2_mini_dir(), ["Test001", "Test002"], 0, n_cameras=1)
+    assert cam.entries == ["Test001", "Train015", "Test002"] and [s[0] for s in cam.segments] == ["Test001", "Test002"]
+    assert len(cam.labels) == 180 + 150 + 180 and cam.segments[1][1:] == (330, 510)
+    (plain,) = prepare_cameras(ped2_mini_dir(), ["Test001", "Test002"], 0, n_cameras=1, interlude=False)
+    assert plain.entries == ["Test001", "Test002"]
+    # sessions as ingest numbers them: one per clip, then the server's second pass of the playlist
+    st = CameraStats(sessions={1: 1000, 2: 1180, 3: 1330, 4: 1510}, last_seq=1540)
+    alerts = [
+        {"camera_id": cam.camera_id, "start_seq": 1000 + 70, "end_seq": 1000 + 90, "open_trigger_seq": 1000 + 72},  # Test001
+        {"camera_id": cam.camera_id, "start_seq": 1180 + 40, "end_seq": 1180 + 45},  # the normal clip: false
+        {"camera_id": cam.camera_id, "start_seq": 1330 + 5, "end_seq": 1330 + 9},  # Test002 before its span: false
+        {"camera_id": cam.camera_id, "start_seq": 1515, "end_seq": 1530},  # after the playlist: left out
+    ]
+    monitor = SimpleNamespace(stats={cam.camera_id: st}, alerts={str(i): a for i, a in enumerate(alerts)}, alert_latency_ms=[])
+    rows = summarize(monitor, [cam])["per_clip"]  # type: ignore[arg-type]
+    first = next(i for i, v in enumerate(cam.labels[:180]) if v)
+    assert rows["Test001"]["alerted"] and rows["Test001"]["delay_s"] == (72 - first) / 10
+    assert rows[NORMAL]["false_alerts"] == 1 and rows["Test002"]["false_alerts"] == 1 and not rows["Test002"]["alerted"]
+    assert sum(r["false_alerts"] for r in rows.values()) == 2

@@ -205,7 +205,21 @@ def ped2_section(data: Path | None = None) -> list[str]:
         f"| alerts on the calibration clips (in-sample, {ins['scored_minutes']} min) | {ins['total_alerts']} "
         f"({ins['alerts_per_hour']:.0f} per hour) |",
         f"| previous headline (frame features, 5-frame mean; not the alert path) | {m['reference_frame_features'].get('auc', float('nan')):.3f} |",
+        *_continuous_rows(m["continuous"]),
     ]  # fmt: skip
+
+
+def _continuous_rows(c: dict) -> list[str]:
+    """Rows of the demo's arrangement replayed (long-running cameras, :func:`vigil.model.evaluate.continuous`)."""
+    rows = []
+    for key, what in (("following_level", "following the scene's level, as the service"),
+                      ("level_fixed", "level held at the calibration's")):  # fmt: skip
+        e = c[key]["events"]
+        rows.append(f"| the demo's arrangement ({len(c['playlists'])} long-running cameras, a held-out normal clip "
+                    f"between two test clips), {what}: AUC / recall / precision / median delay / alerts on the normal "
+                    f"clips | {c[key]['auc_all_frames']:.3f} / {e['recall']} / {e['precision']:.0%} / "
+                    f"{e['median_delay_s']:.1f} s / {c[key]['normal_clip_alerts']} |")
+    return rows
 
 
 def _seq(client: object, cam: str) -> int:

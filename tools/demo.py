@@ -6,7 +6,7 @@ ends and ingest reconnects, as with a camera that restarts, so the worker starts
 rather than seeing a scene cut that no real camera has. ingest -> Kafka -> worker -> scorer -> Redis run as
 separate processes, as in production. Cameras start from the model's calibration, so they can alert from
 their first seconds. ``--clips all`` plays all 12 test clips over ``--cameras`` cameras (several clips
-each, one after the other). The demo prints live progress (per-camera fps, latest score, alerts as they
+each, one after the other, with a held-out normal clip between two of them: see :func:`prepare_cameras`). The demo prints live progress (per-camera fps, latest score, alerts as they
 open and close) and ends with a summary: per clip whether its anomaly was alerted, false alerts and the
 delay, and the end-to-end latency (capture -> alert in Redis).
 
@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # A bike the previous scorer missed (Test001) and a cyclist (Test002); 2 cameras fit 2 CPU cores.
 DEFAULT_CLIPS = "Test001,Test002"
+NORMAL = "normal clips"
+"""The summary's row for the normal clips played before or between the test clips."""
 FPS = 10.0
 
 
@@ -50,6 +52,16 @@ class DemoCamera:
     labels: list[int]
     segments: list[tuple[str, int, int]] = field(default_factory=list)
     """(test clip, first frame index, end frame index) in the playlist."""
+    entries: list[str] = field(default_factory=list)
+    """The playlist's clip names, in order (test clips and the normal clips before and between them)."""
+
+    def add(self, path: Path, labels: list[int]) -> None:
+        """Append a clip to the playlist (a test clip when it lives in ``test/``)."""
+        if path.parent.name == "test":
+            self.segments.append((path.stem, len(self.labels), len(self.labels) + len(labels)))
+        self.playlist.append(path)
+        self.entries.append(path.stem)
+        self.labels += labels
 
 
 @dataclass
@@ -67,10 +79,20 @@ class CameraStats:
     """session -> its first seq, in order of appearance: one session per clip (ingest reconnects per clip)."""
 
 
-def prepare_cameras(ped2: Path, clips: list[str], warm_clips: int, n_cameras: int | None = None) -> list[DemoCamera]:
+INTERLUDES = ("Train015", "Train016")
+"""Held-out normal clips (the default model's: not in its training or calibration) played between two test
+clips on one camera."""
+
+
+def prepare_cameras(ped2: Path, clips: list[str], warm_clips: int, n_cameras: int | None = None,
+                    interlude: bool = True) -> list[DemoCamera]:
     """A playlist per camera: ``warm_clips`` normal training clips, then its test clips.
 
-    With ``n_cameras``, the clips are dealt round-robin to that many cameras (``--clips all``); otherwise
+    With ``n_cameras``, the clips are dealt round-robin to that many cameras (``--clips all``), and, with
+    ``interlude``, a held-out normal clip (``INTERLUDES`` in turn, about 18 s) is played between two test
+    clips: an alert still open at a clip's end closes and its cooldown lapses there, as between two
+    incidents on a real camera, rather than swallowing the next clip's anomaly (``vigil evaluate`` scores
+    each clip on its own). Alerts that begin in a normal clip are counted as false. Without ``n_cameras``
     each clip gets its own camera.
     """
     labels_all = json.loads((ped2 / "labels_frame_ped2.json").read_text())
@@ -78,16 +100,18 @@ def prepare_cameras(ped2: Path, clips: list[str], warm_clips: int, n_cameras: in
     unknown = [c for c in clips if c not in labels_all]
     if unknown:
         raise typer.BadParameter(f"unknown test clips {unknown}; choose from {sorted(labels_all)} or 'all'", param_hint="--clips")
-    n = n_cameras or len(clips)
+    from vigil.model.live import camera_playlists
+
+    playlists = camera_playlists(clips, n_cameras or len(clips), INTERLUDES if n_cameras and interlude else ())
     cams = []
-    for i in range(min(n, len(clips))):
+    for i, playlist in enumerate(playlists):
+        cam = DemoCamera(f"ped2-cam{i + 1}", [], [])
         warm = [f"Train{(i * warm_clips + k) % 16 + 1:03d}" for k in range(warm_clips)]
-        cam = DemoCamera(f"ped2-cam{i + 1}", [ped2 / "train" / f"{w}.mkv" for w in warm],
-                         [0] * sum(frames_of.get(w, 0) for w in warm))
-        for clip in clips[i::n]:
-            cam.segments.append((clip, len(cam.labels), len(cam.labels) + len(labels_all[clip])))
-            cam.playlist.append(ped2 / "test" / f"{clip}.mkv")
-            cam.labels += list(labels_all[clip])
+        for name in [*warm, *playlist]:
+            if name in labels_all:
+                cam.add(ped2 / "test" / f"{name}.mkv", list(labels_all[name]))
+            else:
+                cam.add(ped2 / "train" / f"{name}.mkv", [0] * frames_of.get(name, 0))
         cams.append(cam)
     return cams
 
@@ -224,12 +248,14 @@ def _short(value: str) -> str:
 def summarize(monitor: Monitor, cameras: list[DemoCamera]) -> dict:
     """Per test clip: alerted or not, false alerts, delay; overall latencies.
 
-    A frame's index in its camera's playlist is its sequence number minus the camera's first one
-    (ingest numbers frames gap-free across reconnects; the demo drops none at 10 fps). An alert belongs
-    to the clip its first frame is in; it is true when it overlaps that clip's labelled frames.
+    A frame's index in a clip is its sequence number minus its session's first one (:func:`_clip_ranges`).
+    An alert is true when it overlaps a test clip's labelled frames, else false for the clip its first frame
+    is in; the normal clips played before or between test clips are one row, ``normal clips``.
     """
     rows = {clip: {"anomalous": any(cam.labels[a:b]), "alerted": False, "false_alerts": 0, "delay_s": None}
             for cam in cameras for clip, a, b in cam.segments}  # fmt: skip
+    if any(len(cam.entries) > len(cam.segments) for cam in cameras):
+        rows[NORMAL] = {"anomalous": False, "alerted": False, "false_alerts": 0, "delay_s": None}
     for alert in sorted(monitor.alerts.values(), key=lambda a: a["start_seq"]):
         _attribute(alert, monitor, cameras, rows)
     lat = [x for st in monitor.stats.values() for x in st.latencies_ms]
@@ -248,25 +274,29 @@ def summarize(monitor: Monitor, cameras: list[DemoCamera]) -> dict:
     }  # fmt: skip
 
 
-def _clip_ranges(cam: DemoCamera, st: CameraStats) -> list[tuple[str, int, list[int]]]:
-    """Per test clip of a camera: its name, the seq of its first frame, and its labelled frame indices.
+def _clip_ranges(cam: DemoCamera, st: CameraStats) -> tuple[list[tuple[str, int, list[int]]], int | None]:
+    """Per playlist entry of a camera that has started: its name, the seq of its first frame, and its labelled
+    frame indices (none for a normal clip); and the first seq after the playlist, if the camera got that far.
 
     Each clip is played over its own RTSP connection, so ingest numbers it as a new session: the k-th
     session a camera's scores carried is its k-th playlist entry, and a frame's index in that clip is its
-    sequence number minus the session's first one (exact whatever frames the stream added or lost).
+    sequence number minus the session's first one (exact whatever frames the stream added or lost). After
+    the last entry the RTSP server starts the playlist again, until the demo stops: not part of the run.
     """
     starts = sorted(st.sessions.values())
-    warm = len(cam.playlist) - len(cam.segments)
+    tests = {clip: (a, b) for clip, a, b in cam.segments}
     out = []
-    for k, (clip, a, b) in enumerate(cam.segments):
-        if warm + k < len(starts):
-            out.append((clip, starts[warm + k], [f for f in range(b - a) if cam.labels[a + f]]))
-    return out
+    for k, name in enumerate(cam.entries[: len(starts)]):
+        a, b = tests.get(name, (0, 0))
+        out.append((name, starts[k], [f for f in range(b - a) if cam.labels[a + f]]))
+    return out, starts[len(cam.entries)] if len(starts) > len(cam.entries) else None
 
 
 def _attribute(alert: dict, monitor: Monitor, cameras: list[DemoCamera], rows: dict[str, dict]) -> None:
     """Count one alert for every test clip whose labelled frames it overlaps (an alert can run on from one
-    clip into the next one on the same camera); an alert that overlaps none is false, for the clip it began in."""
+    clip into the next one on the same camera); an alert that overlaps none is false, for the clip it began in
+    (``rows["normal clips"]`` when that is a normal clip played before or between test clips). Alerts that begin
+    once the playlist is over (the server plays it again until the demo stops) are left out."""
     cam = next((c for c in cameras if c.camera_id == alert["camera_id"]), None)
     st = monitor.stats[alert["camera_id"]]
     if cam is None or not st.sessions:
@@ -274,7 +304,9 @@ def _attribute(alert: dict, monitor: Monitor, cameras: list[DemoCamera], rows: d
     start = alert["start_seq"]
     end = alert["end_seq"] if alert["end_seq"] is not None else st.last_seq
     trigger = alert.get("open_trigger_seq") or start
-    ranges = _clip_ranges(cam, st)
+    ranges, after = _clip_ranges(cam, st)
+    if after is not None and start >= after:
+        return
     hit = False
     for clip, base, span in ranges:
         if span and start <= base + span[-1] and end >= base + span[0]:
@@ -283,13 +315,15 @@ def _attribute(alert: dict, monitor: Monitor, cameras: list[DemoCamera], rows: d
                 rows[clip]["alerted"], rows[clip]["delay_s"] = True, round(max(0, trigger - base - span[0]) / FPS, 1)
     began = [clip for clip, base, _ in ranges if base <= start]
     if not hit and began:
-        rows[began[-1]]["false_alerts"] += 1
+        rows[began[-1] if began[-1] in rows else NORMAL]["false_alerts"] += 1
 
 
 def demo(
     clips: str = typer.Option(DEFAULT_CLIPS, help="Comma-separated Ped2 test clips, one camera each; 'all' = all 12"),
     cameras_n: int = typer.Option(3, "--cameras", min=1, max=12, help="With --clips all: cameras the clips are dealt to"),
     warm_clips: int = typer.Option(0, min=0, max=8, help="Normal training clips played before a camera's test clips"),
+    interlude: bool = typer.Option(True, help="With --clips all: a held-out normal clip between two test clips on a "
+                                   "camera, so one clip's alert and cooldown do not carry into the next"),
     data: Path | None = typer.Option(None, help="UCSD Ped2 folder (default: $VIGIL_PED2_DIR, ../shared/data/ucsd_ped2, else the shipped data/ped2-mini)"),
     model: Path | None = typer.Option(None, help="Model directory (default: the committed Ped2 model)"),
     timeout: float = typer.Option(300.0, help="Stop after this many seconds"),
@@ -308,7 +342,7 @@ def demo(
     kafka, redis_settings, topics = KafkaSettings(), RedisSettings(), TopicSettings()
     _check_servers(kafka, redis_settings)
     ensure_vigil_topics(kafka, topics)
-    cameras = _cameras(data, clips, warm_clips, cameras_n)
+    cameras = _cameras(data, clips, warm_clips, cameras_n, interlude)
     logs = workdir / "logs" / time.strftime("%Y%m%d-%H%M%S")
     procs: list[Proc] = []
     monitor = Monitor(kafka, redis_settings, topics.scores, cameras)
@@ -340,10 +374,10 @@ def _finish(monitor: Monitor, cameras: list[DemoCamera], workdir: Path) -> None:
     (workdir / "last_summary.json").write_text(json.dumps(summary, indent=2))
 
 
-def _cameras(data: Path, clips: str, warm_clips: int, n_cameras: int) -> list[DemoCamera]:
+def _cameras(data: Path, clips: str, warm_clips: int, n_cameras: int, interlude: bool = True) -> list[DemoCamera]:
     if clips.strip().lower() == "all":
         names = sorted(json.loads((data / "labels_frame_ped2.json").read_text()))
-        return prepare_cameras(data, names, warm_clips, n_cameras)
+        return prepare_cameras(data, names, warm_clips, n_cameras, interlude)
     return prepare_cameras(data, [c.strip() for c in clips.split(",") if c.strip()], warm_clips)
 
 

@@ -150,3 +150,22 @@ def test_only_a_full_smoothing_window_can_alert_after_a_fresh_state(cal: Calibra
     again = _run(CameraScoring(params, EventParams(), cal), [*frames[:10], frames[0], *frames[11:20]])
     after = [v.above for v in again[11:]]
     assert after[: params.smooth - 1] == [not full_window] * (params.smooth - 1) and all(after[params.smooth - 1:])
+
+
+def test_long_running_cameras_carry_their_events_from_clip_to_clip_unless_a_normal_clip_separates_them():
+    from vigil.model.live import camera_playlists, replay, replay_playlists
+
+    cal = calibrate([_frames(600, seed=1)], PARAMS, cell_px=8)
+    clips = {"A": _frames(100, seed=2, bad=range(80, 100)), "B": _frames(100, seed=3, bad=range(10, 40)),
+             "n": _frames(150, seed=4)}
+    assert camera_playlists(["A", "B"], 1, ("n",)) == [["A", "n", "B"]] and camera_playlists(["A", "B"], 1) == [["A", "B"]]
+    fresh = replay({k: clips[k] for k in "AB"}, cal, PARAMS)
+    assert fresh["A"].events and fresh["B"].events  # each clip from a fresh state: both alert
+    (back_to_back,) = replay_playlists(clips, [["A", "B"]], cal, PARAMS)
+    named = dict(back_to_back)
+    assert named["A"].events and not named["B"].events  # A's alert is still open (then cooling down) in B
+    assert len(named["B"].scores) == 100 and named["B"].warmup[:3].all()  # B starts with the worker's warm-up
+    (separated,) = replay_playlists(clips, [["A", "n", "B"]], cal, PARAMS)
+    named = dict(separated)
+    assert not named["n"].events and [e.open_seq // 10 for e in named["B"].events] == [e.open_seq // 10 for e in fresh["B"].events]
+    np.testing.assert_allclose(named["A"].scores, fresh["A"].scores)  # clip-relative: the first clip is as if alone
