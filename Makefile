@@ -7,7 +7,7 @@ ENV   := set -a; [ -f .state/local.env ] && source .state/local.env; set +a;
 HELM  := .state/bin/helm
 HELM_VERSION := v3.18.6
 
-.PHONY: help install up down status test test-fast test-faults test-helm test-clone lint smoke bench bench-gpu bench-mmnist demo settings-doc clean
+.PHONY: help install up down status test test-fast test-faults test-helm test-clone lint smoke bench bench-gpu bench-mmnist demo screenshots settings-doc clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -66,6 +66,9 @@ bench-gpu:  ## every GPU measurement in one run (< 8 min; JAX backend, no Tensor
 
 demo: up  ## the whole pipeline on live RTSP cameras playing Ped2 clips (Ctrl-C stops it)
 	$(ENV) $(VENV)/bin/vigil demo $(DEMO_ARGS)
+
+screenshots: up  ## the console's screenshots in docs/screenshots/ (the browser test, writing there instead of a temp folder)
+	$(ENV) VIGIL_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m pytest -q tests/api/test_api_console_browser.py
 
 settings-doc:  ## regenerate docs/settings.md from the settings models
 	$(PY) -m vigil.tools.settings_ref

@@ -1,6 +1,8 @@
 """The web console in a real headless browser (Debian's chromium + chromium-driver, driven by selenium) against
 `vigil api` started for real on a free port over the real Redis: sign in, see a live alert appear, play its
-clip (a real H.264 MP4 made with PyAV), label it, find the label in Redis; screenshots into docs/screenshots/.
+clip (a real H.264 MP4 made with PyAV), label it, find the label in Redis; screenshots into the test's temporary
+folder, or into ``$VIGIL_SCREENSHOTS_DIR`` when set (``make screenshots`` writes docs/screenshots/ that way), so
+that running the suite never changes the checkout.
 
 The test uses its own Redis database (``/11``) so that the camera wall shows only its cameras, and removes
 its keys afterwards.
@@ -21,7 +23,6 @@ import pytest
 from conftest import OPERATOR, free_port, score_into_redis
 from evidence_fixtures import jpeg, make_clip, write_evidence, write_live_view
 
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 DB = 11
 INSTALL = "infra/local/install.sh (sudo apt-get install -y chromium chromium-driver)"
 
@@ -106,7 +107,7 @@ def _cameras(client, token: str) -> list[str]:  # noqa: ANN001
     return names
 
 
-def test_console_live_alert_clip_label_and_screenshots(api, own_db) -> None:  # noqa: ANN001
+def test_console_live_alert_clip_label_and_screenshots(api, own_db, tmp_path) -> None:  # noqa: ANN001
     from selenium.webdriver.common.by import By
 
     from vigil.shared.redis_keys import ALERT_LABELS
@@ -149,19 +150,19 @@ def test_console_live_alert_clip_label_and_screenshots(api, own_db) -> None:  # 
         assert stored["kind"] == "bike" and stored["by"].startswith("operator:")
         client.hdel(ALERT_LABELS, alert_id)  # the test's label: not left in the shared hash
         driver.execute_script("arguments[0].pause(); arguments[0].currentTime = 2.0;", video)
-        _screens(driver, api, cam, others)
+        _screens(driver, api, cam, others, Path(os.environ.get("VIGIL_SCREENSHOTS_DIR") or tmp_path))
     finally:
         driver.quit()
 
 
-def _screens(driver, api: str, cam: str, others: list[str]) -> None:  # noqa: ANN001
+def _screens(driver, api: str, cam: str, others: list[str], shots: Path) -> None:  # noqa: ANN001
     """Screenshots of the review queue, the wall, a camera page and the zone editor."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    shots.mkdir(parents=True, exist_ok=True)
     time.sleep(0.5)
-    driver.save_screenshot(str(SHOTS / "review.png"))
+    driver.save_screenshot(str(shots / "review.png"))
     for attempt in range(3):  # the camera list is cached for VIGIL_API_CAMERAS_CACHE_S (5 s): a new camera may need a reload
         driver.get(api + "/")
         try:
@@ -171,11 +172,11 @@ def _screens(driver, api: str, cam: str, others: list[str]) -> None:  # noqa: AN
             if attempt == 2:
                 raise
     time.sleep(1.0)  # the sparklines
-    driver.save_screenshot(str(SHOTS / "wall.png"))
+    driver.save_screenshot(str(shots / "wall.png"))
     driver.get(f"{api}/cameras/{cam}")
     _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".frame.has") and d.find_elements(By.CSS_SELECTOR, ".card"), 20)
     time.sleep(1.0)
-    driver.save_screenshot(str(SHOTS / "camera.png"))
+    driver.save_screenshot(str(shots / "camera.png"))
     driver.get(f"{api}/cameras/{others[1]}/zones")
     canvas = _wait(driver, lambda d: d.find_elements(By.ID, "zone-canvas"), 20)[0]
     _wait(driver, lambda d: d.execute_script("return document.getElementById('zone-frame').naturalWidth") > 0, 20)
@@ -184,4 +185,4 @@ def _screens(driver, api: str, cam: str, others: list[str]) -> None:  # noqa: AN
         ActionChains(driver).move_to_element_with_offset(canvas, int((fx - 0.5) * w), int((fy - 0.5) * h)).click().perform()
     driver.find_element(By.ID, "z-close").click()
     _wait(driver, lambda d: "exclude:" in d.find_element(By.ID, "z-yaml").text and "[0.05" in d.find_element(By.ID, "z-yaml").text, 20)
-    driver.save_screenshot(str(SHOTS / "zones.png"))
+    driver.save_screenshot(str(shots / "zones.png"))
