@@ -214,7 +214,7 @@ def evaluate_cmd(
         c = metrics["continuous"][key]
         typer.echo(f"the demo's arrangement, long-running cameras ({what}): AUC {c['auc_all_frames']:.4f}, recall "
                    f"{c['events']['recall']}, {c['events']['false_alerts']} false of {c['events']['alerts']}, median "
-                   f"delay {c['events']['median_delay_s']:.1f} s, {c['normal_clip_alerts']} alerts on the normal clips between")
+                   f"delay {c['events']['median_delay_s']:.2f} s, {c['normal_clip_alerts']} alerts on the normal clips between")
 
 
 def score_cmd(

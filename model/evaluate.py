@@ -15,8 +15,11 @@ with the event rules. The headline is that path's figure, as operators get it:
   restart or a rebalance).
 
 Beside it, labelled: the model alone (the error map without the motion map), the literature's per-clip
-min-max protocol of both (uses each clip's future), and the previous releases' frame-feature score
-(``reference_frame_features``), for continuity. docs/model.md says how each parameter was chosen.
+min-max protocol of both (uses each clip's future), the previous releases' frame-feature score
+(``reference_frame_features``), for continuity, and ``continuous``: the test clips as ``vigil demo --clips
+all`` plays them, back to back on a few long-running cameras whose scoring state (the level it follows, its
+events and cooldowns) carries from clip to clip, as in production. docs/model.md says how each parameter was
+chosen.
 """
 
 from __future__ import annotations

@@ -125,8 +125,9 @@ def replay_playlists(clips: dict[str, list[Observation]], playlists: list[list[s
     still starts with the worker's warm-up, as after a reconnect); then split back into clips.
 
     Returns:
-        Per playlist, ``(clip, replay)`` in order, with clip-relative frame numbers; an alert belongs to the
-        clip its opening frame is in (an alert that runs on into the next clip is that earlier clip's).
+        Per playlist, ``(clip, replay)`` in order, with clip-relative frame numbers (positions in the clip); an
+        alert belongs to the clip its opening frame is in (an alert that runs on into the next clip is that
+        earlier clip's; ``vigil demo`` also counts it as a hit for the later clip when it overlaps its span).
     """
     out = []
     for playlist in playlists:
@@ -142,8 +143,10 @@ def replay_playlists(clips: dict[str, list[Observation]], playlists: list[list[s
 
 
 def _joined(clips: list[list[Observation]]) -> tuple[list[Observation], list[int]]:
-    """The clips as one stream: frame numbers and capture times continued from clip to clip (one frame period
-    between a clip's last frame and the next one's first); and where each clip starts."""
+    """The clips as one stream: frames numbered by their position in it (a clip's own numbers may have gaps),
+    capture times continued from clip to clip (one frame period between a clip's last frame and the next one's
+    first; a live camera's reconnect takes longer, about 1 s in the demo, which counts towards a cooldown); and
+    where each clip starts."""
     joined: list[Observation] = []
     starts: list[int] = []
     next_ns = 0
@@ -152,8 +155,8 @@ def _joined(clips: list[list[Observation]]) -> tuple[list[Observation], list[int
         if not obs:
             continue
         period = int(np.median(np.diff([o.capture_ns for o in obs]))) if len(obs) > 1 else 100_000_000
-        base_seq, base_ns = obs[0].seq, obs[0].capture_ns
-        joined += [replace(o, seq=len(joined) + o.seq - base_seq, capture_ns=next_ns + o.capture_ns - base_ns) for o in obs]
+        first, base_ns = len(joined), obs[0].capture_ns
+        joined += [replace(o, seq=first + i, capture_ns=next_ns + o.capture_ns - base_ns) for i, o in enumerate(obs)]
         next_ns += obs[-1].capture_ns - base_ns + max(period, 1)
     return joined, starts
 

@@ -97,12 +97,13 @@ def test_bench_runtime_times_each_runtime_in_blocks_and_round_robin_on_its_own_s
 
 def test_the_demo_plays_a_normal_clip_between_test_clips_and_counts_each_alert_where_it_began() -> None:
     from vigil.model.data import ped2_mini_dir
-    from vigil.tools.demo import NORMAL, CameraStats, prepare_cameras, summarize
+    from vigil.tools.demo import NORMAL, CameraStats, demo_interludes, prepare_cameras, summarize
 
     (cam,) = prepare_cameras(ped2_mini_dir(), ["Test001", "Test002"], 0, n_cameras=1)
     assert cam.entries == ["Test001", "Train015", "Test002"] and [s[0] for s in cam.segments] == ["Test001", "Test002"]
     assert len(cam.labels) == 180 + 150 + 180 and cam.segments[1][1:] == (330, 510)
-    (plain,) = prepare_cameras(ped2_mini_dir(), ["Test001", "Test002"], 0, n_cameras=1, interlude=False)
+    assert demo_interludes(ped2_mini_dir(), None) == ("Train015", "Train016")  # the card's held-out clips
+    (plain,) = prepare_cameras(ped2_mini_dir(), ["Test001", "Test002"], 0, n_cameras=1, interludes=())
     assert plain.entries == ["Test001", "Test002"]
     # sessions as ingest numbers them: one per clip, then the server's second pass of the playlist
     st = CameraStats(sessions={1: 1000, 2: 1180, 3: 1330, 4: 1510}, last_seq=1540)
@@ -113,8 +114,22 @@ def test_the_demo_plays_a_normal_clip_between_test_clips_and_counts_each_alert_w
         {"camera_id": cam.camera_id, "start_seq": 1515, "end_seq": 1530},  # after the playlist: left out
     ]
     monitor = SimpleNamespace(stats={cam.camera_id: st}, alerts={str(i): a for i, a in enumerate(alerts)}, alert_latency_ms=[])
-    rows = summarize(monitor, [cam])["per_clip"]  # type: ignore[arg-type]
+    summary = summarize(monitor, [cam])  # type: ignore[arg-type]
+    rows = summary["per_clip"]
+    assert summary["alerts"] == 3 and summary["alerts_after_the_playlist"] == 1
     first = next(i for i, v in enumerate(cam.labels[:180]) if v)
     assert rows["Test001"]["alerted"] and rows["Test001"]["delay_s"] == (72 - first) / 10
     assert rows[NORMAL]["false_alerts"] == 1 and rows["Test002"]["false_alerts"] == 1 and not rows["Test002"]["alerted"]
     assert sum(r["false_alerts"] for r in rows.values()) == 2
+
+
+def test_the_demo_warns_when_no_held_out_normal_clip_can_separate_the_test_clips(tmp_path, capsys) -> None:  # noqa: ANN001
+    import shutil
+
+    from vigil.model.data import ped2_mini_dir
+    from vigil.tools.demo import demo_interludes
+
+    shutil.copy(ped2_mini_dir() / "manifest.json", tmp_path / "manifest.json")  # no train/ folder
+    assert demo_interludes(tmp_path, None) == ()
+    err = capsys.readouterr().err
+    assert "Train015" in err and "back to back" in err and "vigil data ped2" in err

@@ -218,7 +218,7 @@ def _continuous_rows(c: dict) -> list[str]:
         rows.append(f"| the demo's arrangement ({len(c['playlists'])} long-running cameras, a held-out normal clip "
                     f"between two test clips), {what}: AUC / recall / precision / median delay / alerts on the normal "
                     f"clips | {c[key]['auc_all_frames']:.3f} / {e['recall']} / {e['precision']:.0%} / "
-                    f"{e['median_delay_s']:.1f} s / {c[key]['normal_clip_alerts']} |")
+                    f"{e['median_delay_s']:.2f} s / {c[key]['normal_clip_alerts']} |")
     return rows
 
 

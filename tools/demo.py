@@ -27,11 +27,13 @@ import time
 import urllib.request
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import typer
 
+from vigil.model.live import DEMO_CAMERAS
 from vigil.tools.launcher import Proc, default_ped2_dir, free_port, repo_root, start_rtsp_server, vigil_argv
 
 log = logging.getLogger(__name__)
@@ -80,20 +82,21 @@ class CameraStats:
 
 
 INTERLUDES = ("Train015", "Train016")
-"""Held-out normal clips (the default model's: not in its training or calibration) played between two test
-clips on one camera."""
+"""Held-out normal clips played between two test clips on one camera when the model's card names none (the
+committed Ped2 models' ``data.val_clips``: in neither their training nor their calibration)."""
 
 
 def prepare_cameras(ped2: Path, clips: list[str], warm_clips: int, n_cameras: int | None = None,
-                    interlude: bool = True) -> list[DemoCamera]:
+                    interludes: Sequence[str] = INTERLUDES) -> list[DemoCamera]:
     """A playlist per camera: ``warm_clips`` normal training clips, then its test clips.
 
-    With ``n_cameras``, the clips are dealt round-robin to that many cameras (``--clips all``), and, with
-    ``interlude``, a held-out normal clip (``INTERLUDES`` in turn, about 18 s) is played between two test
-    clips: an alert still open at a clip's end closes and its cooldown lapses there, as between two
-    incidents on a real camera, rather than swallowing the next clip's anomaly (``vigil evaluate`` scores
-    each clip on its own). Alerts that begin in a normal clip are counted as false. Without ``n_cameras``
-    each clip gets its own camera.
+    With ``n_cameras``, the clips are dealt round-robin to that many cameras (``--clips all``), and a normal
+    clip of ``interludes`` (in turn; Ped2's Train015/016 last 15 s) is played between two test clips: with the
+    default event rules an alert still open at a clip's end closes there (2 s of frames below) and its
+    cooldown (10 s) lapses, as between two incidents on a real camera, rather than swallowing the next clip's
+    anomaly (``vigil evaluate`` scores each clip on its own, and replays this arrangement as ``continuous``).
+    Alerts that begin in a normal clip are counted as false. Without ``n_cameras`` each clip gets its own
+    camera.
     """
     labels_all = json.loads((ped2 / "labels_frame_ped2.json").read_text())
     frames_of = _frame_counts(json.loads((ped2 / "manifest.json").read_text()))
@@ -102,7 +105,7 @@ def prepare_cameras(ped2: Path, clips: list[str], warm_clips: int, n_cameras: in
         raise typer.BadParameter(f"unknown test clips {unknown}; choose from {sorted(labels_all)} or 'all'", param_hint="--clips")
     from vigil.model.live import camera_playlists
 
-    playlists = camera_playlists(clips, n_cameras or len(clips), INTERLUDES if n_cameras and interlude else ())
+    playlists = camera_playlists(clips, n_cameras or len(clips), interludes if n_cameras else ())
     cams = []
     for i, playlist in enumerate(playlists):
         cam = DemoCamera(f"ped2-cam{i + 1}", [], [])
@@ -256,14 +259,14 @@ def summarize(monitor: Monitor, cameras: list[DemoCamera]) -> dict:
             for cam in cameras for clip, a, b in cam.segments}  # fmt: skip
     if any(len(cam.entries) > len(cam.segments) for cam in cameras):
         rows[NORMAL] = {"anomalous": False, "alerted": False, "false_alerts": 0, "delay_s": None}
-    for alert in sorted(monitor.alerts.values(), key=lambda a: a["start_seq"]):
-        _attribute(alert, monitor, cameras, rows)
+    counted = [_attribute(a, monitor, cameras, rows) for a in sorted(monitor.alerts.values(), key=lambda a: a["start_seq"])]
     lat = [x for st in monitor.stats.values() for x in st.latencies_ms]
     anomalous = [c for c, r in rows.items() if r["anomalous"]]
     delays = [r["delay_s"] for r in rows.values() if r["delay_s"] is not None]
     return {
         "frames_processed": sum(st.scores for st in monitor.stats.values()),
-        "alerts": len(monitor.alerts),
+        "alerts": sum(counted),
+        "alerts_after_the_playlist": len(counted) - sum(counted),
         "clips_alerted": f"{sum(rows[c]['alerted'] for c in anomalous)}/{len(anomalous)}",
         "false_alerts": sum(r["false_alerts"] for r in rows.values()),
         "median_delay_s": round(statistics.median(delays), 1) if delays else None,
@@ -285,28 +288,29 @@ def _clip_ranges(cam: DemoCamera, st: CameraStats) -> tuple[list[tuple[str, int,
     """
     starts = sorted(st.sessions.values())
     tests = {clip: (a, b) for clip, a, b in cam.segments}
+    entries = cam.entries or [p.stem for p in cam.playlist]
     out = []
-    for k, name in enumerate(cam.entries[: len(starts)]):
+    for k, name in enumerate(entries[: len(starts)]):
         a, b = tests.get(name, (0, 0))
         out.append((name, starts[k], [f for f in range(b - a) if cam.labels[a + f]]))
-    return out, starts[len(cam.entries)] if len(starts) > len(cam.entries) else None
+    return out, starts[len(entries)] if len(starts) > len(entries) else None
 
 
-def _attribute(alert: dict, monitor: Monitor, cameras: list[DemoCamera], rows: dict[str, dict]) -> None:
+def _attribute(alert: dict, monitor: Monitor, cameras: list[DemoCamera], rows: dict[str, dict]) -> bool:
     """Count one alert for every test clip whose labelled frames it overlaps (an alert can run on from one
     clip into the next one on the same camera); an alert that overlaps none is false, for the clip it began in
     (``rows["normal clips"]`` when that is a normal clip played before or between test clips). Alerts that begin
-    once the playlist is over (the server plays it again until the demo stops) are left out."""
+    once the playlist is over (the server plays it again until the demo stops) are left out: returns False."""
     cam = next((c for c in cameras if c.camera_id == alert["camera_id"]), None)
     st = monitor.stats[alert["camera_id"]]
     if cam is None or not st.sessions:
-        return
+        return False
     start = alert["start_seq"]
     end = alert["end_seq"] if alert["end_seq"] is not None else st.last_seq
     trigger = alert.get("open_trigger_seq") or start
     ranges, after = _clip_ranges(cam, st)
     if after is not None and start >= after:
-        return
+        return False
     hit = False
     for clip, base, span in ranges:
         if span and start <= base + span[-1] and end >= base + span[0]:
@@ -316,11 +320,12 @@ def _attribute(alert: dict, monitor: Monitor, cameras: list[DemoCamera], rows: d
     began = [clip for clip, base, _ in ranges if base <= start]
     if not hit and began:
         rows[began[-1] if began[-1] in rows else NORMAL]["false_alerts"] += 1
+    return True
 
 
 def demo(
     clips: str = typer.Option(DEFAULT_CLIPS, help="Comma-separated Ped2 test clips, one camera each; 'all' = all 12"),
-    cameras_n: int = typer.Option(3, "--cameras", min=1, max=12, help="With --clips all: cameras the clips are dealt to"),
+    cameras_n: int = typer.Option(DEMO_CAMERAS, "--cameras", min=1, max=12, help="With --clips all: cameras the clips are dealt to"),
     warm_clips: int = typer.Option(0, min=0, max=8, help="Normal training clips played before a camera's test clips"),
     interlude: bool = typer.Option(True, help="With --clips all: a held-out normal clip between two test clips on a "
                                    "camera, so one clip's alert and cooldown do not carry into the next"),
@@ -342,7 +347,8 @@ def demo(
     kafka, redis_settings, topics = KafkaSettings(), RedisSettings(), TopicSettings()
     _check_servers(kafka, redis_settings)
     ensure_vigil_topics(kafka, topics)
-    cameras = _cameras(data, clips, warm_clips, cameras_n, interlude)
+    interludes = demo_interludes(data, model) if interlude and clips.strip().lower() == "all" else ()
+    cameras = _cameras(data, clips, warm_clips, cameras_n, interludes)
     logs = workdir / "logs" / time.strftime("%Y%m%d-%H%M%S")
     procs: list[Proc] = []
     monitor = Monitor(kafka, redis_settings, topics.scores, cameras)
@@ -374,10 +380,30 @@ def _finish(monitor: Monitor, cameras: list[DemoCamera], workdir: Path) -> None:
     (workdir / "last_summary.json").write_text(json.dumps(summary, indent=2))
 
 
-def _cameras(data: Path, clips: str, warm_clips: int, n_cameras: int, interlude: bool = True) -> list[DemoCamera]:
+def demo_interludes(ped2: Path, model: Path | None) -> tuple[str, ...]:
+    """The normal clips to play between test clips: the model card's held-out clips (``data.val_clips``; else
+    ``INTERLUDES``) that ``ped2/train`` holds and its manifest counts; a warning when there are none."""
+    from vigil.model.streaming import CARD_FILE, DEFAULT_MODEL_DIR
+
+    try:
+        card = json.loads(((model or DEFAULT_MODEL_DIR) / CARD_FILE).read_text())
+    except (OSError, ValueError):
+        card = {}
+    wanted = card.get("data", {}).get("val_clips") if isinstance(card, dict) else None
+    frames_of = _frame_counts(json.loads((ped2 / "manifest.json").read_text()))
+    names = tuple(n for n in (wanted or INTERLUDES) if isinstance(n, str) and frames_of.get(n)
+                  and (ped2 / "train" / f"{n}.mkv").is_file())  # fmt: skip
+    if not names:
+        typer.echo(f"warning: no held-out normal clip ({', '.join(wanted or INTERLUDES)}) in {ped2 / 'train'} with a frame "
+                   "count in its manifest: a camera plays its test clips back to back, so an alert still open at a "
+                   "clip's end can swallow the next clip's anomaly (get the full set: `vigil data ped2`)", err=True)
+    return names
+
+
+def _cameras(data: Path, clips: str, warm_clips: int, n_cameras: int, interludes: Sequence[str] = ()) -> list[DemoCamera]:
     if clips.strip().lower() == "all":
         names = sorted(json.loads((data / "labels_frame_ped2.json").read_text()))
-        return prepare_cameras(data, names, warm_clips, n_cameras, interlude)
+        return prepare_cameras(data, names, warm_clips, n_cameras, interludes)
     return prepare_cameras(data, [c.strip() for c in clips.split(",") if c.strip()], warm_clips)
 
 

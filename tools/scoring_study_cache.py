@@ -6,7 +6,8 @@ seeds each, on the rows where people move in Train001-012 (mean motion map per r
 (``SETS``): ``whole``, objects that appear whole at the frame's edge (scoring step 1), and ``enter``, the same
 objects sliding in across the edge (step 13, :func:`vigil.model.synthetic.inject` with ``enter=True``).
 
-Usage: ``python -m vigil.tools.scoring_study_cache MODEL_DIR [--set whole|enter]``
+Usage: ``python -m vigil.tools.scoring_study_cache MODEL_DIR [--set enter|whole]`` (``enter`` by default, as
+:mod:`vigil.tools.margin_choice`)
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def row_weights(messages: dict[str, list], height: int) -> np.ndarray:
 
 
 def main(model_dir: str = typer.Argument(..., help="Model directory (its card names the version cached)."),
-         synthetic: str = typer.Option("whole", "--set", help="Synthetic set: whole (step 1) or enter (step 13).")) -> None:
+         synthetic: str = typer.Option("enter", "--set", help="Synthetic set: enter (step 13, what margin_choice reads "
+                                       "by default) or whole (step 1).")) -> None:
     """Cache Ped2 and the synthetic set ``--set`` for ``model_dir``."""
     from vigil.model.data import ped2_dir
     from vigil.model.replay import clip_messages, ped2_messages

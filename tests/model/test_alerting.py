@@ -169,3 +169,7 @@ def test_long_running_cameras_carry_their_events_from_clip_to_clip_unless_a_norm
     named = dict(separated)
     assert not named["n"].events and [e.open_seq // 10 for e in named["B"].events] == [e.open_seq // 10 for e in fresh["B"].events]
     np.testing.assert_allclose(named["A"].scores, fresh["A"].scores)  # clip-relative: the first clip is as if alone
+    gappy = dict(clips, A=clips["A"][:10] + clips["A"][30:])  # 20 frames dropped: A's own numbers have a gap
+    named = dict(replay_playlists(gappy, [["A", "n", "B"]], cal, PARAMS)[0])
+    assert len(named["A"].scores) == 80 and named["A"].events and not named["n"].events
+    assert all(60 <= e.open_seq < 80 for e in named["A"].events)  # positions in the clip: A's anomaly is its last 20
