@@ -121,7 +121,8 @@ def alerts_label(
 
 @cameras_app.command("status")
 def cameras_status(camera: str = typer.Option("", help="Only this camera")) -> None:
-    """Per camera: scoring mode (calibrated / online), status, score and threshold, model, last frame."""
+    """Per camera: scoring mode (calibrated / online), status, score and threshold, the level it has followed
+    away from its calibration (the daily cycle), model, last frame."""
     from vigil.shared.redis_keys import camera_hash
 
     client = _redis()
@@ -138,6 +139,7 @@ def cameras_status(camera: str = typer.Option("", help="Only this camera")) -> N
         mode = h.get("scoring_mode", "")
         why = {"online": " (no calibration for its model: learning its normal level; `vigil calibrate --camera`)",
                "calibrated": ""}.get(mode, "")  # fmt: skip
+        level = f"; level {h['level'].replace(':', ' ')} (log units from the calibration)" if h.get("level") else ""
         typer.echo(f"{name}: {h.get('status', '?')}, scoring {mode or '?'}{why}; score {h.get('score', '-')} / "
-                   f"threshold {h.get('threshold', '-')}; model {h.get('model', '?')}; last frame {h.get('last_frame_time', '?')}"
-                   f"{'; alert ' + h['alert_id'] if h.get('alert_id') else ''}")
+                   f"threshold {h.get('threshold', '-')}{level}; model {h.get('model', '?')}; last frame "
+                   f"{h.get('last_frame_time', '?')}{'; alert ' + h['alert_id'] if h.get('alert_id') else ''}")

@@ -141,6 +141,8 @@ class ScorerCore:
             await self.kinds.store_features()
         for cam, st in touched.items():
             self.save(cam, st.dumps())
+            if st.core is not None:
+                metrics.observe_level(cam, st.core.gain)
         self._evict_idle(touched)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - t0)
         metrics.CAMERAS.set(len(self.states))
@@ -249,5 +251,6 @@ def _hash_fields(st: ScorerState, msg: ScoreMessage, r: ScoreOutcome) -> dict[st
         "alert_id": "" if open_seq is None or event is None else Alert.make_id(st.camera_id, open_seq, event.start_ns),
         "model": f"{msg.model_id}:{msg.model_version}",
         "outbox": len(st.outbox),
+        "level": ",".join(f"{k}:{v:+.4f}" for k, v in sorted(st.core.gain.items())) if st.core is not None else "",
         "updated_ns": time.time_ns(),
     }

@@ -29,6 +29,9 @@ CAMERAS = gauge("vigil_scorer_cameras", "Cameras whose scorer state is in memory
 CAMERA_SCORE = gauge("vigil_scorer_camera_score", "Latest score of each camera in memory", ["camera"])
 CAMERA_THRESHOLD = gauge("vigil_scorer_camera_threshold", "Alert threshold each camera in memory is scored against",
                          ["camera"])  # fmt: skip
+CAMERA_LEVEL = gauge("vigil_scorer_camera_level", "How far each camera's overall level of each map has moved from "
+                     "its calibration, in log units (the daily cycle it follows; bounded by max_gain)",
+                     ["camera", "map"])  # fmt: skip
 CAMERA_LAST_SCORE = gauge("vigil_scorer_camera_last_score_timestamp_seconds", "Capture time (Unix seconds) of the "
                           "last frame scored for each camera in memory", ["camera"])  # fmt: skip
 
@@ -40,11 +43,26 @@ def observe_camera(camera_id: str, score: float, threshold: float, capture_ns: i
     CAMERA_LAST_SCORE.labels(camera_id).set(capture_ns / 1e9)
 
 
+_LEVEL_MAPS: dict[str, set[str]] = {}
+"""The maps each camera in memory has level gauges for (emptied by :func:`forget_camera`)."""
+
+
+def observe_level(camera_id: str, gains: Mapping[str, float]) -> None:
+    """Set a camera's level gauges, one per map of its core (labels bounded by max_cameras x its maps)."""
+    for name, value in gains.items():
+        CAMERA_LEVEL.labels(camera_id, name).set(value)
+    if gains:
+        _LEVEL_MAPS.setdefault(camera_id, set()).update(gains)
+
+
 def forget_camera(camera_id: str) -> None:
     """Remove an evicted camera's gauges."""
     for g in (CAMERA_SCORE, CAMERA_THRESHOLD, CAMERA_LAST_SCORE):
         with contextlib.suppress(KeyError):
             g.remove(camera_id)
+    for name in _LEVEL_MAPS.pop(camera_id, ()):
+        with contextlib.suppress(KeyError):
+            CAMERA_LEVEL.remove(camera_id, name)
 
 
 class OutboxDropTally:

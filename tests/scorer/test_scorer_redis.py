@@ -7,6 +7,10 @@ import json
 import time
 import uuid
 
+import pytest
+from prometheus_client import REGISTRY
+
+from vigil.services.scorer import metrics as scorer_metrics
 from vigil.services.scorer.alerts import history
 from vigil.services.scorer.core import ScorerCore
 from vigil.services.scorer.settings import ScorerSettings
@@ -79,6 +83,12 @@ def test_alerts_exact_outputs_and_idempotent_replay(redis_settings, redis_client
     assert h["status"] == "normal" and h["last_seq"] == "699" and h["scoring_mode"] == "online"
     assert float(h["threshold"]) == ScoringParams().online_threshold
     assert 0 < redis_client.ttl(camera_hash(cam)) <= 7 * 86_400  # a camera that stops sending expires
+    level = dict(part.split(":") for part in h["level"].split(","))  # the level it follows, as `cameras status` shows
+    assert set(level) == {"error"} and abs(float(level["error"])) <= ScoringParams().max_gain  # the simulator's one map
+    gauge = REGISTRY.get_sample_value("vigil_scorer_camera_level", {"camera": cam, "map": "error"})
+    assert gauge == pytest.approx(float(level["error"]), abs=1e-4)
+    scorer_metrics.forget_camera(cam)  # an evicted camera's gauges go with it
+    assert REGISTRY.get_sample_value("vigil_scorer_camera_level", {"camera": cam, "map": "error"}) is None
     snap = redis_client.get(close.snapshot_key)
     assert snap[:2] == b"\xff\xd8" and 0 < redis_client.ttl(close.snapshot_key) <= 7 * 86400
     assert redis_client.hlen(changes_key(close.alert_id)) == len(alerts)
