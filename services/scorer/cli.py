@@ -139,7 +139,8 @@ def cameras_status(camera: str = typer.Option("", help="Only this camera")) -> N
         mode = h.get("scoring_mode", "")
         why = {"online": " (no calibration for its model: learning its normal level; `vigil calibrate --camera`)",
                "calibrated": ""}.get(mode, "")  # fmt: skip
-        level = f"; level {h['level'].replace(':', ' ')} (log units from the calibration)" if h.get("level") else ""
+        shown = h.get("level") and h.get("status") != "learning"  # a camera still learning follows no level yet
+        level = f"; level {h['level'].replace(':', ' ').replace(',', ', ')} (log units from its normal)" if shown else ""
         typer.echo(f"{name}: {h.get('status', '?')}, scoring {mode or '?'}{why}; score {h.get('score', '-')} / "
                    f"threshold {h.get('threshold', '-')}{level}; model {h.get('model', '?')}; last frame "
                    f"{h.get('last_frame_time', '?')}{'; alert ' + h['alert_id'] if h.get('alert_id') else ''}")

@@ -8,10 +8,13 @@ import time
 import uuid
 
 import pytest
+import typer
 from prometheus_client import REGISTRY
+from typer.testing import CliRunner
 
 from vigil.services.scorer import metrics as scorer_metrics
 from vigil.services.scorer.alerts import history
+from vigil.services.scorer.cli import cameras_app
 from vigil.services.scorer.core import ScorerCore
 from vigil.services.scorer.settings import ScorerSettings
 from vigil.services.scorer.sink import RedisSink, SinkOptions, changes_key
@@ -87,6 +90,11 @@ def test_alerts_exact_outputs_and_idempotent_replay(redis_settings, redis_client
     assert set(level) == {"error"} and abs(float(level["error"])) <= ScoringParams().max_gain  # the simulator's one map
     gauge = REGISTRY.get_sample_value("vigil_scorer_camera_level", {"camera": cam, "map": "error"})
     assert gauge == pytest.approx(float(level["error"]), abs=1e-4)
+    cli = typer.Typer()
+    cli.add_typer(cameras_app, name="cameras")
+    status = CliRunner().invoke(cli, ["cameras", "status", "--camera", cam])
+    assert status.exit_code == 0 and f"{cam}: normal, scoring online" in status.output, status.output
+    assert f"level error {float(level['error']):+.4f} (log units from its normal)" in status.output, status.output
     scorer_metrics.forget_camera(cam)  # an evicted camera's gauges go with it
     assert REGISTRY.get_sample_value("vigil_scorer_camera_level", {"camera": cam, "map": "error"}) is None
     snap = redis_client.get(close.snapshot_key)
