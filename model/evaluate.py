@@ -154,6 +154,10 @@ def _runs(messages: dict[str, list[Any]], names: list[str], held: list[str], cal
     }
 
 
+CONTINUOUS_MODES = {"following_level": True, "level_fixed": False}
+"""The long-running replays of :func:`continuous`: whether the cameras follow the scene's level (as the service)."""
+
+
 def continuous(messages: dict[str, list[Any]], labels: dict[str, np.ndarray], interludes: list[str], cal: Calibration,
                cameras: int = DEMO_CAMERAS) -> dict[str, Any]:
     """The test clips as ``vigil demo --clips all`` plays them: dealt to ``cameras`` long-running cameras, back
@@ -165,7 +169,7 @@ def continuous(messages: dict[str, list[Any]], labels: dict[str, np.ndarray], in
     out: dict[str, Any] = {"what": "the demo's arrangement (vigil demo --clips all): each camera plays its clips back "
                                    "to back through one scoring state; a held-out normal clip between two",
                            "playlists": playlists}  # fmt: skip
-    for key, adapt in (("following_level", True), ("level_fixed", False)):
+    for key, adapt in CONTINUOUS_MODES.items():
         cams = replay_playlists(obs, playlists, cal, adapt=adapt)
         tests = {n: r for cam in cams for n, r in cam if n in labels}
         out[key] = {**frame_metrics(labels, tests), "events": event_metrics(labels, tests, FPS),
@@ -326,7 +330,7 @@ def record_evaluation(model_dir: str | os.PathLike, metrics: dict[str, Any], com
         "long_running_cameras": {
             k: {"auc": c["auc_all_frames"], "normal_clip_alerts": c["normal_clip_alerts"],
                 **{f: c["events"][f] for f in ("recall", "precision", "false_alerts", "median_delay_s")}}
-            for k, c in metrics.get("continuous", {}).items() if isinstance(c, dict) and "events" in c
+            for k, c in metrics.get("continuous", {}).items() if k in CONTINUOUS_MODES
         },
     }  # fmt: skip
     write_card(model_dir, card)

@@ -54,15 +54,16 @@ class DemoCamera:
     labels: list[int]
     segments: list[tuple[str, int, int]] = field(default_factory=list)
     """(test clip, first frame index, end frame index) in the playlist."""
-    entries: list[str] = field(default_factory=list)
-    """The playlist's clip names, in order (test clips and the normal clips before and between them)."""
+    @property
+    def entries(self) -> list[str]:
+        """The playlist's clip names, in order (test clips and the normal clips before and between them)."""
+        return [p.stem for p in self.playlist]
 
     def add(self, path: Path, labels: list[int]) -> None:
         """Append a clip to the playlist (a test clip when it lives in ``test/``)."""
         if path.parent.name == "test":
             self.segments.append((path.stem, len(self.labels), len(self.labels) + len(labels)))
         self.playlist.append(path)
-        self.entries.append(path.stem)
         self.labels += labels
 
 
@@ -288,7 +289,7 @@ def _clip_ranges(cam: DemoCamera, st: CameraStats) -> tuple[list[tuple[str, int,
     """
     starts = sorted(st.sessions.values())
     tests = {clip: (a, b) for clip, a, b in cam.segments}
-    entries = cam.entries or [p.stem for p in cam.playlist]
+    entries = cam.entries
     out = []
     for k, name in enumerate(entries[: len(starts)]):
         a, b = tests.get(name, (0, 0))

@@ -22,9 +22,12 @@ from typing import Any
 
 import typer
 
+from vigil.shared.scorer_params import ScoringParams
+
 GRID = (-1.5, -1.25, -1.0, -0.75, -0.5, -0.25, 0.0)
 """The registered margins (step 12), from the default up to the largest normal score itself."""
-DEFAULT = -1.5
+DEFAULT = ScoringParams.threshold_margin
+"""Kept when no margin passes: the scorer's default (step 5)."""
 MAX_DELAY_S = 1.0
 
 
@@ -61,7 +64,6 @@ def choose(rows: Mapping[float, Mapping[str, Any]], default: float = DEFAULT) ->
 
 def study(model: str, margins: Sequence[float], synthetic: str = "enter") -> dict[float, dict[str, Any]]:
     """The synthetic set's figures at each margin (:func:`vigil.tools.scoring_study.run`)."""
-    from vigil.shared.scorer_params import ScoringParams
     from vigil.tools.scoring_study import Variant, load, run
 
     obs, labels = load(model, synthetic)

@@ -46,7 +46,7 @@ def load(model: str, synthetic: str = "whole") -> tuple[dict[str, list[Observati
             if name.startswith("Test"):
                 continue  # never read here
             obs[name] = [replace(Observation.from_message(m), warmup=t < warmup) for t, m in enumerate(ms)]
-    lab_path = CACHE / labels_file(mid, synthetic).name
+    lab_path = labels_file(mid, synthetic, CACHE)
     labels = {}
     if lab_path.is_file():
         with np.load(lab_path) as z:

@@ -26,15 +26,15 @@ SETS = {"whole": "s", "enter": "e"}
 """The synthetic sets and the letter of their clips' names (``Train013_s0``, ``Train013_e0``)."""
 
 
-def labels_file(model_id: str, synthetic: str = "whole") -> Path:
-    """Where the labels of ``model_id``'s synthetic set ``synthetic`` (a key of ``SETS``) are kept.
+def labels_file(model_id: str, synthetic: str = "whole", cache: Path = CACHE) -> Path:
+    """Where the labels of ``model_id``'s synthetic set ``synthetic`` (a key of ``SETS``) are kept in ``cache``.
 
     Example:
         >>> labels_file("prednet-ped2").name, labels_file("prednet-ped2", "enter").name
         ('synthetic-labels-prednet-ped2.npz', 'synthetic-enter-labels-prednet-ped2.npz')
     """
     kind = "" if synthetic == "whole" else f"{synthetic}-"
-    return CACHE / f"synthetic-{kind}labels-{model_id}.npz"
+    return cache / f"synthetic-{kind}labels-{model_id}.npz"
 
 
 def synthetic_clips(root: Path, shape: tuple[int, int, int], rows: np.ndarray,

@@ -136,13 +136,12 @@ class ScorerCore:
                 if point is not None:
                     points.setdefault(msg.camera_id, []).append(point)
                 metrics.observe_camera(msg.camera_id, result.score, result.threshold, msg.capture_ns)
+        _observe_levels(touched, hashes)
         await self.flush(hashes, points)
         if self.kinds is not None:
             await self.kinds.store_features()
         for cam, st in touched.items():
             self.save(cam, st.dumps())
-            if st.core is not None:
-                metrics.observe_level(cam, st.core.gain)
         self._evict_idle(touched)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - t0)
         metrics.CAMERAS.set(len(self.states))
@@ -237,6 +236,17 @@ class ScorerCore:
         await self.dead_letter(letter, rec.key)
 
 
+def _observe_levels(touched: dict[str, ScorerState], hashes: dict[str, dict[str, Any]]) -> None:
+    """The level each camera of the batch follows (its core's gain per map), once per batch rather than per
+    frame: into its camera hash (``level``, which `vigil cameras status` prints) and its gauges."""
+    for cam, st in touched.items():
+        if st.core is None:
+            continue
+        metrics.observe_level(cam, st.core.gain)
+        if cam in hashes:
+            hashes[cam]["level"] = ",".join(f"{k}:{v:+.4f}" for k, v in sorted(st.core.gain.items()))
+
+
 def _hash_fields(st: ScorerState, msg: ScoreMessage, r: ScoreOutcome) -> dict[str, Any]:
     open_seq = st.core.events.open_start_seq if st.core is not None else None
     event = st.core.events.event if st.core is not None else None
@@ -251,6 +261,5 @@ def _hash_fields(st: ScorerState, msg: ScoreMessage, r: ScoreOutcome) -> dict[st
         "alert_id": "" if open_seq is None or event is None else Alert.make_id(st.camera_id, open_seq, event.start_ns),
         "model": f"{msg.model_id}:{msg.model_version}",
         "outbox": len(st.outbox),
-        "level": ",".join(f"{k}:{v:+.4f}" for k, v in sorted(st.core.gain.items())) if st.core is not None else "",
         "updated_ns": time.time_ns(),
     }
