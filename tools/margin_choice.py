@@ -1,16 +1,18 @@
-"""A model's calibration margin, chosen on its scene's synthetic set (docs/model.md, scoring steps 12 and 13).
+"""A model's calibration margin, chosen on its scene's synthetic sets (docs/model.md, scoring steps 12-14).
 
-For each margin of the grid, the synthetic set (calibration Train001-012, one painted object in each of
+For each margin of the grid, a synthetic set (calibration Train001-012, one painted object in each of
 Train013-016 x 5 seeds, plus the unpainted Train013-016; :mod:`vigil.tools.scoring_study_cache`) is replayed
-through the live core; the chosen margin is the largest that still meets the issue's targets on it: every
-painted clip alerted, no false alert, no alert on an unpainted clip, median delay at most 1.0 s. No Ped2 test
-clip is read. Step 13 applies the rule to the ``enter`` set (objects slide in across the frame's edge, the
-default here); step 12 applied it to the ``whole`` set (objects appear whole at the edge).
+through the live core; a margin passes a set when it still meets the issue's targets on it: every painted clip
+alerted, no false alert, no alert on an unpainted clip, median delay at most 1.0 s. No Ped2 test clip is read.
+Step 12 applied the rule to the ``whole`` set (objects appear whole at the edge), step 13 to the ``enter`` set
+(the same objects slide in across the edge); since step 14 the chosen margin is the largest that passes on all
+three sets, the third being ``walker`` (real people of the scene, cut out of Train001-012, at 2-3 times walking
+speed).
 
-Usage: ``python -m vigil.tools.margin_choice [--model prednet|ae] [--set enter|whole]``; prints a markdown table
-and the chosen margin, then the command that writes it into the model card (``vigil calibrate --model DIR
---margin M``). Needs the caches of ``python -m vigil.tools.scoring_study_cache MODEL_DIR --set SET`` (a few
-minutes, full UCSD Ped2).
+Usage: ``python -m vigil.tools.margin_choice [--model prednet|ae] [--set whole --set enter --set walker]``
+(all three by default); prints a markdown table per set and the chosen margin, then the command that writes it
+into the model card (``vigil calibrate --model DIR --margin M``). Needs the caches of ``python -m
+vigil.tools.scoring_study_cache MODEL_DIR --set SET`` (a few minutes each, full UCSD Ped2).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ GRID = (-1.5, -1.25, -1.0, -0.75, -0.5, -0.25, 0.0)
 DEFAULT = ScoringParams.threshold_margin
 """Kept when no margin passes: the scorer's default (step 5)."""
 MAX_DELAY_S = 1.0
+SETS_OF_RULE = ("whole", "enter", "walker")
+"""The sets a card's margin must pass since step 14 (each set was made harder than the one before)."""
 
 
 def passes(row: Mapping[str, Any], max_delay_s: float = MAX_DELAY_S) -> bool:
@@ -82,25 +86,45 @@ def table(rows: Mapping[float, Mapping[str, Any]], chosen: float) -> str:
     return "\n".join(lines)
 
 
+def choose_all(by_set: Mapping[str, Mapping[float, Mapping[str, Any]]], default: float = DEFAULT) -> float:
+    """The largest margin that passes on every set (step 14's rule); ``default`` when none does.
+
+    Example:
+        >>> ok = {"recall": "20/20", "false_alerts": 0, "normal_clip_alerts": 0, "median_delay_s": 0.5}
+        >>> slow = dict(ok, median_delay_s=1.2)
+        >>> choose_all({"enter": {-1.0: ok, 0.0: ok}, "walker": {-1.0: ok, 0.0: slow}})
+        -1.0
+    """
+    margins = set.intersection(*(set(rows) for rows in by_set.values())) if by_set else set()
+    good = [m for m in margins if all(passes(rows[m]) for rows in by_set.values())]
+    return max(good) if good else default
+
+
 def main(model: str = typer.Option("prednet", help="Committed model of the study: prednet or ae."),
-         synthetic: str = typer.Option("enter", "--set", help="Synthetic set: enter (step 13) or whole (step 12).")) -> None:
-    """Print the synthetic set's table for every margin of the registered grid and the margin the rule chooses."""
+         synthetic: list[str] = typer.Option(list(SETS_OF_RULE), "--set",
+                                             help="Synthetic sets the margin must pass, repeatable: whole (step 12), "
+                                                  "enter (step 13), walker (step 14); all three by default.")) -> None:
+    """Print each synthetic set's table for every margin of the registered grid and the margin the rule chooses:
+    the largest that passes on every set given."""
     from vigil.tools.scoring_study import MODELS
     from vigil.tools.scoring_study_cache import SETS
 
-    for name, value, allowed in (("--model", model, MODELS), ("--set", synthetic, SETS)):
-        if value not in allowed:
-            typer.echo(f"error: {name} must be one of {sorted(allowed)}. Received: {value}", err=True)
-            raise typer.Exit(2)
+    for name, values, allowed in (("--model", [model], MODELS), ("--set", synthetic, SETS)):
+        for value in values:
+            if value not in allowed:
+                typer.echo(f"error: {name} must be one of {sorted(allowed)}. Received: {value}", err=True)
+                raise typer.Exit(2)
     try:
-        rows = study(model, GRID, synthetic)
+        by_set = {name: study(model, GRID, name) for name in dict.fromkeys(synthetic)}
     except FileNotFoundError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    chosen = choose(rows)
-    typer.echo(table(rows, chosen))
+    chosen = choose_all(by_set)
+    for name, rows in by_set.items():
+        typer.echo(f"\n{name} set (the margin's own pass or fail on it):\n{table(rows, chosen)}")
     where = os.path.relpath(MODELS[model]) if MODELS[model].is_relative_to(Path.cwd()) else MODELS[model]
-    typer.echo(f"\nchosen margin: {chosen:g}; write it with `vigil calibrate --model {where} --margin {chosen:g}`")
+    typer.echo(f"\nchosen margin (largest that passes on {', '.join(by_set)}): {chosen:g}; write it with "
+               f"`vigil calibrate --model {where} --margin {chosen:g}`")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ MODELS = {"prednet": DEFAULT_MODEL_DIR, "ae": DEFAULT_MODEL_DIR.parent / "ped2-c
 def load(model: str, synthetic: str = "whole") -> tuple[dict[str, list[Observation]], dict[str, np.ndarray]]:
     """Observations of the calibration clips, the synthetic clips and the normal Train013-016 for the committed
     version of ``model`` only (its card's warm-up); the labels of the synthetic set ``synthetic`` (``whole``,
-    step 1, or ``enter``, step 13: :data:`vigil.tools.scoring_study_cache.SETS`)."""
+    step 1, ``enter``, step 13, or ``walker``, step 14: :data:`vigil.tools.scoring_study_cache.SETS`)."""
     from vigil.model.replay import MessageCache, model_warmup
 
     card = json.loads((MODELS[model] / CARD_FILE).read_text())

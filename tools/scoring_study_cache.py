@@ -3,16 +3,18 @@ test; the model is run over the test clips, their labels are not read) and the s
 
 The synthetic set (:mod:`vigil.model.synthetic`): one painted object in each of Train013-016, with ``SEEDS``
 seeds each, on the rows where people move in Train001-012 (mean motion map per row of those clips). Two sets
-(``SETS``): ``whole``, objects that appear whole at the frame's edge (scoring step 1), and ``enter``, the same
-objects sliding in across the edge (step 13, :func:`vigil.model.synthetic.inject` with ``enter=True``).
+(``SETS``): ``whole``, objects that appear whole at the frame's edge (scoring step 1); ``enter``, the same
+objects sliding in across the edge (step 13, :func:`vigil.model.synthetic.inject` with ``enter=True``); and
+``walker``, real people of the scene cut out of Train001-012 and sliding in at 2-3 times walking speed (step 14).
 
-Usage: ``python -m vigil.tools.scoring_study_cache MODEL_DIR [--set enter|whole]`` (``enter`` by default, as
+Usage: ``python -m vigil.tools.scoring_study_cache MODEL_DIR [--set enter|whole|walker]`` (``enter`` by default, as
 :mod:`vigil.tools.margin_choice`)
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,7 @@ SEEDS = range(5)
 SYN_CLIPS = ("Train013", "Train014", "Train015", "Train016")
 CALIB_CLIPS = tuple(f"Train{i:03d}" for i in range(1, 13))
 CACHE = Path(".state/replay")
-SETS = {"whole": "s", "enter": "e"}
+SETS = {"whole": "s", "enter": "e", "walker": "w"}
 """The synthetic sets and the letter of their clips' names (``Train013_s0``, ``Train013_e0``)."""
 
 
@@ -37,24 +39,60 @@ def labels_file(model_id: str, synthetic: str = "whole", cache: Path = CACHE) ->
     return cache / f"synthetic-{kind}labels-{model_id}.npz"
 
 
+SPEEDUP = (2.0, 3.0)
+"""The ``walker`` set's people move this many times (uniform) the calibration clips' walking speed (step 14)."""
+
+
 def synthetic_clips(root: Path, shape: tuple[int, int, int], rows: np.ndarray,
                     synthetic: str = "whole") -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """The painted clips and their labels: ``{Train013_s0: frames}``, ``{Train013_s0: (T,) int8}``; the same
-    objects, starts and paths in both sets, only the entry differs."""
+    """The painted clips and their labels: ``{Train013_s0: frames}``, ``{Train013_s0: (T,) int8}``. The same
+    clips and starts in every set; ``whole`` and ``enter`` paint the same objects on the same paths (only the
+    entry differs); ``walker`` paints a real person of Train001-012 (:func:`walker_painter`)."""
     from vigil.model.data import read_video
     from vigil.model.synthetic import inject
 
+    paint = walker_painter(root, shape) if synthetic == "walker" else None
     clips, labels = {}, {}
     for name in SYN_CLIPS:
         frames = read_video(root / "train" / f"{name}.mkv", *shape)
         for seed in SEEDS:
             rng = np.random.default_rng(1000 + seed)
             start = int(rng.integers(15, len(frames) // 2))
-            out, lab = inject(frames, seed=seed + 17 * int(name[-3:]), start=start, length=len(frames) - start,
-                              rows=rows, enter=synthetic == "enter")
-            key = f"{name}_{SETS[synthetic]}{seed}"
+            key, seed_, length = f"{name}_{SETS[synthetic]}{seed}", seed + 17 * int(name[-3:]), len(frames) - start
+            if paint is None:
+                out, lab = inject(frames, seed=seed_, start=start, length=length, rows=rows,
+                                  enter=synthetic == "enter")
+            else:
+                out, lab = paint(frames, seed_, start, length)
             clips[key], labels[key] = out, lab
     return clips, labels
+
+
+Painter = Callable[[np.ndarray, int, int, int], tuple[np.ndarray, np.ndarray]]
+"""``paint(frames, seed, start, length) -> (frames, labels)``."""
+
+
+def walker_painter(root: Path, shape: tuple[int, int, int]) -> Painter:
+    """The ``walker`` set's painter (docs/model.md, scoring step 14): ``paint(frames, seed, start, length)`` slides
+    one person cut out of Train001-012 (:func:`vigil.model.synthetic.cut_people`, chosen by ``seed``) in across
+    the left or right edge, on the person's own row, at ``SPEEDUP`` times those clips' walking speed
+    (:func:`vigil.model.synthetic.walking_speed`): a jogger, a skater or a slow cyclist where people walk."""
+    from vigil.model.data import read_video
+    from vigil.model.synthetic import cut_people, inject_person, walking_speed
+
+    calib = [read_video(root / "train" / f"{n}.mkv", *shape) for n in CALIB_CLIPS]
+    people = [p for frames in calib for p in cut_people(frames)]
+    walk = walking_speed(calib)
+    logging.getLogger(__name__).info("walker set: %d people cut out of %d clips, walking speed %.3f px/frame",
+                                     len(people), len(calib), walk)
+
+    def paint(frames: np.ndarray, seed: int, start: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        person = people[int(rng.integers(len(people)))]
+        speed = float(rng.uniform(*SPEEDUP)) * walk
+        return inject_person(frames, person, seed=seed, start=start, length=length, speed=speed)
+
+    return paint
 
 
 def row_weights(messages: dict[str, list], height: int) -> np.ndarray:
@@ -66,8 +104,8 @@ def row_weights(messages: dict[str, list], height: int) -> np.ndarray:
 
 
 def main(model_dir: str = typer.Argument(..., help="Model directory (its card names the version cached)."),
-         synthetic: str = typer.Option("enter", "--set", help="Synthetic set: enter (step 13, what margin_choice reads "
-                                       "by default) or whole (step 1).")) -> None:
+         synthetic: str = typer.Option("enter", "--set", help="Synthetic set: enter (step 13), whole (step 1) or "
+                                       "walker (step 14); margin_choice reads all three.")) -> None:
     """Cache Ped2 and the synthetic set ``--set`` for ``model_dir``."""
     from vigil.model.data import ped2_dir
     from vigil.model.replay import clip_messages, ped2_messages
