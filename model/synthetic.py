@@ -144,7 +144,8 @@ def _foreground(grey: np.ndarray, background: np.ndarray, threshold: int) -> np.
     import cv2
 
     fg = (np.abs(grey - background) > threshold).astype(np.uint8)
-    fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
+    square = np.ones((2, 2), np.uint8)  # an even kernel: erode and dilate with opposite anchors, or it shifts 1 px
+    fg = cv2.dilate(cv2.erode(fg, square, anchor=(0, 0)), square, anchor=(1, 1))
     return cv2.morphologyEx(fg, cv2.MORPH_CLOSE, np.ones((5, 3), np.uint8))
 
 
