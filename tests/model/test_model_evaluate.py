@@ -138,9 +138,9 @@ def test_calibrate_a_camera_from_a_folder_of_its_footage(ped2_root, tmp_path):
 
 
 def test_the_committed_card_records_the_margin_its_threshold_was_written_with():
-    """docs/model.md steps 12-14: the Ped2 card's threshold is its largest normal score less 1.5 (margin -1.5, the
-    rule's fallback: no margin passes the walker set), and `vigil calibrate` without --margin keeps that margin;
-    a corrupt recorded margin is refused by name."""
+    """docs/model.md steps 12-15: the Ped2 card's threshold is its largest normal score (margin 0, chosen with the
+    event rule on the three synthetic sets), and `vigil calibrate` without --margin keeps that margin; a corrupt
+    recorded margin is refused by name."""
     from pydantic import ValidationError
 
     from vigil.model.calibrate import card_margin
@@ -148,7 +148,7 @@ def test_the_committed_card_records_the_margin_its_threshold_was_written_with():
 
     card = json.loads((DEFAULT_MODEL_DIR / "model_card.json").read_text())
     loc = card["calibration"]["locations"]
-    assert card_margin(card) == loc["threshold_margin"] == -1.5
+    assert card_margin(card) == loc["threshold_margin"] == 0.0
     assert loc["threshold"] == pytest.approx(loc["normal_max"] + loc["threshold_margin"], abs=1e-3)
     assert card_margin({"calibration": {"locations": {}}}) == -1.5  # a card written before margins were recorded
     loc["threshold_margin"] = float("nan")
