@@ -222,3 +222,23 @@ def test_walkers_are_real_people_cut_out_and_sliding_in_on_their_own_row():
     assert first.sum() == 1 and (first[0] or first[-1])  # one column, at an edge
     painted = out[14] != clip[14]
     assert 0 < painted.sum() <= 80 < 96  # masked: the person's 80 pixels, not the box's 96
+
+
+def test_the_scorer_defaults_are_step_15s_choice_and_lag_choice_names_a_missing_cache(tmp_path, monkeypatch):
+    """docs/model.md step 15: the event rule and smoothing chosen on the synthetic sets are the scorer's defaults;
+    the tool that chose them says which cache to build when one is missing."""
+    import vigil.tools.scoring_study as study
+    from vigil.shared.scorer_params import EventParams, ScoringParams
+    from vigil.tools.lag_choice import CANDIDATES, main
+
+    chosen = next(c for c in CANDIDATES if c.smooth == 5 and c.rule == "D")
+    ev = EventParams()
+    assert (ev.k, ev.n, ev.min_duration_s, ScoringParams().smooth) == (chosen.k, chosen.n, chosen.min_duration_s, 5)
+    monkeypatch.setattr(study, "CACHE", tmp_path)
+    import typer
+    from typer.testing import CliRunner
+
+    app = typer.Typer()
+    app.command()(main)
+    out = CliRunner().invoke(app, [])
+    assert out.exit_code == 1 and "scoring_study_cache" in out.output, out.output
