@@ -5,7 +5,9 @@ parameters, so that no choice is made on a benchmark's test labels.
 people walk (a bike, a cart, a runner), into the frames of a normal clip, and returns the frames with
 a per-frame label. Deterministic for a given seed. With ``enter=True`` the same object (same seed, same
 path) instead slides in across the frame's edge, one column visible on its first painted frame, as real
-objects enter a camera's view (docs/model.md, scoring step 13).
+objects enter a camera's view (docs/model.md, scoring step 13). :func:`cut_people` and :func:`inject_person`
+make the hardest set: real people of the scene, cut out of its normal footage by background subtraction and
+slid in at a skater's speed (:func:`walking_speed` measures the scene's own; step 14).
 
 Example:
     >>> frames = np.full((30, 48, 64, 1), 128, np.uint8)

@@ -87,15 +87,16 @@ class EventParams:
     """Event rules (k, n, m in frames; durations in seconds of capture time); the one definition of their defaults.
 
     The defaults open an alert at the first frame whose score (already a 5-frame mean) is above the threshold
-    (1 of 1, announced at once; docs/model.md scoring step 15, chosen on the scene's synthetic sets; it was 3 of
-    6 announced after 0.2 s, step 6).
+    (k 1 of n 6, announced at once: docs/model.md scoring step 15's rule "1 of 1", chosen on the scene's
+    synthetic sets; n stays 6 so that a camera's own ``k`` of up to 6 still validates, and 1 of 6 opens on the
+    same frame as 1 of 1; it was 3 of 6 announced after 0.2 s, step 6).
 
     Bounds and descriptions are on the fields for pydantic (``VIGIL_SCORER_EVENTS__<FIELD>``, a camera's
     ``scorer:`` in the cameras file); constructed directly, only :meth:`__post_init__` checks them.
     """
 
     k: Annotated[int, Field(ge=1, le=1000, description="Open after k of the last n frames are above")] = 1
-    n: Annotated[int, Field(ge=1, le=1000, description="Window of the k-of-n rule")] = 1
+    n: Annotated[int, Field(ge=1, le=1000, description="Window of the k-of-n rule")] = 6
     m: Annotated[int, Field(ge=1, le=10_000, description="Close after m frames in a row below")] = 20
     min_duration_s: Annotated[float, Field(ge=0, le=3600, description="Events shorter than this are not announced")] = 0.0
     cooldown_s: Annotated[float, Field(ge=0, le=86_400, description="No new event this soon after a close")] = 10.0

@@ -16,8 +16,8 @@ Example:
     >>> s = ScorerSettings(scoring=ScoringParams(grace_frames=100), cameras={"file": cameras})
     >>> s.camera_params("cam-7").scoring.grace_frames, s.camera_params("cam-7").events.k
     (50, 3)
-    >>> s.camera_params("cam-1").scoring.grace_frames, s.camera_params("cam-1").events.k
-    (100, 3)
+    >>> s.camera_params("cam-1").scoring.grace_frames, s.camera_params("cam-1").events.k  # the default k
+    (100, 1)
 """
 
 from __future__ import annotations

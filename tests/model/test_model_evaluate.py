@@ -233,7 +233,8 @@ def test_the_scorer_defaults_are_step_15s_choice_and_lag_choice_names_a_missing_
 
     chosen = next(c for c in CANDIDATES if c.smooth == 5 and c.rule == "D")
     ev = EventParams()
-    assert (ev.k, ev.n, ev.min_duration_s, ScoringParams().smooth) == (chosen.k, chosen.n, chosen.min_duration_s, 5)
+    assert (ev.k, ev.min_duration_s, ScoringParams().smooth) == (chosen.k, chosen.min_duration_s, 5)
+    assert ev.n == 6  # 1 of 6 opens on the same frame as 1 of 1, and a camera's own k of up to 6 still validates
     monkeypatch.setattr(study, "CACHE", tmp_path)
     import typer
     from typer.testing import CliRunner
