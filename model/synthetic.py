@@ -77,27 +77,28 @@ def inject(frames: np.ndarray, seed: int, start: int, length: int,
         x0 -= direction * (obj.width - 1)
     slope = rng.uniform(-0.3, 0.3)
     mask = np.ones(texture.shape[:2], bool)
-    label = _paint(out, texture, mask, (x0, y0), (direction * obj.speed, slope * obj.speed), range(start, start + length),
+    label = _paint(out, texture, mask, (x0, y0), (direction * obj.speed, slope * obj.speed), (start, start + length),
                    enter)
     return out, label
 
 
 def _paint(out: np.ndarray, texture: np.ndarray, mask: np.ndarray, origin: tuple[float, float],
-           step: tuple[float, float], frames: range, enter: bool) -> np.ndarray:
-    """Paint ``texture`` where ``mask`` into ``out`` (in place) along a straight path, from ``origin`` (x, y of the
-    top-left corner) by ``step`` pixels per frame; stop when it leaves the frame (partly visible pixels are
-    painted when ``enter``). Returns the ``(T,)`` int8 label: 1 where any masked pixel was painted."""
+           step: tuple[float, float], frames: tuple[int, int], enter: bool) -> np.ndarray:
+    """Paint ``texture`` where ``mask`` into ``out`` (in place) along a straight path over ``frames`` (first, end
+    exclusive), from ``origin`` (x, y of the top-left corner) by ``step`` pixels per frame; stop when it leaves
+    the frame (partly visible pixels are painted when ``enter``; a mask's empty columns count as outside).
+    Returns the ``(T,)`` int8 label: 1 where any masked pixel was painted."""
     t_total, h, w = out.shape[:3]
     th, tw = mask.shape
     label = np.zeros(t_total, np.int8)
-    for i, t in enumerate(range(frames.start, min(frames.stop, t_total))):
+    for i, t in enumerate(range(frames[0], min(frames[1], t_total))):
         x, y = int(round(origin[0] + step[0] * i)), int(round(origin[1] + step[1] * i))
         lo, hi = (max(0, -x), min(tw, w - x)) if enter else (0, tw if 0 <= x <= w - tw else 0)
         if lo >= hi or not 0 <= y <= h - th:
             break
         seen = mask[:, lo:hi]
-        if enter and not seen.any() and i > 0:
-            break
+        if enter and not seen.any() and label[frames[0]:t].any():
+            break  # it has left
         region = out[t, y:y + th, x + lo:x + hi]
         region[seen] = texture[:, lo:hi][seen]
         label[t] = int(seen.any())
@@ -153,7 +154,8 @@ def _foreground(grey: np.ndarray, background: np.ndarray, threshold: int) -> np.
 
 def walking_speed(clips: list[np.ndarray], every: int = 3, threshold: int = 18) -> float:
     """How fast people move in normal clips, in pixels per frame: the median optical-flow magnitude (Farneback)
-    over the foreground pixels (as :func:`cut_people` finds them) of every ``every``-th frame of each clip."""
+    over the foreground pixels (:func:`cut_people`'s foreground, before its size and shape filters) of every
+    ``every``-th frame of each clip."""
     import cv2
 
     speeds = []
@@ -188,5 +190,5 @@ def inject_person(frames: np.ndarray, sprite: Sprite, seed: int, start: int, len
     tw = sprite.mask.shape[1]
     x0, direction = (float(1 - tw), 1.0) if rng.random() < 0.5 else (float(width - 1), -1.0)
     label = _paint(out, sprite.pixels, sprite.mask, (x0, float(sprite.row)), (direction * speed, 0.0),
-                   range(start, start + length), enter=True)
+                   (start, start + length), enter=True)
     return out, label

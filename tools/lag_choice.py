@@ -4,7 +4,8 @@
 Every (``smooth``, event rule, margin) of the registered grid is replayed through the live core on the
 ``whole``, ``enter`` and ``walker`` sets (:mod:`vigil.tools.scoring_study_cache`); it passes when it meets step
 12's criteria on all three (:func:`vigil.tools.margin_choice.passes`). Of those that pass, the largest margin is
-chosen, ties going to the configuration nearest today's (``CANDIDATES`` is in that order). No Ped2 test clip is
+chosen, ties going to the configuration nearest the defaults when the step was registered (smooth 5, rule A:
+3 of 6, 0.2 s; ``CANDIDATES`` is in that order). Step 15 chose rule D, now the default (k 1 of n 6). No Ped2 test clip is
 read. A ``smooth`` other than today's must also keep step 11's bar on the daily-swing simulator, which this tool
 does not run; it prints the command.
 
@@ -40,9 +41,9 @@ class Candidate:
 
 
 RULES = (("A", 3, 6, 0.2), ("B", 2, 4, 0.1), ("C", 2, 3, 0.1), ("D", 1, 1, 0.0))
-"""The registered event rules (A is today's)."""
+"""The registered event rules (A was the default when step 15 was registered; D, its choice, is the default now)."""
 CANDIDATES = tuple(Candidate(s, *r) for s in (5, 4, 3) for r in RULES)
-"""In the registered order of preference: nearest today's first (``smooth`` first, then the rule)."""
+"""In the registered order of preference: nearest the registration's defaults first (``smooth``, then the rule)."""
 
 
 def figures(candidate: Candidate, margin: float, obs: Mapping[str, Any], labels: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,14 +1,14 @@
 """Build the score-message caches the scoring study needs (helper H3's study, #13): every Ped2 clip (train and
 test; the model is run over the test clips, their labels are not read) and the synthetic set, for one model.
 
-The synthetic set (:mod:`vigil.model.synthetic`): one painted object in each of Train013-016, with ``SEEDS``
-seeds each, on the rows where people move in Train001-012 (mean motion map per row of those clips). Two sets
-(``SETS``): ``whole``, objects that appear whole at the frame's edge (scoring step 1); ``enter``, the same
+The synthetic sets (:mod:`vigil.model.synthetic`): one painted object in each of Train013-016, with ``SEEDS``
+seeds each; the painted rectangles start on the rows where people move in Train001-012 (mean motion map per
+row of those clips), the walkers on their own source rows. Three sets (``SETS``): ``whole``, objects that appear whole at the frame's edge (scoring step 1); ``enter``, the same
 objects sliding in across the edge (step 13, :func:`vigil.model.synthetic.inject` with ``enter=True``); and
 ``walker``, real people of the scene cut out of Train001-012 and sliding in at 2-3 times walking speed (step 14).
 
-Usage: ``python -m vigil.tools.scoring_study_cache MODEL_DIR [--set enter|whole|walker]`` (``enter`` by default, as
-:mod:`vigil.tools.margin_choice`)
+Usage: ``python -m vigil.tools.scoring_study_cache MODEL_DIR [--set enter|whole|walker]`` (``enter`` by default;
+:mod:`vigil.tools.margin_choice` and :mod:`vigil.tools.lag_choice` read all three)
 """
 
 from __future__ import annotations
@@ -83,6 +83,10 @@ def walker_painter(root: Path, shape: tuple[int, int, int]) -> Painter:
     calib = [read_video(root / "train" / f"{n}.mkv", *shape) for n in CALIB_CLIPS]
     people = [p for frames in calib for p in cut_people(frames)]
     walk = walking_speed(calib)
+    if not people or walk <= 0:
+        raise ValueError(f"No people or no motion found in {', '.join(CALIB_CLIPS)} under {root / 'train'} "
+                         f"({len(people)} people, walking speed {walk:.3f} px/frame): the walker set needs Ped2's "
+                         "normal training clips (`vigil data ped2`).")
     logging.getLogger(__name__).info("walker set: %d people cut out of %d clips, walking speed %.3f px/frame",
                                      len(people), len(calib), walk)
 

@@ -221,7 +221,7 @@ def test_walkers_are_real_people_cut_out_and_sliding_in_on_their_own_row():
     first = (out[5] != clip[5]).any(axis=(0, 2))
     assert first.sum() == 1 and (first[0] or first[-1])  # one column, at an edge
     painted = out[14] != clip[14]
-    assert 0 < painted.sum() <= 80 < 96  # masked: the person's 80 pixels, not the box's 96
+    assert 0 < painted.sum() <= 80  # masked: the person's 80 pixels, not the box's 96
 
 
 def test_the_scorer_defaults_are_step_15s_choice_and_lag_choice_names_a_missing_cache(tmp_path, monkeypatch):
@@ -243,3 +243,18 @@ def test_the_scorer_defaults_are_step_15s_choice_and_lag_choice_names_a_missing_
     app.command()(main)
     out = CliRunner().invoke(app, [])
     assert out.exit_code == 1 and "scoring_study_cache" in out.output, out.output
+
+
+def test_a_sprite_with_empty_edge_columns_is_still_painted_and_labelled():
+    """A mask whose outer columns are empty (a loose box) enters, is labelled from its first visible pixel and
+    leaves when nothing of it is left in view."""
+    from vigil.model.synthetic import Sprite, inject_person
+
+    mask = np.zeros((8, 6), bool)
+    mask[:, 2:4] = True
+    person = Sprite(np.zeros((8, 6, 1), np.uint8), mask, row=10)
+    frames = np.full((40, 32, 24, 1), 200, np.uint8)
+    out, label = inject_person(frames, person, seed=0, start=5, length=35, speed=1.0)
+    visible = (out != frames).any(axis=(1, 2, 3))
+    assert visible.any() and (label.astype(bool) == visible).all()
+    assert label[5:].sum() >= 20  # it crosses the 24-pixel-wide frame
