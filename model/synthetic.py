@@ -91,17 +91,19 @@ def _paint(out: np.ndarray, texture: np.ndarray, mask: np.ndarray, origin: tuple
     t_total, h, w = out.shape[:3]
     th, tw = mask.shape
     label = np.zeros(t_total, np.int8)
+    shown = False
     for i, t in enumerate(range(frames[0], min(frames[1], t_total))):
         x, y = int(round(origin[0] + step[0] * i)), int(round(origin[1] + step[1] * i))
         lo, hi = (max(0, -x), min(tw, w - x)) if enter else (0, tw if 0 <= x <= w - tw else 0)
         if lo >= hi or not 0 <= y <= h - th:
             break
         seen = mask[:, lo:hi]
-        if enter and not seen.any() and label[frames[0]:t].any():
+        visible = bool(seen.any())
+        if enter and not visible and shown:
             break  # it has left
         region = out[t, y:y + th, x + lo:x + hi]
         region[seen] = texture[:, lo:hi][seen]
-        label[t] = int(seen.any())
+        label[t], shown = visible, shown or visible
     return label
 
 

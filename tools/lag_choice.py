@@ -22,7 +22,7 @@ from typing import Any
 import typer
 
 from vigil.shared.scorer_params import EventParams, ScoringParams
-from vigil.tools.margin_choice import GRID, SETS_OF_RULE, passes
+from vigil.tools.margin_choice import GRID, SETS_OF_RULE, figures, passing_margins
 
 
 @dataclass(frozen=True)
@@ -46,25 +46,15 @@ CANDIDATES = tuple(Candidate(s, *r) for s in (5, 4, 3) for r in RULES)
 """In the registered order of preference: nearest the registration's defaults first (``smooth``, then the rule)."""
 
 
-def figures(candidate: Candidate, margin: float, obs: Mapping[str, Any], labels: Mapping[str, Any]) -> dict[str, Any]:
-    """One set's figures for one configuration (:func:`vigil.tools.scoring_study.run`)."""
-    from vigil.tools.scoring_study import Variant, run
-
-    params = ScoringParams(smooth=candidate.smooth, threshold_margin=margin)
-    events = EventParams(k=candidate.k, n=candidate.n, min_duration_s=candidate.min_duration_s)
-    return run(Variant(params=params, events=events), dict(obs), dict(labels))
-
-
-def best_margin(rows: Mapping[float, Mapping[str, Mapping[str, Any]]]) -> float | None:
-    """The largest margin whose rows pass on every set, or None.
+def best_margin(by_set: Mapping[str, Mapping[float, Mapping[str, Any]]]) -> float | None:
+    """The largest margin that passes on every set (:func:`vigil.tools.margin_choice.passing_margins`), or None.
 
     Example:
         >>> ok = {"recall": "20/20", "false_alerts": 0, "normal_clip_alerts": 0, "median_delay_s": 0.9}
-        >>> best_margin({-1.0: {"a": ok, "b": ok}, 0.0: {"a": ok, "b": dict(ok, median_delay_s=1.1)}})
+        >>> best_margin({"a": {-1.0: ok, 0.0: ok}, "b": {-1.0: ok, 0.0: dict(ok, median_delay_s=1.1)}})
         -1.0
     """
-    good = [m for m, by_set in rows.items() if all(passes(r) for r in by_set.values())]
-    return max(good) if good else None
+    return max(passing_margins(by_set), default=None)
 
 
 def choose(results: Mapping[Candidate, float | None], order: Sequence[Candidate] = CANDIDATES) -> Candidate | None:
@@ -80,26 +70,27 @@ def choose(results: Mapping[Candidate, float | None], order: Sequence[Candidate]
 
 
 def study(model: str) -> tuple[dict[Candidate, float | None], dict[Candidate, dict[float, dict[str, Any]]]]:
-    """Every candidate's best margin, and its rows (margin -> set -> figures)."""
+    """Every candidate's best margin, and its rows (set -> margin -> figures)."""
     from vigil.tools.scoring_study import load
 
     data = {name: load(model, name) for name in SETS_OF_RULE}
     best, rows = {}, {}
     for cand in CANDIDATES:
-        rows[cand] = {m: {name: figures(cand, m, *data[name]) for name in SETS_OF_RULE} for m in GRID}
+        events = EventParams(k=cand.k, n=cand.n, min_duration_s=cand.min_duration_s)
+        rows[cand] = {name: {m: figures(*data[name], m, cand.smooth, events) for m in GRID} for name in SETS_OF_RULE}
         best[cand] = best_margin(rows[cand])
         typer.echo(f"{cand.name()}: best margin {best[cand]}", err=True)
     return best, rows
 
 
-def table(best: Mapping[Candidate, float | None], rows: Mapping[Candidate, Mapping[float, Mapping[str, Any]]],
+def table(best: Mapping[Candidate, float | None], rows: Mapping[Candidate, Mapping[str, Mapping[float, Any]]],
           chosen: Candidate | None) -> str:
     """Markdown: each candidate's largest passing margin and its walker-set figures there (or at -1.5)."""
     lines = ["| smooth, event rule | largest margin passing all three sets | walker set there: alerted, false, "
              "on unpainted clips, median delay | median delay whole / enter there |", "|---|---|---|---|"]
     for cand in CANDIDATES:
         m = best[cand]
-        at = rows[cand][GRID[0] if m is None else m]
+        at = {name: by_margin[GRID[0] if m is None else m] for name, by_margin in rows[cand].items()}
         w = at["walker"]
         name = f"**{cand.name()}**" if cand == chosen else cand.name()
         where = "none" if m is None else f"{m:g}"

@@ -12,7 +12,8 @@ speed).
 Usage: ``python -m vigil.tools.margin_choice [--model prednet|ae] [--set whole --set enter --set walker]``
 (all three by default); prints a markdown table per set and the chosen margin, then the command that writes it
 into the model card (``vigil calibrate --model DIR --margin M``). Needs the caches of ``python -m
-vigil.tools.scoring_study_cache MODEL_DIR --set SET`` (a few minutes each, full UCSD Ped2).
+vigil.tools.scoring_study_cache MODEL_DIR --set SET`` (a few minutes each, full UCSD Ped2). The replay uses the
+scorer's current event rule (step 15's since 2026-12-03; steps 12-14 were decided with the rule before it, 3 of 6).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import typer
 
-from vigil.shared.scorer_params import ScoringParams
+from vigil.shared.scorer_params import EventParams, ScoringParams
 
 GRID = (-1.5, -1.25, -1.0, -0.75, -0.5, -0.25, 0.0)
 """The registered margins (step 12), from the default up to the largest normal score itself."""
@@ -66,12 +67,22 @@ def choose(rows: Mapping[float, Mapping[str, Any]], default: float = DEFAULT) ->
     return max(good) if good else default
 
 
+def figures(obs: Mapping[str, Any], labels: Mapping[str, Any], margin: float, smooth: int | None = None,
+            events: EventParams | None = None) -> dict[str, Any]:
+    """One synthetic set's figures at ``margin`` (and, for step 15, a smoothing window and an event rule other
+    than the defaults), through the live core (:func:`vigil.tools.scoring_study.run`)."""
+    from vigil.tools.scoring_study import Variant, run
+
+    params = ScoringParams(threshold_margin=margin, **({} if smooth is None else {"smooth": smooth}))
+    return run(Variant(params=params, events=events or EventParams()), dict(obs), dict(labels))
+
+
 def study(model: str, margins: Sequence[float], synthetic: str = "enter") -> dict[float, dict[str, Any]]:
-    """The synthetic set's figures at each margin (:func:`vigil.tools.scoring_study.run`)."""
-    from vigil.tools.scoring_study import Variant, load, run
+    """The synthetic set's figures at each margin."""
+    from vigil.tools.scoring_study import load
 
     obs, labels = load(model, synthetic)
-    return {m: run(Variant(params=ScoringParams(threshold_margin=m), source=model), obs, labels) for m in margins}
+    return {m: figures(obs, labels, m) for m in margins}
 
 
 def table(rows: Mapping[float, Mapping[str, Any]], chosen: float) -> str:
@@ -95,9 +106,14 @@ def choose_all(by_set: Mapping[str, Mapping[float, Mapping[str, Any]]], default:
         >>> choose_all({"enter": {-1.0: ok, 0.0: ok}, "walker": {-1.0: ok, 0.0: slow}})
         -1.0
     """
-    margins = set.intersection(*(set(rows) for rows in by_set.values())) if by_set else set()
-    good = [m for m in margins if all(passes(rows[m]) for rows in by_set.values())]
+    good = passing_margins(by_set)
     return max(good) if good else default
+
+
+def passing_margins(by_set: Mapping[str, Mapping[float, Mapping[str, Any]]]) -> list[float]:
+    """The margins that every set has and that pass (:func:`passes`) on each."""
+    margins = set.intersection(*(set(rows) for rows in by_set.values())) if by_set else set()
+    return [m for m in margins if all(passes(rows[m]) for rows in by_set.values())]
 
 
 def main(model: str = typer.Option("prednet", help="Committed model of the study: prednet or ae."),
